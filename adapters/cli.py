@@ -1,0 +1,121 @@
+"""The command-line adapter: one turn of a local thread, and views of what is stored."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import mimetypes
+import re
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TextIO
+
+from bot.model import Attachment, Author, IncomingMessage, Reply, ThreadKey
+from bot.options import OptionInput
+from bot.runtime import Core
+
+
+def thread_key(name: str) -> ThreadKey:
+    return ThreadKey(platform="cli", workspace="", channel="", thread=name)
+
+
+def _file_attachment(path: Path) -> Attachment:
+    async def fetch() -> bytes:
+        return await asyncio.to_thread(path.read_bytes)
+
+    size = path.stat().st_size if path.exists() else None
+    return Attachment(name=path.name, mime_type=mimetypes.guess_type(path.name)[0] or "",
+                      fetch=fetch, size=size)
+
+
+async def chat(core: Core, *, thread: str, prompt: str, image_paths: Sequence[str],
+               options: OptionInput, out_dir: str, out: TextIO = sys.stdout) -> Reply:
+    """Runs one turn and prints the text, the saved image paths, sources and usage.
+
+    Raises:
+        ImagebotError: on any failure (the caller prints it as one line and exits 1).
+        FileNotFoundError: for a missing ``--image`` path.
+    """
+    paths = [Path(p) for p in image_paths]
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"no such image file: {path}")
+    message = IncomingMessage(
+        author=Author(id=f"cli:{getpass.getuser()}", name=getpass.getuser()),
+        text=prompt, attachments=tuple(_file_attachment(p) for p in paths), options=options)
+    reply = await core.service.handle(thread_key(thread), message)
+    saved = save_images(reply, Path(out_dir), thread)
+    print_reply(reply, saved, out)
+    return reply
+
+
+def save_images(reply: Reply, out_dir: Path, thread: str) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", thread).strip("-") or "thread"
+    saved = []
+    for n, image in enumerate(reply.images, start=1):
+        path = out_dir / f"{stem}-{reply.turn_id[:8]}-{n}.{image.extension}"
+        path.write_bytes(image.data)
+        saved.append(path)
+    return saved
+
+
+def print_reply(reply: Reply, saved: list[Path], out: TextIO) -> None:
+    for notice in reply.notices:
+        print(f"note: {notice}", file=out)
+    paths = iter(saved)
+    for part in reply.parts:
+        if part.kind == "text":
+            print(part.text.strip(), file=out)
+        elif part.image is not None:
+            path = next(paths)
+            print(f"image: {path} ({part.image.width}×{part.image.height}, "
+                  f"{part.image.mime_type})", file=out)
+    for source in reply.sources:
+        print(f"source: {source.title} <{source.url}>", file=out)
+    for query in reply.search_queries:
+        print(f"searched: {query}", file=out)
+    u = reply.usage
+    print(f"settings: {reply.options.summary() if reply.options else reply.model}", file=out)
+    print(f"usage: {u.prompt_tokens} prompt + {u.output_tokens} output + {u.thought_tokens} "
+          f"thinking = {u.total_tokens} tokens · {reply.elapsed:.1f}s · {reply.model}", file=out)
+
+
+async def list_threads(core: Core, out: TextIO = sys.stdout) -> None:
+    threads = await core.store.list_threads()
+    if not threads:
+        print("no threads yet", file=out)
+    for t in threads:
+        when = datetime.fromtimestamp(t.updated_at).strftime("%Y-%m-%d %H:%M")
+        name = t.key.thread if t.key.platform == "cli" else str(t.key)
+        settings = " ".join(f"{k}={v}" for k, v in sorted(t.settings.items()))
+        print(f"{name}\t{t.turns} turns\t{when}\t{settings}\t{t.title}", file=out)
+
+
+async def show_history(core: Core, thread: str, out: TextIO = sys.stdout) -> bool:
+    key = thread_key(thread)
+    if not await core.store.thread_exists(key):
+        return False
+    turns = await core.store.list_turns(key)
+    settings = (await core.store.settings(key)).given()
+    print(f"thread {thread}: {len(turns)} turns; settings {settings or 'defaults'}", file=out)
+    for n, turn in enumerate(turns, start=1):
+        when = datetime.fromtimestamp(turn.created_at).strftime("%Y-%m-%d %H:%M:%S")
+        print(f"[{n}] {when} {turn.author_name}: {turn.prompt}", file=out)
+        for ref in turn.refs:
+            print(f"    reference: {ref.name} ({ref.mime_type})", file=out)
+        reply = turn.reply
+        for text in reply.get("texts", []):
+            print(f"    model: {text.strip()}", file=out)
+        for image in reply.get("images", []):
+            print(f"    image: {image['width']}×{image['height']} {image['mime_type']} "
+                  f"sha256:{image['sha256'][:12]}", file=out)
+        for source in reply.get("sources", []):
+            print(f"    source: {source['title']} <{source['url']}>", file=out)
+        usage = reply.get("usage", {})
+        print(f"    {reply.get('model')} · {usage.get('total_tokens', 0)} tokens · "
+              f"{reply.get('elapsed', 0):.1f}s" + (" · offline" if reply.get("offline") else ""),
+              file=out)
+    return True

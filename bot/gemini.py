@@ -1,0 +1,280 @@
+"""The Gemini side of a turn: build the request, call the real google-genai client, and map
+the answer (or the failure) into neutral values and user-facing errors.
+
+The thread's history is owned by the caller (SQLite); this module keeps none, so a
+restored thread and an uninterrupted one send identical requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import aiohttp
+from google import genai
+from google.genai import errors, types
+
+from bot.config import Settings
+from bot.errors import GenerationError, ImagebotError, ServiceError
+from bot.model import Source, Usage
+from bot.options import Options
+
+logger = logging.getLogger(__name__)
+
+RETRY_STATUS_CODES = [408, 429, 500, 502, 503, 504]
+
+_FINISH_MESSAGES = {
+    "SAFETY": "Gemini stopped this answer for safety reasons. Rephrase the request and try again.",
+    "IMAGE_SAFETY": "Gemini generated an image but withheld it under its image-safety policy. "
+                    "Try a different wording or subject.",
+    "PROHIBITED_CONTENT": "Gemini refused this request as prohibited content. "
+                          "It cannot be generated; change the request.",
+    "IMAGE_PROHIBITED_CONTENT": "Gemini withheld the image as prohibited content. "
+                                "Change the subject of the image.",
+    "RECITATION": "Gemini stopped because the answer was too close to existing material "
+                  "(recitation). Ask for something more original.",
+    "IMAGE_RECITATION": "Gemini withheld the image because it was too close to an existing "
+                        "image (recitation). Ask for a more original composition.",
+    "NO_IMAGE": "Gemini answered without producing an image. Say explicitly what image you want, "
+                "or try again.",
+    "IMAGE_OTHER": "Gemini could not produce the image this time (IMAGE_OTHER). "
+                   "Try again, or simplify the request.",
+    "BLOCKLIST": "Gemini stopped because the request contains blocked terms. Rephrase it.",
+    "SPII": "Gemini stopped because the answer would contain sensitive personal information.",
+    "MALFORMED_FUNCTION_CALL": "Gemini produced a malformed answer. Try again.",
+    "MISSING_THOUGHT_SIGNATURE": "Gemini refused the thread history (a thought signature was "
+                                 "missing). Start a new thread.",
+    "MAX_TOKENS": "Gemini ran out of output tokens before finishing. Ask for less at once.",
+    "OTHER": "Gemini stopped for an unspecified reason. Try again.",
+}
+_BLOCK_MESSAGES = {
+    "SAFETY": "Gemini blocked the prompt for safety reasons. Rephrase it and try again.",
+    "BLOCKLIST": "Gemini blocked the prompt because it contains blocked terms. Rephrase it.",
+    "PROHIBITED_CONTENT": "Gemini blocked the prompt as prohibited content. "
+                          "This request cannot be generated.",
+    "IMAGE_SAFETY": "Gemini blocked the request because of an attached image (image safety). "
+                    "Try other reference images.",
+    "OTHER": "Gemini blocked the prompt (reason: OTHER). Rephrase it and try again.",
+}
+_VALID_FINISH = {None, "STOP", "FINISH_REASON_UNSPECIFIED"}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A usable model answer: the Content to keep in history plus what the reply shows."""
+
+    content: types.Content
+    sources: tuple[Source, ...]
+    search_queries: tuple[str, ...]
+    search_entry_point: str | None
+    usage: Usage
+    model_version: str
+
+
+def build_client(settings: Settings, *, api_key: str | None = None,
+                 base_url: str | None = None) -> genai.Client:
+    """A google-genai client pinned to ``v1beta`` with the SDK's own retry options."""
+    key = api_key or settings.gemini_api_key
+    if not key:
+        raise ImagebotError(
+            "No Gemini API key. Set GEMINI_API_KEY (from https://aistudio.google.com/apikey), "
+            "or pass --offline to use the built-in offline stand-in.", kind="config")
+    retry = types.HttpRetryOptions(
+        attempts=max(1, settings.gemini_retry_attempts),
+        initial_delay=settings.gemini_retry_initial_delay,
+        max_delay=settings.gemini_retry_max_delay,
+        exp_base=2,
+        jitter=0.5,
+        http_status_codes=RETRY_STATUS_CODES,
+    )
+    http = types.HttpOptions(
+        base_url=base_url or settings.gemini_base_url or None,
+        api_version="v1beta",
+        timeout=int(settings.gemini_timeout * 1000),
+        retry_options=retry,
+    )
+    return genai.Client(api_key=key, http_options=http)
+
+
+def build_config(options: Options) -> types.GenerateContentConfig:
+    """The per-turn generation config for the resolved options."""
+    image_config = types.ImageConfig(aspect_ratio=options.aspect_ratio, image_size=options.size)
+    return types.GenerateContentConfig(
+        response_modalities=["IMAGE"] if options.image_only else ["TEXT", "IMAGE"],
+        image_config=image_config if (options.aspect_ratio or options.size) else None,
+        tools=[types.Tool(google_search=types.GoogleSearch())] if options.search else None,
+    )
+
+
+class GeminiSession:
+    """Sends one turn's request and turns the response into an :class:`Answer`."""
+
+    def __init__(self, client: genai.Client, *, timeout: float, attempts: int,
+                 offline: bool = False) -> None:
+        self.client = client
+        self.timeout = timeout
+        self.attempts = attempts
+        self.offline = offline
+
+    async def generate(self, model: str, contents: list[types.Content],
+                       config: types.GenerateContentConfig) -> Answer:
+        """Calls ``generate_content``.
+
+        Raises:
+            GenerationError: a blocked prompt or an answer without usable content.
+            ServiceError: rate limits, outages, timeouts, refusals and connection failures.
+        """
+        # The SDK's own timeout covers one attempt; this bounds the whole retried call.
+        deadline = self.timeout * self.attempts + 60
+        try:
+            response = await asyncio.wait_for(
+                self.client.aio.models.generate_content(
+                    model=model, contents=contents, config=config),
+                timeout=deadline,
+            )
+        except errors.APIError as exc:
+            raise map_api_error(exc, self.attempts) from exc
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise ServiceError(
+                "Gemini did not answer in time. Images at 4K can take a while; try again, "
+                "or use a smaller size.", kind="timeout") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            logger.warning("Gemini connection failed: %s", type(exc).__name__)
+            raise ServiceError(
+                "Could not connect to Gemini. Check the network (or GEMINI_BASE_URL) and try "
+                "again in a moment.", kind="connection") from exc
+        return map_response(response)
+
+
+def map_api_error(exc: errors.APIError, attempts: int) -> ImagebotError:
+    """A specific message for each kind of HTTP failure from the API."""
+    code, status = exc.code, exc.status or ""
+    detail = (exc.message or "").strip()
+    if code == 429:
+        wait = _retry_delay(exc)
+        return ServiceError(
+            f"Gemini is rate-limiting this API key (429 {status or 'RESOURCE_EXHAUSTED'}), still "
+            f"after {attempts} attempts. Wait {wait or 'a minute'} and try again; if it keeps "
+            "happening, the key's quota is used up.", kind="rate_limit")
+    if code >= 500:
+        return ServiceError(
+            f"Gemini is having trouble ({code} {status}) and did not recover after {attempts} "
+            "attempts. Try again in a few minutes.", kind="outage")
+    if code == 408:
+        return ServiceError("Gemini timed out (408). Try again.", kind="timeout")
+    if code in (401, 403):
+        return ServiceError(
+            f"Gemini refused the API key ({code} {status}: {detail}). Check GEMINI_API_KEY.",
+            kind="auth")
+    if code == 404:
+        return ServiceError(
+            f"Gemini does not know this model ({detail}). Use `--model flash` or `--model pro`.",
+            kind="model")
+    if code == 400 and "API key not valid" in detail:
+        return ServiceError("Gemini says the API key is not valid. Check GEMINI_API_KEY.",
+                            kind="auth")
+    return ServiceError(f"Gemini rejected the request ({code} {status}): {detail}",
+                        kind="bad_request")
+
+
+def _retry_delay(exc: errors.APIError) -> str | None:
+    details = exc.details if isinstance(exc.details, dict) else {}
+    for item in (details.get("error") or {}).get("details") or []:
+        if isinstance(item, dict) and item.get("retryDelay"):
+            return str(item["retryDelay"])
+    return None
+
+
+def map_response(response: types.GenerateContentResponse) -> Answer:
+    """Validates a response the way the SDK's curated history does, and maps it.
+
+    Raises:
+        GenerationError: with a message per ``blockReason`` / ``finishReason``.
+    """
+    feedback = response.prompt_feedback
+    if feedback is not None and feedback.block_reason:
+        reason = _enum_name(feedback.block_reason)
+        raise GenerationError(_BLOCK_MESSAGES.get(reason, _BLOCK_MESSAGES["OTHER"]),
+                              kind="blocked")
+    if not response.candidates:
+        raise GenerationError("Gemini returned no answer. Try again.", kind="empty")
+    candidate = response.candidates[0]
+    finish = _enum_name(candidate.finish_reason) if candidate.finish_reason else None
+    content = candidate.content
+    valid = bool(content and content.parts and all(_part_has_data(p) for p in content.parts))
+    if finish not in _VALID_FINISH or not valid:
+        message = _FINISH_MESSAGES.get(finish or "", "Gemini returned an empty answer. Try again.")
+        raise GenerationError(message, kind=_finish_kind(finish))
+    assert content is not None
+    content = types.Content(role="model", parts=content.parts)
+    return Answer(
+        content=content,
+        sources=_sources(candidate.grounding_metadata),
+        search_queries=tuple((candidate.grounding_metadata.web_search_queries or [])
+                             if candidate.grounding_metadata else ()),
+        search_entry_point=_entry_point(candidate.grounding_metadata),
+        usage=_usage(response.usage_metadata),
+        model_version=response.model_version or "",
+    )
+
+
+def _finish_kind(finish: str | None) -> str:
+    if finish and ("SAFETY" in finish or "PROHIBITED" in finish or finish in ("BLOCKLIST", "SPII")):
+        return "safety"
+    if finish and "RECITATION" in finish:
+        return "recitation"
+    return "no_image" if finish else "empty"
+
+
+def _part_has_data(part: types.Part) -> bool:
+    return any(getattr(part, name, None) is not None for name in (
+        "text", "inline_data", "file_data", "function_call", "function_response",
+        "executable_code", "code_execution_result"))
+
+
+def _enum_name(value: object) -> str:
+    return str(getattr(value, "value", value) or "")
+
+
+def _sources(meta: types.GroundingMetadata | None) -> tuple[Source, ...]:
+    if not meta or not meta.grounding_chunks:
+        return ()
+    seen: dict[str, Source] = {}
+    for chunk in meta.grounding_chunks:
+        web = chunk.web
+        if web and web.uri and web.uri not in seen:
+            seen[web.uri] = Source(title=web.title or web.domain or web.uri, url=web.uri)
+    return tuple(seen.values())
+
+
+def _entry_point(meta: types.GroundingMetadata | None) -> str | None:
+    if meta and meta.search_entry_point and meta.search_entry_point.rendered_content:
+        return meta.search_entry_point.rendered_content
+    return None
+
+
+def _usage(meta: types.GenerateContentResponseUsageMetadata | None) -> Usage:
+    if meta is None:
+        return Usage()
+    return Usage(
+        prompt_tokens=meta.prompt_token_count or 0,
+        output_tokens=meta.candidates_token_count or 0,
+        thought_tokens=meta.thoughts_token_count or 0,
+        total_tokens=meta.total_token_count or 0,
+    )
+
+
+def request_size(contents: list[types.Content]) -> int:
+    """Approximate JSON size of the contents on the wire (base64 inflates bytes by 4/3)."""
+    total = 0
+    for content in contents:
+        for part in content.parts or ():
+            total += 64
+            if part.text:
+                total += len(part.text.encode())
+            if part.inline_data and part.inline_data.data:
+                total += (len(part.inline_data.data) + 2) // 3 * 4
+            if part.thought_signature:
+                total += (len(part.thought_signature) + 2) // 3 * 4
+    return total

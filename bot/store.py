@@ -1,0 +1,457 @@
+"""SQLite persistence (aiosqlite): threads and their settings, history Contents, image blobs,
+turn records for buttons, a usage ledger and processed event ids.
+
+History rows hold each Content as JSON with image bytes replaced by the hash of a row in
+``blobs``, so rows stay small and an image is stored once. A turn's rows are written in one
+transaction after the answer arrived, so a failure or a crash leaves the thread as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+from google.genai import types
+
+from bot.images import sha256
+from bot.model import ThreadKey
+from bot.options import OptionInput
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: initial schema
+    """
+    CREATE TABLE threads (
+        id INTEGER PRIMARY KEY,
+        platform TEXT NOT NULL,
+        workspace TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        thread TEXT NOT NULL,
+        title TEXT NOT NULL DEFAULT '',
+        settings TEXT NOT NULL DEFAULT '{}',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        UNIQUE (platform, workspace, channel, thread)
+    );
+    CREATE TABLE contents (
+        id INTEGER PRIMARY KEY,
+        thread_id INTEGER NOT NULL REFERENCES threads(id) ON DELETE CASCADE,
+        turn_id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        role TEXT NOT NULL,
+        content TEXT NOT NULL,
+        UNIQUE (thread_id, position)
+    );
+    CREATE INDEX contents_turn ON contents(turn_id);
+    CREATE TABLE blobs (
+        sha256 TEXT PRIMARY KEY,
+        mime_type TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        data BLOB NOT NULL
+    );
+    CREATE TABLE turns (
+        id TEXT PRIMARY KEY,
+        thread_id INTEGER NOT NULL REFERENCES threads(id) ON DELETE CASCADE,
+        author_id TEXT NOT NULL,
+        author_name TEXT NOT NULL,
+        prompt TEXT NOT NULL,
+        options TEXT NOT NULL,
+        refs TEXT NOT NULL,
+        reply TEXT NOT NULL,
+        platform_refs TEXT NOT NULL DEFAULT '{}',
+        deleted INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX turns_thread ON turns(thread_id, created_at);
+    CREATE TABLE usage (
+        id INTEGER PRIMARY KEY,
+        turn_id TEXT NOT NULL,
+        platform TEXT NOT NULL,
+        workspace TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        thread TEXT NOT NULL,
+        author_id TEXT NOT NULL,
+        model TEXT NOT NULL,
+        prompt_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        thought_tokens INTEGER NOT NULL,
+        total_tokens INTEGER NOT NULL,
+        images INTEGER NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX usage_when ON usage(created_at);
+    CREATE TABLE events (
+        event_id TEXT PRIMARY KEY,
+        seen_at REAL NOT NULL
+    );
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """A reference image kept for a turn (rerolls resend it)."""
+
+    sha256: str
+    mime_type: str
+    name: str
+
+
+@dataclass
+class TurnRecord:
+    """What a turn was asked and answered; buttons and deletes work from this."""
+
+    id: str
+    thread: ThreadKey
+    author_id: str
+    author_name: str
+    prompt: str
+    options: dict[str, Any]
+    refs: list[StoredImage]
+    reply: dict[str, Any]
+    platform_refs: dict[str, Any]
+    deleted: bool
+    created_at: float
+
+
+@dataclass
+class NewTurn:
+    """Everything one successful turn writes, in one transaction."""
+
+    turn_id: str
+    key: ThreadKey
+    contents: Sequence[types.Content]
+    settings: OptionInput
+    author_id: str
+    author_name: str
+    prompt: str
+    options: dict[str, Any]
+    refs: list[StoredImage]
+    reply: dict[str, Any]
+    model: str
+    usage: dict[str, int]
+    images: int
+    blobs: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ThreadSummary:
+    key: ThreadKey
+    title: str
+    turns: int
+    updated_at: float
+    settings: dict[str, Any]
+
+
+class HistoryStore:
+    """Async SQLite store. Use ``await HistoryStore.open(path)`` and ``await store.close()``."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self.db = db
+        self.path = path
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: str | Path, *, busy_timeout_ms: int = 5000) -> HistoryStore:
+        path = Path(path)
+        if str(path) != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(str(path), isolation_level=None)
+        db.row_factory = aiosqlite.Row
+        await db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        await db.execute("PRAGMA journal_mode = WAL")
+        await db.execute("PRAGMA synchronous = NORMAL")
+        await db.execute("PRAGMA foreign_keys = ON")
+        store = cls(db, path)
+        await store._migrate()
+        return store
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def _migrate(self) -> None:
+        async with self.db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"database {self.path} has schema {version}, newer than this imagebot "
+                f"({SCHEMA_VERSION}); upgrade imagebot")
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            logger.info("migrating %s to schema %d", self.path, number)
+            await self.db.executescript(
+                "BEGIN IMMEDIATE;\n" + MIGRATIONS[number - 1]
+                + f"\nPRAGMA user_version = {number};\nCOMMIT;")
+
+    async def schema_version(self) -> int:
+        async with self.db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    # --- threads -----------------------------------------------------------------------
+
+    async def _thread_id(self, key: ThreadKey) -> int | None:
+        async with self.db.execute(
+            "SELECT id FROM threads WHERE platform=? AND workspace=? AND channel=? AND thread=?",
+            (key.platform, key.workspace, key.channel, key.thread),
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else None
+
+    async def thread_exists(self, key: ThreadKey) -> bool:
+        return await self._thread_id(key) is not None
+
+    async def settings(self, key: ThreadKey) -> OptionInput:
+        """The thread's sticky settings (empty for a new thread)."""
+        async with self.db.execute(
+            "SELECT settings FROM threads WHERE platform=? AND workspace=? AND channel=? "
+            "AND thread=?", (key.platform, key.workspace, key.channel, key.thread),
+        ) as cur:
+            row = await cur.fetchone()
+        return OptionInput.from_dict(json.loads(row[0])) if row else OptionInput()
+
+    async def save_settings(self, key: ThreadKey, settings: OptionInput) -> None:
+        """Stores settings without a turn (a settings command, the web selectors)."""
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                await self._upsert_thread(key, settings, title="")
+                await self.db.execute("COMMIT")
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+
+    async def _upsert_thread(self, key: ThreadKey, settings: OptionInput, title: str) -> int:
+        now = time.time()
+        await self.db.execute(
+            "INSERT INTO threads (platform, workspace, channel, thread, title, settings, "
+            "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?) "
+            "ON CONFLICT (platform, workspace, channel, thread) DO UPDATE SET "
+            "settings=excluded.settings, updated_at=excluded.updated_at, "
+            "title=CASE WHEN threads.title='' THEN excluded.title ELSE threads.title END",
+            (key.platform, key.workspace, key.channel, key.thread, title,
+             json.dumps(settings.given(), sort_keys=True), now, now),
+        )
+        thread_id = await self._thread_id(key)
+        assert thread_id is not None
+        return thread_id
+
+    async def list_threads(self, platform: str | None = None) -> list[ThreadSummary]:
+        sql = ("SELECT t.*, (SELECT COUNT(*) FROM turns u WHERE u.thread_id=t.id AND "
+               "u.deleted=0) AS n FROM threads t")
+        args: tuple[Any, ...] = ()
+        if platform:
+            sql += " WHERE t.platform=?"
+            args = (platform,)
+        sql += " ORDER BY t.updated_at DESC"
+        async with self.db.execute(sql, args) as cur:
+            rows = await cur.fetchall()
+        return [ThreadSummary(
+            key=ThreadKey(r["platform"], r["workspace"], r["channel"], r["thread"]),
+            title=r["title"], turns=int(r["n"]), updated_at=float(r["updated_at"]),
+            settings=json.loads(r["settings"])) for r in rows]
+
+    # --- history -----------------------------------------------------------------------
+
+    async def load_history(self, key: ThreadKey) -> list[types.Content]:
+        """The thread's Contents in order, with image bytes and signatures restored."""
+        thread_id = await self._thread_id(key)
+        if thread_id is None:
+            return []
+        async with self.db.execute(
+            "SELECT content FROM contents WHERE thread_id=? ORDER BY position", (thread_id,)
+        ) as cur:
+            rows = [json.loads(r[0]) for r in await cur.fetchall()]
+        hashes = {p["inline_data"]["blob"] for row in rows for p in row.get("parts", ())
+                  if "blob" in p.get("inline_data", {})}
+        blobs = await self.get_blobs(hashes)
+        return await asyncio.to_thread(_inflate_contents, rows, blobs)
+
+    async def get_blobs(self, hashes: set[str] | list[str]) -> dict[str, bytes]:
+        wanted = list(hashes)
+        found: dict[str, bytes] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            async with self.db.execute(
+                f"SELECT sha256, data FROM blobs WHERE sha256 IN ({marks})", chunk
+            ) as cur:
+                found.update({r[0]: bytes(r[1]) for r in await cur.fetchall()})
+        missing = set(wanted) - set(found)
+        if missing:
+            raise RuntimeError(f"history refers to {len(missing)} missing image blob(s)")
+        return found
+
+    async def commit_turn(self, turn: NewTurn) -> None:
+        """Writes a whole turn atomically: thread, settings, contents, blobs, record, usage."""
+        rows, blobs = await asyncio.to_thread(_deflate_contents, turn.contents)
+        blobs.update(turn.blobs)
+        now = time.time()
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                thread_id = await self._upsert_thread(turn.key, turn.settings,
+                                                      title=turn.prompt[:80])
+                await self.db.executemany(
+                    "INSERT OR IGNORE INTO blobs (sha256, mime_type, size, data) VALUES (?,?,?,?)",
+                    [(h, mime, len(data), data) for h, (mime, data) in blobs.items()])
+                async with self.db.execute(
+                    "SELECT COALESCE(MAX(position), -1) FROM contents WHERE thread_id=?",
+                    (thread_id,)) as cur:
+                    row = await cur.fetchone()
+                start = int(row[0]) + 1 if row else 0
+                await self.db.executemany(
+                    "INSERT INTO contents (thread_id, turn_id, position, role, content) "
+                    "VALUES (?,?,?,?,?)",
+                    [(thread_id, turn.turn_id, start + i, role, text)
+                     for i, (role, text) in enumerate(rows)])
+                await self.db.execute(
+                    "INSERT INTO turns (id, thread_id, author_id, author_name, prompt, options, "
+                    "refs, reply, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                    (turn.turn_id, thread_id, turn.author_id, turn.author_name, turn.prompt,
+                     json.dumps(turn.options), json.dumps([r.__dict__ for r in turn.refs]),
+                     json.dumps(turn.reply), now))
+                u = turn.usage
+                await self.db.execute(
+                    "INSERT INTO usage (turn_id, platform, workspace, channel, thread, author_id, "
+                    "model, prompt_tokens, output_tokens, thought_tokens, total_tokens, images, "
+                    "created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (turn.turn_id, turn.key.platform, turn.key.workspace, turn.key.channel,
+                     turn.key.thread, turn.author_id, turn.model, u.get("prompt_tokens", 0),
+                     u.get("output_tokens", 0), u.get("thought_tokens", 0),
+                     u.get("total_tokens", 0), turn.images, now))
+                await self.db.execute("COMMIT")
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+
+    # --- turn records --------------------------------------------------------------------
+
+    async def get_turn(self, turn_id: str) -> TurnRecord | None:
+        async with self.db.execute(
+            "SELECT u.*, t.platform, t.workspace, t.channel, t.thread FROM turns u "
+            "JOIN threads t ON t.id = u.thread_id WHERE u.id=?", (turn_id,)) as cur:
+            row = await cur.fetchone()
+        return _turn_record(row) if row else None
+
+    async def list_turns(self, key: ThreadKey, *, include_deleted: bool = False
+                         ) -> list[TurnRecord]:
+        sql = ("SELECT u.*, t.platform, t.workspace, t.channel, t.thread FROM turns u "
+               "JOIN threads t ON t.id = u.thread_id WHERE t.platform=? AND t.workspace=? "
+               "AND t.channel=? AND t.thread=?")
+        if not include_deleted:
+            sql += " AND u.deleted=0"
+        async with self.db.execute(sql + " ORDER BY u.created_at, u.rowid",
+                                   (key.platform, key.workspace, key.channel, key.thread)) as cur:
+            rows = await cur.fetchall()
+        return [_turn_record(r) for r in rows]
+
+    async def set_platform_refs(self, turn_id: str, refs: dict[str, Any]) -> None:
+        """Records where an adapter posted a turn's result (message ids), for Delete."""
+        async with self._write_lock:
+            await self.db.execute("UPDATE turns SET platform_refs=? WHERE id=?",
+                                  (json.dumps(refs), turn_id))
+
+    async def delete_turn(self, turn_id: str) -> bool:
+        """Marks a turn deleted and removes its Contents from the thread's history."""
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = await self.db.execute(
+                    "UPDATE turns SET deleted=1 WHERE id=? AND deleted=0", (turn_id,))
+                changed = cur.rowcount > 0
+                await self.db.execute("DELETE FROM contents WHERE turn_id=?", (turn_id,))
+                await self.db.execute("COMMIT")
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+        return changed
+
+    # --- events and usage ----------------------------------------------------------------
+
+    async def mark_event(self, event_id: str) -> bool:
+        """Records a platform event id; False if it was seen before (a duplicate delivery)."""
+        async with self._write_lock:
+            cur = await self.db.execute(
+                "INSERT OR IGNORE INTO events (event_id, seen_at) VALUES (?, ?)",
+                (event_id, time.time()))
+            return cur.rowcount > 0
+
+    async def prune_events(self, older_than: float) -> None:
+        async with self._write_lock:
+            await self.db.execute("DELETE FROM events WHERE seen_at < ?",
+                                  (time.time() - older_than,))
+
+    async def usage_rows(self, key: ThreadKey | None = None) -> list[dict[str, Any]]:
+        sql, args = "SELECT * FROM usage", ()
+        if key:
+            sql += " WHERE platform=? AND workspace=? AND channel=? AND thread=?"
+            args = (key.platform, key.workspace, key.channel, key.thread)  # type: ignore[assignment]
+        async with self.db.execute(sql + " ORDER BY id", args) as cur:
+            return [dict(r) for r in await cur.fetchall()]
+
+    async def writable(self) -> bool:
+        """A health check: can the database take a write now?"""
+        try:
+            async with self._write_lock:
+                await self.db.execute("BEGIN IMMEDIATE")
+                await self.db.execute("ROLLBACK")
+            return True
+        except Exception:  # reported through /healthz, not raised
+            return False
+
+
+def _turn_record(row: aiosqlite.Row) -> TurnRecord:
+    return TurnRecord(
+        id=row["id"],
+        thread=ThreadKey(row["platform"], row["workspace"], row["channel"], row["thread"]),
+        author_id=row["author_id"], author_name=row["author_name"], prompt=row["prompt"],
+        options=json.loads(row["options"]),
+        refs=[StoredImage(**r) for r in json.loads(row["refs"])],
+        reply=json.loads(row["reply"]), platform_refs=json.loads(row["platform_refs"]),
+        deleted=bool(row["deleted"]), created_at=float(row["created_at"]),
+    )
+
+
+def _deflate_contents(contents: Sequence[types.Content]
+                      ) -> tuple[list[tuple[str, str]], dict[str, tuple[str, bytes]]]:
+    """Contents to JSON rows, with image bytes moved out into content-addressed blobs."""
+    rows: list[tuple[str, str]] = []
+    blobs: dict[str, tuple[str, bytes]] = {}
+    for content in contents:
+        stripped = []
+        for part in content.parts or ():
+            blob = part.inline_data
+            if blob is not None and blob.data is not None:
+                digest = sha256(blob.data)
+                blobs[digest] = (blob.mime_type or "application/octet-stream", blob.data)
+                part = part.model_copy(update={"inline_data": types.Blob(
+                    mime_type=blob.mime_type, display_name=blob.display_name)})
+                dumped = part.model_dump(mode="json", exclude_none=True)
+                dumped.setdefault("inline_data", {})["blob"] = digest
+            else:
+                dumped = part.model_dump(mode="json", exclude_none=True)
+            stripped.append(dumped)
+        row = {"role": content.role, "parts": stripped}
+        rows.append((content.role or "user", json.dumps(row, separators=(",", ":"))))
+    return rows, blobs
+
+
+def _inflate_contents(rows: list[dict[str, Any]], blobs: dict[str, bytes]) -> list[types.Content]:
+    contents = []
+    for row in rows:
+        for part in row.get("parts", ()):
+            inline = part.get("inline_data")
+            if inline and "blob" in inline:
+                inline["data"] = blobs[inline.pop("blob")]
+        contents.append(types.Content.model_validate(row))
+    return contents
