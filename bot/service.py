@@ -316,13 +316,27 @@ def _options_dict(options: Options) -> dict[str, Any]:
             "search": options.search, "image_only": options.image_only}
 
 
+def _part_summary(part: ReplyPart) -> dict[str, Any]:
+    if part.image is None:
+        return {"kind": "text", "text": part.text}
+    image = part.image
+    return {"kind": "image", "sha256": image.sha256, "mime_type": image.mime_type,
+            "width": image.width, "height": image.height}
+
+
 def _reply_summary(reply: Reply) -> dict[str, Any]:
+    """What a turn record keeps of its reply (images by blob hash), to show it again later."""
+    parts = [_part_summary(p) for p in reply.parts]
     return {
-        "images": [{"sha256": i.sha256, "mime_type": i.mime_type, "width": i.width,
-                    "height": i.height} for i in reply.images],
+        "parts": parts,
+        "thoughts": [_part_summary(p) for p in reply.thoughts],
+        "images": [p for p in parts if p["kind"] == "image"],
         "texts": reply.texts,
         "sources": [{"title": s.title, "url": s.url} for s in reply.sources],
         "search_queries": list(reply.search_queries),
+        "search_entry_point": reply.search_entry_point,
+        "notices": list(reply.notices),
+        "settings": reply.options.summary() if reply.options else "",
         "usage": reply.usage.__dict__,
         "model": reply.model,
         "elapsed": round(reply.elapsed, 3),

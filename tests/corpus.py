@@ -60,3 +60,10 @@ PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>
 SVG = b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>'
 TEXT = b"This is not an image, just notes someone named .png\n"
 HTML_LOGIN = b"<!DOCTYPE html><html><head><title>Slack</title></head><body>Sign in</body></html>"
+
+
+def noise_png(width: int = 300, height: int = 300) -> bytes:
+    """A PNG that does not compress: its size is about 3 bytes a pixel."""
+    buf = io.BytesIO()
+    Image.effect_noise((width, height), 90).convert("RGB").save(buf, "PNG")
+    return buf.getvalue()

@@ -1,0 +1,207 @@
+"""``imagebot serve``: one process, one HTTP server, every configured adapter.
+
+The HTTP server carries ``/healthz``, ``/metrics``, Slack's ``/slack/events`` (HTTP mode)
+and the web playground. Slack (Socket Mode) and Discord keep their own connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from bot.config import Settings
+from bot.errors import ImagebotError
+from bot.metrics import CONTENT_TYPE, Metrics
+from bot.runtime import Core, open_core
+
+logger = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE = 20.0
+
+
+class Adapter(Protocol):
+    """What ``serve`` needs from an adapter: routes, a lifecycle and a health line."""
+
+    name: str
+
+    def mount(self, app: web.Application) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+
+class StartupError(Exception):
+    """Configuration that cannot serve; the message says how to fix it."""
+
+
+@dataclass
+class Plan:
+    """What ``serve`` will run, decided from the configuration alone."""
+
+    offline: bool
+    slack: bool
+    discord: bool
+    web: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def plan(settings: Settings, *, offline: bool = False) -> Plan:
+    """Decides offline mode and which adapters run.
+
+    Raises:
+        StartupError: platform tokens without a Gemini key (and no ``--offline``).
+    """
+    slack = bool(settings.slack_bot_token)
+    discord = bool(settings.discord_token)
+    notes: list[str] = []
+    if not settings.gemini_api_key and not offline:
+        if slack or discord:
+            raise StartupError(
+                "Slack/Discord tokens are set but GEMINI_API_KEY is not. Set GEMINI_API_KEY, or "
+                "pass --offline to post clearly marked offline previews instead.")
+        offline = True
+        notes.append("no GEMINI_API_KEY: the playground runs on the offline stand-in "
+                     "(previews, not Gemini)")
+    web_on = is_loopback(settings.host) or bool(settings.web_token)
+    if not web_on:
+        notes.append(f"web playground off: {settings.host} is not loopback and "
+                     "IMAGEBOT_WEB_TOKEN is not set (/healthz, /metrics, /slack/events still on)")
+    if slack and not settings.slack_app_token and not settings.slack_signing_secret:
+        raise StartupError("SLACK_BOT_TOKEN is set but neither SLACK_APP_TOKEN (Socket Mode) nor "
+                           "SLACK_SIGNING_SECRET (HTTP mode) is. Set one of them.")
+    return Plan(offline=offline, slack=slack, discord=discord, web=web_on, notes=notes)
+
+
+def build_adapters(core: Core, run: Plan) -> list[Adapter]:
+    adapters: list[Adapter] = []
+    if run.web:
+        from adapters.web import WebPlayground
+
+        adapters.append(WebPlayground(core))
+    if run.slack:
+        from adapters.slack import SlackAdapter
+
+        adapters.append(SlackAdapter(core))
+    if run.discord:
+        from adapters.discord import DiscordAdapter
+
+        adapters.append(DiscordAdapter(core))
+    return adapters
+
+
+def make_app(core: Core, adapters: list[Adapter], metrics: Metrics) -> web.Application:
+    app = web.Application(client_max_size=64 * 2**20)
+
+    async def healthz(request: web.Request) -> web.Response:
+        writable = await core.store.writable()
+        states = {a.name: a.status() for a in adapters}
+        ok = writable and all(s.get("ok", True) for s in states.values())
+        body = {"ok": ok, "database": "writable" if writable else "NOT writable",
+                "offline": core.offline, "adapters": states,
+                "queue_depth": core.service.queue_depth()}
+        return web.json_response(body, status=200 if ok else 503)
+
+    async def metrics_view(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_view)
+    for adapter in adapters:
+        adapter.mount(app)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings, *, offline: bool = False,
+                  host: str | None = None, port: int | None = None) -> AsyncIterator[Server]:
+    """Starts everything and yields the running server; stops it all on exit."""
+    host = host or settings.host
+    port = settings.port if port is None else port
+    from dataclasses import replace
+
+    settings = replace(settings, host=host, port=port)
+    run = plan(settings, offline=offline)
+    for note in run.notes:
+        logger.info("%s", note)
+    async with open_core(settings, offline=run.offline) as core:
+        metrics = Metrics(core.service)
+        adapters = build_adapters(core, run)
+        app = make_app(core, adapters, metrics)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = runner.addresses[0][1] if runner.addresses else port
+        server = Server(core=core, adapters=adapters, url=f"http://{host}:{bound}", plan=run,
+                        metrics=metrics)
+        started: list[Adapter] = []
+        try:
+            for adapter in adapters:
+                await adapter.start()
+                started.append(adapter)
+            logger.info("imagebot serving on %s (%s)", server.url,
+                        ", ".join(a.name for a in adapters) or "no adapters")
+            yield server
+        finally:
+            await core.service.shutdown(SHUTDOWN_GRACE)
+            for adapter in reversed(started):
+                with contextlib.suppress(Exception):
+                    await adapter.stop()
+            await runner.cleanup()
+
+
+@dataclass
+class Server:
+    core: Core
+    adapters: list[Adapter]
+    url: str
+    plan: Plan
+    metrics: Metrics
+
+
+async def serve(settings: Settings, *, host: str | None = None, port: int | None = None,
+                offline: bool = False) -> int:
+    """Runs until SIGTERM or SIGINT; returns the process exit code."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        async with running(settings, offline=offline, host=host, port=port) as server:
+            print(f"imagebot is running at {server.url}"
+                  + ("  (OFFLINE PREVIEW: no Gemini key)" if server.core.offline else ""),
+                  flush=True)
+            await stop.wait()
+            logger.info("shutting down: finishing turns in flight (up to %.0fs)", SHUTDOWN_GRACE)
+    except StartupError as exc:
+        print(f"imagebot: {exc}", flush=True)
+        return 2
+    except ImagebotError as exc:
+        print(f"imagebot: {exc.user_message}", flush=True)
+        return 2
+    except OSError as exc:
+        print(f"imagebot: cannot listen on {host or settings.host}:{port or settings.port}: "
+              f"{exc.strerror or exc}", flush=True)
+        return 2
+    return 0

@@ -1,0 +1,52 @@
+"""Platform-neutral wording of replies: footers, notices and text splitting.
+
+Adapters format for their platform (blocks, embeds, HTML) but take the words from here so
+every surface says the same thing.
+"""
+
+from __future__ import annotations
+
+from bot.model import Reply
+
+OFFLINE_BADGE = "OFFLINE PREVIEW"
+
+
+def footer(reply: Reply) -> str:
+    """``Nano Banana Pro · 2K · 16:9 · 12.3s · 2,345 tokens`` (plus the offline badge)."""
+    bits = [reply.options.summary() if reply.options else reply.model,
+            f"{reply.elapsed:.1f}s", f"{reply.usage.total_tokens:,} tokens"]
+    if reply.offline:
+        bits.insert(0, OFFLINE_BADGE)
+    return " · ".join(bits)
+
+
+def notices_text(reply: Reply) -> str:
+    return "\n".join(f"⚠️ {n}" if "Offline" in n else f"ℹ️ {n}" for n in reply.notices)
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Splits text into chunks of at most ``limit`` characters, preferring paragraph, line
+    and word boundaries, never breaking inside a word unless a word is longer than a chunk.
+    """
+    text = text.strip()
+    chunks: list[str] = []
+    while len(text) > limit:
+        cut = _best_cut(text, limit)
+        chunks.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    if text:
+        chunks.append(text)
+    return chunks
+
+
+def _best_cut(text: str, limit: int) -> int:
+    window = text[:limit]
+    for sep in ("\n\n", "\n", ". ", " "):
+        at = window.rfind(sep)
+        if at > limit // 3:
+            return at + len(sep)
+    return limit
+
+
+def error_text(message: str) -> str:
+    return f"⚠️ {message}"
