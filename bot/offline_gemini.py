@@ -45,6 +45,7 @@ import hmac
 import html
 import io
 import json
+import logging
 import math
 import re
 import secrets
@@ -84,6 +85,8 @@ __all__ = [
     "signature_slots",
     "thought_signature_for",
 ]
+
+_log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- models
 
@@ -871,14 +874,14 @@ def render_png(job: RenderJob) -> bytes:
     canvas = _gradient(width, height, job.color_seed)
     band_bottom = _draw_band(canvas, job, unit, pad)
     footer_top = _draw_footer(canvas, job, unit, pad)
-    bottom = footer_top - pad
+    top, bottom = band_bottom + pad, footer_top - pad
     thumb_palette: list[int] = []
     if job.thumbs:
-        panel_h = round(min(32 * unit, (bottom - band_bottom) * 0.45))
+        panel_h = _thumbs_height(job, unit, width - 2 * pad, bottom - top)
         box = (pad, bottom - panel_h, width - pad, bottom)
         thumb_palette = _draw_thumbs(canvas, job.thumbs, unit, box)
         bottom = box[1] - pad
-    _draw_prompt(canvas, job, unit, (pad, band_bottom + pad, width - pad, bottom))
+    _draw_prompt(canvas, job, unit, (pad, top, width - pad, bottom))
     canvas.putpalette(_palette(job.color_seed, job.thought, thumb_palette))
     out = io.BytesIO()
     canvas.save(out, "PNG", compress_level=1)
@@ -909,11 +912,40 @@ def _draw_footer(canvas: Image.Image, job: RenderJob, unit: float, pad: int) -> 
     return top
 
 
+def _inset(unit: float) -> int:
+    """Padding inside panels; at least 0.3 x the corner radius keeps text off the corners."""
+    return max(3, round(2.5 * unit))
+
+
+def _prompt_height(job: RenderJob, unit: float, panel_w: int) -> int:
+    """Height the prompt panel needs at its preferred font size."""
+    lines = _wrap(job.body, _font(3.6 * unit), panel_w - 2 * _inset(unit))
+    return 2 * _inset(unit) + round(4.2 * unit) + len(lines) * round(3.6 * unit * 1.3)
+
+
+def _thumb_grid(count: int, unit: float, inner_w: int, inner_h: int) -> tuple[int, int]:
+    """(columns, cell size) for ``count`` thumbnails inside a panel's inner box."""
+    label_h, gap = round(3.2 * unit), round(1.5 * unit)
+    return _grid(count, inner_w, inner_h - round(4.2 * unit), label_h, gap, round(30 * unit))
+
+
+def _thumbs_height(job: RenderJob, unit: float, panel_w: int, available: int) -> int:
+    """Thumbnail panel height: what the grid needs, leaving the prompt its room."""
+    inset, count = _inset(unit), len(job.thumbs)
+    prompt_room = _prompt_height(job, unit, panel_w) + round(4 * unit)
+    room = max(available - prompt_room, round(available * 0.3))
+    cols, cell = _thumb_grid(count, unit, panel_w - 2 * inset, room - 2 * inset)
+    rows = math.ceil(count / cols)
+    label_h, gap = round(3.2 * unit), round(1.5 * unit)
+    needed = 2 * inset + round(4.2 * unit) + rows * (cell + label_h) + (rows - 1) * gap
+    return min(room, needed)
+
+
 def _panel(canvas: Image.Image, box: tuple[int, int, int, int], unit: float) -> tuple[int, int, int, int]:
     """Draw a rounded panel; return its inner (text-safe) box."""
     radius = max(2, round(2 * unit))
     ImageDraw.Draw(canvas).rounded_rectangle(box, radius, fill=_RAMP_PANEL)
-    inset = max(3, round(2.5 * unit))
+    inset = _inset(unit)
     return box[0] + inset, box[1] + inset, box[2] - inset, box[3] - inset
 
 
@@ -957,7 +989,7 @@ def _draw_thumbs(
     """Draw the input-image panel; return the thumbnails' palette (RGB triples)."""
     x0, y0, x1, y1 = _panel(canvas, box, unit)
     heading_h, label_h, gap = round(4.2 * unit), round(3.2 * unit), round(1.5 * unit)
-    cols, cell = _grid(len(thumbs), x1 - x0, y1 - y0 - heading_h, label_h, gap, round(30 * unit))
+    cols, cell = _thumb_grid(len(thumbs), unit, x1 - x0, y1 - y0)
     count = len(thumbs)
     lines: list[TextLine] = [
         (0, 0, f"{count} input image{'s' if count != 1 else ''} in the last user turn",
@@ -1293,9 +1325,12 @@ class Faults:
             self._queue.append(_Fault("status", code=code, retry_delay=retry_delay))
 
     def queue_finish(self, reason: str, *, with_text: bool = False) -> None:
-        """Answer a candidate with this finishReason and no content (or only a text)."""
-        if reason in ("STOP", "CONTINUATION", ""):
-            raise ValueError(f"not a failure finish reason: {reason!r}")
+        """Answer a candidate with this finishReason and no content (or only a text).
+
+        ``"STOP"`` with no content gives the "empty turn" a chat drops from its history.
+        """
+        if reason in ("CONTINUATION", ""):
+            raise ValueError(f"unsupported finish reason: {reason!r}")
         self._queue.append(_Fault("finish", reason=reason, with_text=with_text))
 
     def queue_block(self, reason: str = "SAFETY") -> None:
@@ -1393,7 +1428,8 @@ class OfflineGemini:
         """Serve on host:port (0 picks a free port); return the base URL."""
         runner = web.AppRunner(self.app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        # In-flight requests (an injected latency) are cut short rather than awaited.
+        site = web.TCPSite(runner, host, port, shutdown_timeout=0.25)
         await site.start()
         self._runner = runner
         bound_port = runner.addresses[0][1]
@@ -1431,6 +1467,9 @@ class OfflineGemini:
             if request.transport is not None:
                 request.transport.close()
             return web.Response(status=204)
+        except Exception:  # answer like Google instead of aiohttp's text/plain 500
+            _log.exception("offline Gemini failed on %s", request.path)
+            response = ApiError(500, _STATUS_MESSAGES[500]).response()
         if not response.prepared:
             record.status = response.status
         return response
