@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import statistics
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -33,6 +35,22 @@ async def bench_core(**overrides: Any) -> AsyncIterator[tuple[OfflineGemini, Cor
                 yield stand_in, core
     finally:
         await stand_in.stop()
+
+
+@contextlib.asynccontextmanager
+async def stand_in_process(latency: float) -> AsyncIterator[str]:
+    """The stand-in in a separate process, so its work does not share the measured loop."""
+    proc = await asyncio.create_subprocess_exec(
+        "nice", "-n", "19", sys.executable, "-m", "bot", "offline-gemini", "--port", "0",
+        "--api-key", KEY,
+        "--latency", str(latency), stdout=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), timeout=30)
+        yield line.decode().strip()
+    finally:
+        proc.terminate()
+        await proc.wait()
 
 
 def median_ms(samples: list[float]) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -47,12 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     history = sub.add_parser("history", help="show a stored thread")
     history.add_argument("--thread", required=True)
 
-    offline = sub.add_parser("offline-gemini", help="run the offline Gemini stand-in server")
-    offline.add_argument("--host", default="127.0.0.1")
-    offline.add_argument("--port", type=int, default=8766)
-    offline.add_argument("--no-strict", action="store_true",
-                         help="do not enforce thought signatures")
-    offline.add_argument("--api-key", default=None, help="the key it accepts (default: any)")
+    sub.add_parser("offline-gemini", add_help=False,
+                   help="run the offline Gemini stand-in server (see offline-gemini --help)")
 
     serve = sub.add_parser("serve", help="run the bot: Slack, Discord and the web playground")
     serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
@@ -67,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["offline-gemini"]:
+        from bot.offline_gemini import main as offline_main
+
+        offline_main(argv[1:])
+        return
     args = _parser().parse_args(argv)
     from bot.logs import setup_logging
 
@@ -75,8 +78,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (ValueError, OSError) as exc:
         print(f"imagebot: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
-    setup_logging(getattr(args, "log_format", None) or settings.log_format, settings.log_level,
-                  secrets=_secrets(settings))
+    # One-shot commands print their result; their logs stay quiet unless asked for.
+    quiet = args.command not in ("serve", "offline-gemini") and "IMAGEBOT_LOG_LEVEL" not in os.environ
+    setup_logging(getattr(args, "log_format", None) or settings.log_format,
+                  "WARNING" if quiet else settings.log_level, secrets=_secrets(settings))
     try:
         code = asyncio.run(_dispatch(args, settings))
     except KeyboardInterrupt:
@@ -91,14 +96,6 @@ def _secrets(settings: Settings) -> list[str]:
 
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
-    if args.command == "offline-gemini":
-        from bot.offline_gemini import main as offline_main
-
-        argv = ["--host", args.host, "--port", str(args.port)]
-        argv += ["--no-strict"] if args.no_strict else []
-        argv += ["--api-key", args.api_key] if args.api_key else []
-        await asyncio.to_thread(offline_main, argv)
-        return 0
     if args.command == "serve":
         from adapters.serve import serve
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import aiohttp
 from google import genai
@@ -21,6 +24,8 @@ from bot.model import Source, Usage
 from bot.options import Options
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 RETRY_STATUS_CODES = [408, 429, 500, 502, 503, 504]
 
@@ -107,6 +112,33 @@ def build_config(options: Options) -> types.GenerateContentConfig:
     )
 
 
+class _WorkerLoop:
+    """A private event loop in a daemon thread.
+
+    The SDK builds requests (JSON with base64 images) and parses responses (pydantic,
+    base64 decoding) inside its coroutines. Run on the bot's loop, a burst of answers
+    arriving together stalls every platform connection; here it runs beside it.
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="gemini-io",
+                                       daemon=True)
+        self.thread.start()
+
+    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        # Cancelling the awaiting task cancels the call in the worker loop too.
+        return await asyncio.wrap_future(future)
+
+    def close(self) -> None:
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+        self.loop.close()
+
+
 class GeminiSession:
     """Sends one turn's request and turns the response into an :class:`Answer`."""
 
@@ -116,6 +148,14 @@ class GeminiSession:
         self.timeout = timeout
         self.attempts = attempts
         self.offline = offline
+        self._worker = _WorkerLoop()
+
+    async def aclose(self) -> None:
+        """Closes the client's connections (in the loop that opened them) and the worker."""
+        try:
+            await self._worker.run(self.client.aio.aclose())
+        finally:
+            self._worker.close()
 
     async def generate(self, model: str, contents: list[types.Content],
                        config: types.GenerateContentConfig) -> Answer:
@@ -129,8 +169,8 @@ class GeminiSession:
         deadline = self.timeout * self.attempts + 60
         try:
             response = await asyncio.wait_for(
-                self.client.aio.models.generate_content(
-                    model=model, contents=contents, config=config),
+                self._worker.run(self.client.aio.models.generate_content(
+                    model=model, contents=contents, config=config)),
                 timeout=deadline,
             )
         except errors.APIError as exc:

@@ -42,6 +42,7 @@ class PreparedImage:
         width, height: pixel size of ``data``.
         name: the file name as the user gave it.
         notice: what was done to it, for the user ("converted GIF to PNG"), or ``""``.
+        sha256: hex digest of ``data``.
     """
 
     data: bytes
@@ -50,6 +51,12 @@ class PreparedImage:
     height: int
     name: str
     notice: str = ""
+    sha256: str = ""
+
+    def __post_init__(self) -> None:
+        # Hashed here, in the worker thread that prepares the image, not on the event loop.
+        if not self.sha256:
+            object.__setattr__(self, "sha256", sha256(self.data))
 
 
 def sniff(data: bytes) -> str:

@@ -62,5 +62,7 @@ def setup_logging(fmt: str = "text", level: str = "INFO", *, secrets: Iterable[s
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Library loggers that would log request bodies (image bytes) at DEBUG stay quieter.
-    for name in ("google_genai", "httpx", "aiohttp.access", "slack_sdk", "discord.http"):
+    for name in ("httpx", "aiohttp.access", "slack_sdk", "discord.http"):
         logging.getLogger(name).setLevel(max(logging.INFO, root.level))
+    # google_genai logs "AFC is enabled" at INFO on every call.
+    logging.getLogger("google_genai").setLevel(max(logging.WARNING, root.level))

@@ -1488,9 +1488,12 @@ class OfflineGemini:
                 f"Request payload size exceeds the limit: {MAX_REQUEST_BYTES} bytes."
             ) from None
         record.body = await asyncio.to_thread(load_json, raw)
-        if self.faults.latency > 0:
-            await asyncio.sleep(self.faults.latency)
+        # Latency is the whole time to answer, as with the real model: rendering happens
+        # within it, and only what is left of it is slept.
+        deadline = asyncio.get_running_loop().time() + self.faults.latency
         fault = self.faults.take(early=True)
+        if fault is not None:
+            await _sleep_until(deadline)
         if fault is not None and fault.kind == "disconnect":
             raise _Disconnect
         if fault is not None:
@@ -1504,6 +1507,7 @@ class OfflineGemini:
             parse_request, record.body, len(raw), model, spec, strict=self.strict_signatures
         )
         answer = await self._answer(parsed, self.faults.take(early=False))
+        await _sleep_until(deadline)
         response_id = secrets.token_urlsafe(17)
         if record.method == "generateContent":
             return web.json_response(_answer_body(answer, model, response_id))
@@ -1545,6 +1549,12 @@ class OfflineGemini:
         if model not in KNOWN_MODELS:
             raise ApiError(404, _not_found(model, match.group(1)))
         return web.json_response(_model_info(model))
+
+
+async def _sleep_until(deadline: float) -> None:
+    remaining = deadline - asyncio.get_running_loop().time()
+    if remaining > 0:
+        await asyncio.sleep(remaining)
 
 
 def _not_found(model: str, version: str) -> str:

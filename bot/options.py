@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from bot.errors import OptionError
@@ -61,7 +61,8 @@ class OptionInput:
 
     def given(self) -> dict[str, Any]:
         """The fields that were set, as a plain dict (this is what thread settings store)."""
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        # Not dataclasses.asdict: its deep copy is slow, and every turn merges inputs.
+        return {k: v for k in _INPUT_FIELDS if (v := getattr(self, k)) is not None}
 
     def over(self, other: OptionInput) -> OptionInput:
         """This input with ``other``'s values filling the gaps."""
@@ -69,8 +70,10 @@ class OptionInput:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> OptionInput:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**{k: v for k, v in data.items() if k in _INPUT_FIELDS})
+
+
+_INPUT_FIELDS = tuple(f.name for f in fields(OptionInput))
 
 
 @dataclass(frozen=True)
@@ -240,6 +243,3 @@ def sticky_update(settings: OptionInput, turn: OptionInput) -> OptionInput:
     """The thread's settings after a turn: what was given now sticks for later turns."""
     return turn.over(settings)
 
-
-def with_overrides(options: Options, **changes: Any) -> Options:
-    return replace(options, **changes)

@@ -57,11 +57,11 @@ async def open_core(settings: Settings, *, offline: bool | None = None,
             key = OFFLINE_KEY
             logger.info("offline mode: Gemini stand-in at %s", base_url)
         client = build_client(settings, api_key=key, base_url=base_url)
-        stack.push_async_callback(client.aio.aclose)
         store = await HistoryStore.open(settings.database_path)
         stack.push_async_callback(store.close)
         session = GeminiSession(client, timeout=settings.gemini_timeout,
                                 attempts=settings.gemini_retry_attempts, offline=offline)
+        stack.push_async_callback(session.aclose)
         service = ConversationService(store, session, settings)
         yield Core(settings=settings, store=store, service=service, offline=offline,
                    gemini_url=base_url)

@@ -67,6 +67,7 @@ class ConversationService:
         self._threads: dict[ThreadKey, _ThreadQueue] = {}
         self.observers: list[Callable[[str, dict[str, Any]], None]] = []
         self._inflight: set[asyncio.Task[Any]] = set()
+        self._gate = asyncio.Semaphore(4)
 
     @property
     def offline(self) -> bool:
@@ -142,8 +143,12 @@ class ConversationService:
     async def _turn(self, key: ThreadKey, author: Author, prompt: str, given: OptionInput,
                     attachments: tuple[Attachment, ...], *, on_start: StartCallback | None,
                     queued: float, sticky: OptionInput) -> Reply:
-        settings = await self.store.settings(key)
-        options = resolve(given, settings, self.settings.option_defaults, self.settings.models)
+        # The gate bounds how many turns do CPU and database work at once, so a burst of
+        # arrivals is spread over several loop iterations instead of stalling one.
+        async with self._gate:
+            settings = await self.store.settings(key)
+            options = resolve(given, settings, self.settings.option_defaults,
+                              self.settings.models)
         if not prompt.strip():
             raise PromptError(
                 "The prompt is empty. Say what to draw or what to change"
@@ -153,21 +158,25 @@ class ConversationService:
         if on_start:
             await on_start(TurnStart(key=key, options=options, waited=time.monotonic() - queued))
         started = time.monotonic()
-        history = await self.store.load_history(key)
-        user = types.Content(role="user", parts=[types.Part(text=prompt)] + [
-            types.Part(inline_data=types.Blob(data=r.data, mime_type=r.mime_type)) for r in refs])
-        contents = [*history, user]
-        self._check_size(contents, len(history))
-        answer = await self.gemini.generate(options.model, contents, build_config(options))
+        async with self._gate:
+            history = await self.store.load_history(key)
+            user = types.Content(role="user", parts=[types.Part(text=prompt)] + [
+                types.Part(inline_data=types.Blob(data=r.data, mime_type=r.mime_type))
+                for r in refs])
+            contents = [*history, user]
+            self._check_size(contents, len(history))
+            config = build_config(options)
+        answer = await self.gemini.generate(options.model, contents, config)
         elapsed = time.monotonic() - started
-        reply = await asyncio.to_thread(self._reply, key, answer, options, elapsed, refs)
-        await self.store.commit_turn(NewTurn(
-            turn_id=reply.turn_id, key=key, contents=[user, answer.content],
-            settings=_sticky(settings, sticky, options), author_id=author.id,
-            author_name=author.name, prompt=prompt, options=_options_dict(options),
-            refs=[StoredImage(images.sha256(r.data), r.mime_type, r.name) for r in refs],
-            reply=_reply_summary(reply), model=options.model,
-            usage=reply.usage.__dict__, images=len(reply.images)))
+        async with self._gate:
+            reply = await asyncio.to_thread(self._reply, key, answer, options, elapsed, refs)
+            await self.store.commit_turn(NewTurn(
+                turn_id=reply.turn_id, key=key, contents=[user, answer.content],
+                settings=_sticky(settings, sticky, options), author_id=author.id,
+                author_name=author.name, prompt=prompt, options=_options_dict(options),
+                refs=[StoredImage(r.sha256, r.mime_type, r.name) for r in refs],
+                reply=_reply_summary(reply), model=options.model,
+                usage=reply.usage.__dict__, images=len(reply.images)))
         self._emit("turn", {"model": options.model, "elapsed": elapsed, "usage": reply.usage,
                             "images": len(reply.images), "key": key})
         return reply
