@@ -73,6 +73,10 @@ class ConversationService:
     def offline(self) -> bool:
         return self.gemini.offline
 
+    def thread_busy(self, key: ThreadKey) -> bool:
+        """True while a turn of this thread runs or waits (a new message would queue)."""
+        return key in self._threads
+
     def queue_depth(self) -> int:
         """Turns running or waiting, across all threads."""
         return sum(q.users for q in self._threads.values())

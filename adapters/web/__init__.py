@@ -1,0 +1,510 @@
+"""The web playground: a local single-page app and its JSON API, served by ``imagebot serve``.
+
+Routes (all mounted on serve's aiohttp app):
+
+* ``GET /`` the page, ``GET /static/{name}`` its script, styles and icon.
+* ``GET /api/config`` models, ratios, sizes, defaults and the offline flag.
+* ``GET|POST /api/threads`` list web threads, create one (it exists once it has settings).
+* ``GET /api/threads/{id}`` a thread's turns as stored; ``GET|PUT .../settings`` its settings.
+* ``POST /api/threads/{id}/turns`` run a turn (multipart: prompt, option fields, ``refs``).
+* ``DELETE /api/turns/{id}`` remove a turn from its thread's history.
+* ``GET /api/images/{sha256}`` an image from the blob table; ``.../download`` as attachment.
+
+With ``IMAGEBOT_WEB_TOKEN`` set every route needs the token: ``/?token=...`` once sets an
+HttpOnly, SameSite=Strict cookie; API clients may send ``Authorization: Bearer <token>``.
+Writes need the ``X-Imagebot: 1`` header (and a same-host ``Origin`` when one is sent), which a
+cross-site form or a simple cross-origin fetch cannot produce.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from aiohttp.web_request import FileField
+from multidict import MultiDictProxy
+
+from bot import images
+from bot.errors import (
+    AttachmentError,
+    CancelledTurn,
+    GenerationError,
+    ImagebotError,
+    NotFoundError,
+    OptionError,
+    PromptError,
+    ServiceError,
+    TooLargeError,
+)
+from bot.model import Attachment, Author, IncomingMessage, ThreadKey
+from bot.options import ASPECT_RATIOS, IMAGE_SIZES, OptionInput, Options, resolve
+from bot.presentation import OFFLINE_BADGE
+from bot.runtime import Core
+from bot.store import TurnRecord
+
+logger = logging.getLogger(__name__)
+
+PLATFORM = "web"
+AUTHOR = Author(id="web", name="You")
+COOKIE = "imagebot_web"
+CSRF_HEADER = "X-Imagebot"
+STATIC_DIR = Path(__file__).parent / "static"
+STATIC_TYPES = {
+    "app.js": "text/javascript",
+    "app.css": "text/css",
+    "favicon.svg": "image/svg+xml",
+}
+IMAGE_TYPES = {
+    "png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp", "gif": "image/gif",
+    "heic": "image/heic", "heif": "image/heif", "bmp": "image/bmp", "tiff": "image/tiff",
+}
+EXTENSIONS = {"image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif",
+              "image/heic": "heic", "image/heif": "heif", "image/bmp": "bmp",
+              "image/tiff": "tiff"}
+STATUS_BY_ERROR: tuple[tuple[type[ImagebotError], int], ...] = (
+    (OptionError, 400), (AttachmentError, 400), (PromptError, 400), (TooLargeError, 413),
+    (NotFoundError, 404), (GenerationError, 422), (CancelledTurn, 503), (ServiceError, 502),
+)
+STATUS_BY_KIND = {"rate_limit": 429, "timeout": 504, "config": 503}
+CSP = "; ".join((
+    "default-src 'none'",
+    "script-src 'self'",
+    # Google's search suggestions come with their own <style>; a srcdoc frame inherits this.
+    "style-src 'self' 'unsafe-inline'",
+    "img-src 'self' blob: data:",
+    "connect-src 'self'",
+    "frame-src 'self'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+))
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+IMMUTABLE = "private, max-age=31536000, immutable"
+_THREAD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_TRUE = ("1", "true", "on", "yes")
+_FALSE = ("0", "false", "off", "no")
+_LOCKED_PAGE = """<!doctype html><meta charset="utf-8"><title>imagebot playground</title>
+<body style="font:16px system-ui;max-width:36em;margin:4em auto;padding:0 1em">
+<h1>Access token needed</h1><p>This playground is protected by <code>IMAGEBOT_WEB_TOKEN</code>.
+Open it once as <code>/?token=&lt;your token&gt;</code>; the browser then remembers it.</p>
+"""
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Refusal(Exception):
+    """A request the playground turns down before reaching the core (bad input, no access)."""
+
+    def __init__(self, status: int, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.kind = kind
+
+
+class WebPlayground:
+    """The playground adapter: pages and JSON API on the shared aiohttp app."""
+
+    name = "web"
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self._token = core.settings.web_token or None
+        # The cookie carries a value derived from the token, never the token itself.
+        self._cookie = (hmac.new(self._token.encode(), b"imagebot web playground",
+                                 hashlib.sha256).hexdigest() if self._token else "")
+        self._static: dict[str, bytes] = {}
+
+    # --- adapter protocol ----------------------------------------------------------------
+
+    def mount(self, app: web.Application) -> None:
+        routes: list[tuple[str, str, Handler]] = [
+            ("GET", "/", self.index),
+            ("GET", "/static/{name}", self.static),
+            ("GET", "/api/config", self.config),
+            ("GET", "/api/threads", self.list_threads),
+            ("POST", "/api/threads", self.create_thread),
+            ("GET", "/api/threads/{thread}", self.thread),
+            ("GET", "/api/threads/{thread}/settings", self.get_settings),
+            ("PUT", "/api/threads/{thread}/settings", self.put_settings),
+            ("POST", "/api/threads/{thread}/turns", self.post_turn),
+            ("DELETE", "/api/turns/{turn}", self.delete_turn),
+            ("GET", "/api/images/{sha}", self.image),
+            ("GET", "/api/images/{sha}/download", self.image),
+        ]
+        for method, path, handler in routes:
+            app.router.add_route(method, path, self._guarded(handler))
+
+    async def start(self) -> None:
+        """Nothing to start: the routes live on serve's HTTP server."""
+
+    async def stop(self) -> None:
+        """Nothing to stop: turns in flight are finished by the service's shutdown."""
+
+    def status(self) -> dict[str, Any]:
+        return {"ok": True}
+
+    # --- access control and error handling -----------------------------------------------
+
+    def _guarded(self, handler: Handler) -> Handler:
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            try:
+                self._authorize(request)
+                if request.method not in ("GET", "HEAD"):
+                    _check_csrf(request)
+                response = await handler(request)
+            except Refusal as exc:
+                response = self._refusal(request, exc)
+            except ImagebotError as exc:
+                response = _error(exc.user_message, exc.kind, error_status(exc))
+            except web.HTTPException as exc:
+                response = _error(_http_message(exc), "request", exc.status)
+            except Exception:
+                logger.exception("web playground: %s %s failed", request.method, request.path)
+                response = _error("Something went wrong inside imagebot; the details are in "
+                                  "its log. Try again.", "internal", 500)
+            response.headers.update(SECURITY_HEADERS)
+            return response
+
+        return guarded
+
+    def _authorize(self, request: web.Request) -> None:
+        if self._token is None:
+            return
+        bearer = request.headers.get("Authorization", "")
+        if bearer.startswith("Bearer ") and _same(bearer[7:].strip(), self._token):
+            return
+        if _same(request.cookies.get(COOKIE, ""), self._cookie):
+            return
+        if request.path == "/" and _same(request.query.get("token", ""), self._token):
+            return
+        raise Refusal(401, "This playground needs its access token (IMAGEBOT_WEB_TOKEN).", "auth")
+
+    def _refusal(self, request: web.Request, exc: Refusal) -> web.Response:
+        if exc.status == 401 and not request.path.startswith("/api/"):
+            return web.Response(status=401, text=_LOCKED_PAGE, content_type="text/html")
+        response = _error(exc.message, exc.kind, exc.status)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="imagebot"'
+        return response
+
+    # --- pages ---------------------------------------------------------------------------
+
+    async def index(self, request: web.Request) -> web.StreamResponse:
+        if self._token and "token" in request.query:
+            response = web.Response(status=303, headers={"Location": "/"})
+            response.set_cookie(COOKIE, self._cookie, httponly=True, samesite="Strict",
+                                secure=request.secure, path="/", max_age=400 * 86400)
+            return response
+        body = await self._read_static("index.html")
+        return web.Response(body=body, content_type="text/html", charset="utf-8",
+                            headers={"Cache-Control": "no-cache"})
+
+    async def static(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if name not in STATIC_TYPES:
+            raise Refusal(404, "No such file.", "not_found")
+        body = await self._read_static(name)
+        etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+        headers = {"Cache-Control": "no-cache", "ETag": etag}
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers=headers)
+        charset = None if name.endswith(".svg") else "utf-8"
+        return web.Response(body=body, content_type=STATIC_TYPES[name], charset=charset,
+                            headers=headers)
+
+    async def _read_static(self, name: str) -> bytes:
+        if name not in self._static:
+            self._static[name] = await asyncio.to_thread((STATIC_DIR / name).read_bytes)
+        return self._static[name]
+
+    # --- API: configuration and threads --------------------------------------------------
+
+    async def config(self, request: web.Request) -> web.Response:
+        models = [{"id": model_id, "label": caps.label, "sizes": list(caps.sizes),
+                   "max_refs": caps.max_reference_images, "search": caps.search,
+                   "thinking": caps.thinking}
+                  for model_id, caps in self.core.settings.models.items()]
+        return web.json_response({
+            "models": models, "ratios": list(ASPECT_RATIOS), "sizes": list(IMAGE_SIZES),
+            "defaults": self._effective(OptionInput()), "offline": self.core.offline,
+            "max_attachment_bytes": self.core.settings.max_attachment_bytes,
+        })
+
+    async def list_threads(self, request: web.Request) -> web.Response:
+        summaries = await self.core.store.list_threads(PLATFORM)
+        return web.json_response({"threads": [
+            {"id": s.key.thread, "title": s.title, "turns": s.turns, "updated_at": s.updated_at}
+            for s in summaries if not s.key.workspace and not s.key.channel]})
+
+    async def create_thread(self, request: web.Request) -> web.Response:
+        body = await _json_body(request, allow_empty=True)
+        key = _key(uuid.uuid4().hex)
+        settings = self._validated(_option_input(body), OptionInput())
+        await self.core.store.save_settings(key, settings)
+        return web.json_response({"id": key.thread, "settings": self._effective(settings)},
+                                 status=201)
+
+    async def thread(self, request: web.Request) -> web.Response:
+        key = await self._existing(request)
+        turns = await self.core.store.list_turns(key)
+        settings = await self.core.store.settings(key)
+        title = next((s.title for s in await self.core.store.list_threads(PLATFORM)
+                      if s.key == key), "")
+        return web.json_response({"id": key.thread, "title": title,
+                                  "settings": self._effective(settings),
+                                  "turns": [turn_json(t) for t in turns]})
+
+    async def get_settings(self, request: web.Request) -> web.Response:
+        key = await self._existing(request)
+        settings = await self.core.store.settings(key)
+        return web.json_response({"settings": self._effective(settings),
+                                  "stored": settings.given()})
+
+    async def put_settings(self, request: web.Request) -> web.Response:
+        key = _key(request.match_info["thread"])
+        stored = await self.core.store.settings(key)
+        updated = self._validated(_option_input(await _json_body(request)), stored)
+        await self.core.store.save_settings(key, updated)
+        return web.json_response({"settings": self._effective(updated),
+                                  "stored": updated.given()})
+
+    async def _existing(self, request: web.Request) -> ThreadKey:
+        key = _key(request.match_info["thread"])
+        if not await self.core.store.thread_exists(key):
+            raise Refusal(404, "That thread does not exist (it may have been made on another "
+                               "imagebot database). Start a new thread.", "not_found")
+        return key
+
+    def _validated(self, given: OptionInput, stored: OptionInput) -> OptionInput:
+        """Checks settings the way a turn would and returns them normalized over ``stored``.
+
+        Raises:
+            OptionError: a value the chosen model cannot use, with the valid ones.
+        """
+        options = resolve(given, stored, self.core.settings.option_defaults,
+                          self.core.settings.models)
+        normal = {name: _normal(options, name) for name in given.given()}
+        return OptionInput.from_dict(normal).over(stored)
+
+    def _effective(self, stored: OptionInput) -> dict[str, Any]:
+        """What the selectors should show for a thread: its settings over the defaults."""
+        try:
+            options = resolve(OptionInput(), stored, self.core.settings.option_defaults,
+                              self.core.settings.models)
+        except OptionError:
+            options = resolve(OptionInput(), OptionInput(), OptionInput(),
+                              self.core.settings.models)
+        kept_size = stored.size if (stored.size or "").upper() in IMAGE_SIZES else None
+        return {"model": options.model, "aspect_ratio": options.aspect_ratio or "auto",
+                "size": options.size or (kept_size or "1K").upper(), "search": options.search,
+                "summary": options.summary()}
+
+    # --- API: turns ----------------------------------------------------------------------
+
+    async def post_turn(self, request: web.Request) -> web.Response:
+        key = _key(request.match_info["thread"])
+        if request.content_type not in ("multipart/form-data",
+                                        "application/x-www-form-urlencoded"):
+            raise Refusal(400, "Send the turn as multipart/form-data.", "request")
+        form = await request.post()
+        message = IncomingMessage(author=AUTHOR, text=_field(form, "prompt"),
+                                  attachments=await _attachments(form),
+                                  options=_option_input(_form_options(form)))
+        reply = await self.core.service.handle(key, message)
+        record = await self.core.store.get_turn(reply.turn_id)
+        if record is None:
+            raise Refusal(500, "The turn was made but could not be read back. Reload.", "internal")
+        return web.json_response({"turn": turn_json(record)}, status=201)
+
+    async def delete_turn(self, request: web.Request) -> web.Response:
+        turn_id = request.match_info["turn"]
+        record = await self.core.store.get_turn(turn_id)
+        if record is None or record.deleted or record.thread.platform != PLATFORM:
+            raise Refusal(404, "That turn no longer exists.", "not_found")
+        await self.core.service.delete(turn_id)
+        return web.json_response({"deleted": turn_id})
+
+    # --- API: images ---------------------------------------------------------------------
+
+    async def image(self, request: web.Request) -> web.StreamResponse:
+        sha = request.match_info["sha"]
+        if not _SHA256.fullmatch(sha):
+            raise Refusal(404, "No such image.", "not_found")
+        etag = f'"{sha}"'
+        download = request.path.endswith("/download")
+        headers = {"Cache-Control": IMMUTABLE, "ETag": etag}
+        if request.headers.get("If-None-Match") == etag and not download:
+            return web.Response(status=304, headers=headers)
+        try:
+            data = (await self.core.store.get_blobs([sha]))[sha]
+        except RuntimeError as exc:
+            raise Refusal(404, "That image is not in imagebot's history.", "not_found") from exc
+        mime = IMAGE_TYPES.get(images.sniff(data), "application/octet-stream")
+        if download:
+            extension = EXTENSIONS.get(mime, "png")
+            headers["Content-Disposition"] = (
+                f'attachment; filename="imagebot-{sha[:12]}.{extension}"')
+        return web.Response(body=data, content_type=mime, headers=headers)
+
+
+# --- turn records as JSON ----------------------------------------------------------------
+
+
+def image_urls(sha: str) -> dict[str, str]:
+    return {"url": f"/api/images/{sha}", "download_url": f"/api/images/{sha}/download"}
+
+
+def _part_json(part: dict[str, Any]) -> dict[str, Any]:
+    if part.get("kind") != "image":
+        return {"kind": "text", "text": part.get("text", "")}
+    return {"kind": "image", **image_urls(part["sha256"]), "mime_type": part.get("mime_type"),
+            "width": part.get("width", 0), "height": part.get("height", 0)}
+
+
+def footer(reply: dict[str, Any]) -> str:
+    """The stored reply's footer, worded like :func:`bot.presentation.footer`."""
+    usage = reply.get("usage") or {}
+    bits = [reply.get("settings") or reply.get("model", ""),
+            f"{float(reply.get('elapsed', 0.0)):.1f}s",
+            f"{int(usage.get('total_tokens', 0)):,} tokens"]
+    if reply.get("offline"):
+        bits.insert(0, OFFLINE_BADGE)
+    return " · ".join(bits)
+
+
+def turn_json(record: TurnRecord) -> dict[str, Any]:
+    """A stored turn as the page shows it: prompt, references, the reply in model order."""
+    reply = record.reply
+    return {
+        "id": record.id,
+        "prompt": record.prompt,
+        "author": record.author_name or record.author_id,
+        "created_at": record.created_at,
+        "refs": [{"name": r.name, "mime_type": r.mime_type, **image_urls(r.sha256)}
+                 for r in record.refs],
+        "parts": [_part_json(p) for p in reply.get("parts", [])],
+        "thoughts": [_part_json(p) for p in reply.get("thoughts", [])],
+        "sources": reply.get("sources", []),
+        "search_queries": reply.get("search_queries", []),
+        "search_entry_point": reply.get("search_entry_point"),
+        "notices": reply.get("notices", []),
+        "settings": reply.get("settings", ""),
+        "usage": reply.get("usage", {}),
+        "elapsed": reply.get("elapsed", 0.0),
+        "model": reply.get("model", ""),
+        "offline": bool(reply.get("offline")),
+        "footer": footer(reply),
+    }
+
+
+# --- request parsing ---------------------------------------------------------------------
+
+
+def _key(thread: str) -> ThreadKey:
+    if not _THREAD_ID.fullmatch(thread):
+        raise Refusal(404, "That is not a playground thread id.", "not_found")
+    return ThreadKey(PLATFORM, "", "", thread)
+
+
+async def _json_body(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any]:
+    if allow_empty and not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise Refusal(400, "The request body must be a JSON object.", "request") from exc
+    if not isinstance(body, dict):
+        raise Refusal(400, "The request body must be a JSON object.", "request")
+    return body
+
+
+def _option_input(data: dict[str, Any]) -> OptionInput:
+    """Selector values (``model``, ``aspect_ratio``, ``size``, ``search``) as an OptionInput."""
+    given: dict[str, Any] = {}
+    for name in ("model", "aspect_ratio", "size"):
+        value = data.get(name)
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str):
+            raise Refusal(400, f"`{name}` must be a string.", "option")
+        given[name] = value
+    search = data.get("search")
+    if search is not None:
+        if not isinstance(search, bool):
+            raise Refusal(400, "`search` must be true or false.", "option")
+        given["search"] = search
+    return OptionInput(**given)
+
+
+def _normal(options: Options, name: str) -> Any:
+    value = getattr(options, name)
+    return "auto" if value is None else value
+
+
+def _field(form: MultiDictProxy[Any], name: str) -> str:
+    value = form.get(name, "")
+    return value if isinstance(value, str) else ""
+
+
+def _form_options(form: MultiDictProxy[Any]) -> dict[str, Any]:
+    data: dict[str, Any] = {name: _field(form, name) for name in ("model", "aspect_ratio", "size")}
+    search = _field(form, "search").strip().lower()
+    if search in _TRUE:
+        data["search"] = True
+    elif search in _FALSE:
+        data["search"] = False
+    elif search:
+        raise Refusal(400, "`search` must be true or false.", "option")
+    return data
+
+
+async def _attachments(form: MultiDictProxy[Any]) -> tuple[Attachment, ...]:
+    files = [f for f in form.getall("refs", []) if isinstance(f, FileField)]
+    datas = await asyncio.gather(*(asyncio.to_thread(f.file.read) for f in files))
+    return tuple(Attachment.from_bytes(f.filename or "image", data, f.content_type or "")
+                 for f, data in zip(files, datas, strict=True))
+
+
+def _check_csrf(request: web.Request) -> None:
+    if request.headers.get(CSRF_HEADER) != "1":
+        raise Refusal(403, f"Missing the {CSRF_HEADER}: 1 header that writes need.", "csrf")
+    origin = request.headers.get("Origin")
+    if origin and (origin == "null" or urlsplit(origin).netloc != request.host):
+        raise Refusal(403, "Cross-site requests are not accepted.", "csrf")
+
+
+def error_status(exc: ImagebotError) -> int:
+    """The HTTP status for a failure the user is told about (4xx theirs, 5xx ours or Gemini's)."""
+    if exc.kind in STATUS_BY_KIND:
+        return STATUS_BY_KIND[exc.kind]
+    return next((status for kind, status in STATUS_BY_ERROR if isinstance(exc, kind)), 500)
+
+
+def _same(given: str, expected: str) -> bool:
+    return bool(given) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _http_message(exc: web.HTTPException) -> str:
+    if exc.status == 413:
+        return "The upload is too large for one request. Attach fewer or smaller images."
+    return exc.reason or "The request could not be handled."
+
+
+def _error(message: str, kind: str, status: int) -> web.Response:
+    return web.json_response({"error": message, "kind": kind}, status=status)

@@ -1,0 +1,791 @@
+/* imagebot playground: vanilla JS, no build step. Talks to the JSON API under /api/. */
+'use strict';
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const els = {
+    app: $('app'), sidebar: $('sidebar'), scrim: $('scrim'), threads: $('threads'),
+    newThread: $('new-thread'), menu: $('menu'), banner: $('offline-banner'),
+    title: $('thread-title'), meta: $('thread-meta'), chat: $('chat'), empty: $('empty'),
+    examples: $('examples'), turns: $('turns'), composer: $('composer'), tray: $('ref-tray'),
+    attach: $('attach'), fileInput: $('file-input'), prompt: $('prompt'), send: $('send'),
+    model: $('model'), ratio: $('ratio'), size: $('size'), sizeOpt: $('size-opt'),
+    search: $('search'), searchOpt: $('search-opt'), refCount: $('ref-count'),
+    drop: $('drop-overlay'), toasts: $('toasts'), lightbox: $('lightbox'),
+    lbImg: $('lightbox-img'), lbCaption: $('lightbox-caption'), lbDownload: $('lightbox-download'),
+    lbClose: $('lightbox-close'), lbPrev: $('lightbox-prev'), lbNext: $('lightbox-next'),
+  };
+
+  const EXAMPLES = [
+    'A cozy reading nook in a treehouse at golden hour',
+    'Product shot of a speckled ceramic mug on linen, soft window light',
+    'A retro travel poster for Mars with bold typography',
+    'Isometric cutaway of a tiny bakery, warm colors',
+  ];
+
+  const state = {
+    config: null,
+    threads: [],
+    threadId: null,
+    thread: null,
+    pending: new Map(), // thread id -> {prompt, files, started, summary, error, finished}
+    refs: [], // {file, url, name}
+    lightbox: { items: [], index: 0 },
+    stick: true,
+    openSeq: 0,
+  };
+
+  // ---------------------------------------------------------------- API
+
+  class ApiError extends Error {
+    constructor(message, kind, status) {
+      super(message);
+      this.kind = kind;
+      this.status = status;
+    }
+  }
+
+  async function api(path, { method = 'GET', json, form } = {}) {
+    const headers = {};
+    let body;
+    if (method !== 'GET') headers['X-Imagebot'] = '1';
+    if (json !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      body = JSON.stringify(json);
+    } else if (form) {
+      body = form;
+    }
+    let res;
+    try {
+      res = await fetch(path, { method, headers, body, credentials: 'same-origin' });
+    } catch (err) {
+      throw new ApiError('Could not reach imagebot. Is `imagebot serve` still running?',
+        'network', 0);
+    }
+    const type = res.headers.get('Content-Type') || '';
+    const data = type.includes('application/json') ? await res.json() : null;
+    if (!res.ok) {
+      const message = (data && data.error) || `The server answered ${res.status} ${res.statusText}.`;
+      throw new ApiError(message, (data && data.kind) || 'http', res.status);
+    }
+    return data;
+  }
+
+  // ---------------------------------------------------------------- small DOM helpers
+
+  function h(tag, attrs = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs)) {
+      if (value === undefined || value === null || value === false) continue;
+      if (key === 'class') node.className = value;
+      else if (key === 'text') node.textContent = value;
+      else if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
+      else node.setAttribute(key, value === true ? '' : value);
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  const ICONS = {
+    download: 'M12 4v12M7 11l5 5 5-5M4 20h16',
+    expand: 'M15 3h6v6M9 21H3v-6M21 3l-7 7M3 21l7-7',
+    close: 'M6 6l12 12M18 6 6 18',
+    alert: 'M12 8v5M12 16.5h.01M12 3a9 9 0 1 0 0 18 9 9 0 0 0 0-18Z',
+    link: 'M10 14a5 5 0 0 0 7 0l3-3a5 5 0 0 0-7-7l-1 1M14 10a5 5 0 0 0-7 0l-3 3a5 5 0 0 0 7 7l1-1',
+  };
+
+  function icon(name) {
+    const ns = 'http://www.w3.org/2000/svg';
+    const svg = document.createElementNS(ns, 'svg');
+    svg.setAttribute('viewBox', '0 0 24 24');
+    svg.setAttribute('aria-hidden', 'true');
+    const path = document.createElementNS(ns, 'path');
+    path.setAttribute('d', ICONS[name]);
+    svg.append(path);
+    return svg;
+  }
+
+  function safeUrl(url) {
+    try {
+      const parsed = new URL(url, location.href);
+      return parsed.protocol === 'https:' || parsed.protocol === 'http:' ? parsed.href : null;
+    } catch (err) {
+      return null;
+    }
+  }
+
+  /** A thumbnail that turns into a named tile when the browser cannot decode the file. */
+  function thumb(url, name) {
+    const tile = () => h('span', { class: 'file-tile', text: name });
+    if (!url) return tile();
+    const image = h('img', { src: url, alt: name, loading: 'lazy' });
+    image.addEventListener('error', () => image.replaceWith(tile()), { once: true });
+    return image;
+  }
+
+  function toast(message) {
+    const node = h('div', { class: 'toast', role: 'alert' });
+    appendInline(node, message);
+    els.toasts.append(node);
+    setTimeout(() => node.remove(), 6000);
+  }
+
+  // ---------------------------------------------------------------- text rendering
+
+  const INLINE = /\*\*([^*]+)\*\*|`([^`]+)`|\*([^*\s][^*]*)\*|\[([^\]]+)\]\((https?:\/\/[^\s)]+)\)/g;
+
+  function appendInline(parent, text) {
+    let last = 0;
+    for (const match of text.matchAll(INLINE)) {
+      parent.append(text.slice(last, match.index));
+      if (match[1] !== undefined) parent.append(h('strong', { text: match[1] }));
+      else if (match[2] !== undefined) parent.append(h('code', { text: match[2] }));
+      else if (match[3] !== undefined) parent.append(h('em', { text: match[3] }));
+      else {
+        const href = safeUrl(match[5]);
+        parent.append(href ? h('a', { href, target: '_blank', rel: 'noopener noreferrer', text: match[4] })
+          : match[0]);
+      }
+      last = match.index + match[0].length;
+    }
+    parent.append(text.slice(last));
+    return parent;
+  }
+
+  function renderText(text) {
+    const root = h('div', { class: 'text-part' });
+    let para = null;
+    let list = null;
+    for (const raw of text.replace(/\r\n/g, '\n').split('\n')) {
+      const line = raw.trimEnd();
+      const item = line.match(/^\s*(?:[-*•]|(\d+)[.)])\s+(.*)$/);
+      const heading = line.match(/^#{1,6}\s+(.*)$/);
+      if (!line.trim()) {
+        para = null;
+        list = null;
+      } else if (item) {
+        para = null;
+        if (!list) {
+          list = h(item[1] ? 'ol' : 'ul');
+          root.append(list);
+        }
+        list.append(appendInline(h('li'), item[2]));
+      } else if (heading) {
+        para = null;
+        list = null;
+        root.append(appendInline(h('h3'), heading[1]));
+      } else {
+        list = null;
+        if (para) para.append(h('br'));
+        else {
+          para = h('p');
+          root.append(para);
+        }
+        appendInline(para, line);
+      }
+    }
+    return root;
+  }
+
+  // ---------------------------------------------------------------- options
+
+  function caps(modelId) {
+    const models = state.config ? state.config.models : [];
+    return models.find((m) => m.id === modelId)
+      || { id: modelId, label: modelId, sizes: [], max_refs: 3, search: false };
+  }
+
+  function currentCaps() {
+    return caps(els.model.value);
+  }
+
+  function setupSelectors(config) {
+    for (const model of config.models) {
+      els.model.append(h('option', { value: model.id, text: model.label }));
+    }
+    els.ratio.append(h('option', { value: 'auto', text: 'Auto' }));
+    for (const ratio of config.ratios) els.ratio.append(h('option', { value: ratio, text: ratio }));
+    for (const size of config.sizes) els.size.append(h('option', { value: size, text: size }));
+  }
+
+  function applySettings(settings) {
+    if (!settings) return;
+    if (![...els.model.options].some((o) => o.value === settings.model)) {
+      els.model.append(h('option', { value: settings.model, text: settings.model }));
+    }
+    els.model.value = settings.model;
+    els.ratio.value = settings.aspect_ratio || 'auto';
+    els.size.value = settings.size || '1K';
+    els.search.checked = Boolean(settings.search);
+    updateOptionStates();
+  }
+
+  function updateOptionStates() {
+    const model = currentCaps();
+    const sized = model.sizes.length > 0;
+    for (const option of els.size.options) option.disabled = sized && !model.sizes.includes(option.value);
+    els.size.disabled = !sized;
+    els.sizeOpt.classList.toggle('is-disabled', !sized);
+    els.sizeOpt.title = sized ? '' : `${model.label} makes images at one fixed size (about 1024 px).`;
+    els.search.disabled = !model.search;
+    if (!model.search) els.search.checked = false;
+    els.searchOpt.classList.toggle('is-disabled', !model.search);
+    els.searchOpt.title = model.search ? 'Ground the answer on Google Search'
+      : `${model.label} cannot use Google Search.`;
+    renderRefTray();
+  }
+
+  function selectedOptions() {
+    const model = currentCaps();
+    const options = { model: model.id, aspect_ratio: els.ratio.value };
+    if (model.sizes.length) options.size = els.size.value;
+    if (model.search) options.search = els.search.checked;
+    return options;
+  }
+
+  function summary() {
+    const model = currentCaps();
+    const bits = [model.label];
+    if (model.sizes.length) bits.push(els.size.value || '1K');
+    bits.push(els.ratio.value === 'auto' ? 'auto ratio' : els.ratio.value);
+    if (model.search && els.search.checked) bits.push('search');
+    return bits.join(' · ');
+  }
+
+  async function saveSettings() {
+    updateOptionStates();
+    const id = state.threadId;
+    if (!id) return;
+    try {
+      const data = await api(`/api/threads/${id}/settings`, { method: 'PUT', json: selectedOptions() });
+      if (state.threadId === id && state.thread) state.thread.settings = data.settings;
+    } catch (err) {
+      toast(err.message);
+    }
+  }
+
+  // ---------------------------------------------------------------- reference images
+
+  function addFiles(files) {
+    const model = currentCaps();
+    for (const file of files) {
+      if (state.refs.length >= model.max_refs) {
+        toast(`${model.label} takes at most ${model.max_refs} reference images per message.`);
+        break;
+      }
+      const isImage = (file.type || '').startsWith('image/');
+      state.refs.push({ file, name: file.name || 'pasted image', url: isImage ? URL.createObjectURL(file) : null });
+    }
+    renderRefTray();
+  }
+
+  function renderRefTray() {
+    els.tray.replaceChildren(...state.refs.map((ref, index) => h('div', { class: 'ref-item', title: ref.name },
+      thumb(ref.url, ref.name),
+      h('button', {
+        type: 'button', class: 'remove', 'aria-label': `Remove ${ref.name}`,
+        onclick: () => {
+          state.refs.splice(index, 1);
+          renderRefTray();
+        },
+      }, icon('close')))));
+    els.tray.hidden = state.refs.length === 0;
+    const max = currentCaps().max_refs;
+    els.refCount.textContent = state.refs.length ? `${state.refs.length} / ${max} references` : `up to ${max} references`;
+  }
+
+  // ---------------------------------------------------------------- threads
+
+  function threadFromHash() {
+    const match = location.hash.match(/^#\/t\/([A-Za-z0-9_-]{1,64})$/);
+    return match ? match[1] : null;
+  }
+
+  function relativeTime(seconds) {
+    const delta = Date.now() / 1000 - seconds;
+    if (delta < 60) return 'just now';
+    if (delta < 3600) return `${Math.floor(delta / 60)} min ago`;
+    if (delta < 86400) return `${Math.floor(delta / 3600)} h ago`;
+    return new Date(seconds * 1000).toLocaleDateString();
+  }
+
+  async function loadThreads() {
+    try {
+      state.threads = (await api('/api/threads')).threads;
+    } catch (err) {
+      toast(err.message);
+    }
+    renderThreads();
+  }
+
+  function renderThreads() {
+    if (!state.threads.length) {
+      els.threads.replaceChildren(h('div', { class: 'threads-empty', text: 'No threads yet.' }));
+      return;
+    }
+    els.threads.replaceChildren(...state.threads.map((thread) => {
+      const pending = state.pending.get(thread.id);
+      const turns = `${thread.turns} turn${thread.turns === 1 ? '' : 's'}`;
+      return h('a', {
+        class: `thread-link${thread.id === state.threadId ? ' active' : ''}`,
+        href: `#/t/${thread.id}`, 'data-thread': thread.id,
+        'aria-current': thread.id === state.threadId ? 'page' : null,
+      },
+      h('span', { class: 't-title' }, pending && !pending.error ? h('span', { class: 'busy-dot' }) : null,
+        h('span', { class: 't-text', text: thread.title || (pending && pending.prompt) || 'Untitled thread' })),
+      h('span', { class: 't-meta', text: `${turns} · ${relativeTime(thread.updated_at)}` }));
+    }));
+  }
+
+  async function createThread() {
+    const data = await api('/api/threads', { method: 'POST', json: selectedOptions() });
+    state.threads.unshift({ id: data.id, title: '', turns: 0, updated_at: Date.now() / 1000 });
+    return data.id;
+  }
+
+  async function newThread() {
+    closeNav();
+    const thread = state.thread;
+    if (thread && thread.id && !thread.turns.length && !state.pending.has(thread.id)) {
+      els.prompt.focus(); // this thread is still empty: use it rather than make another
+      return;
+    }
+    try {
+      const id = await createThread();
+      location.hash = `#/t/${id}`;
+      els.prompt.focus();
+    } catch (err) {
+      toast(err.message);
+    }
+  }
+
+  async function openThread(id) {
+    const seq = ++state.openSeq;
+    state.threadId = id;
+    closeNav();
+    renderThreads();
+    if (!id) {
+      state.thread = { id: null, title: '', turns: [] };
+      renderThread();
+      return;
+    }
+    state.thread = { id, title: '', turns: [] };
+    try {
+      const data = await api(`/api/threads/${id}`);
+      if (seq !== state.openSeq) return;
+      state.thread = data;
+      applySettings(data.settings);
+    } catch (err) {
+      if (seq !== state.openSeq) return;
+      toast(err.status === 404 ? 'That thread does not exist here. Start a new one.' : err.message);
+      if (err.status === 404) location.hash = '#/';
+      else renderThread();
+      return;
+    }
+    state.stick = true;
+    renderThread();
+  }
+
+  // ---------------------------------------------------------------- rendering turns
+
+  function renderThread() {
+    const thread = state.thread || { turns: [] };
+    const pending = state.threadId ? state.pending.get(state.threadId) : null;
+    const nodes = thread.turns.map(renderTurn);
+    if (pending) nodes.push(renderPending(pending));
+    els.turns.replaceChildren(...nodes);
+    els.empty.hidden = nodes.length > 0;
+    const first = thread.turns[0];
+    const title = thread.title || (first && first.prompt) || (pending && pending.prompt) || 'New thread';
+    els.title.textContent = title;
+    document.title = `${title} · imagebot`;
+    const count = thread.turns.length;
+    els.meta.textContent = count ? `${count} turn${count === 1 ? '' : 's'}` : '';
+    scrollToEnd(false);
+  }
+
+  function scrollToEnd(smooth) {
+    if (!state.stick) return;
+    requestAnimationFrame(() => {
+      els.chat.scrollTo({ top: els.chat.scrollHeight, behavior: smooth ? 'smooth' : 'instant' });
+    });
+  }
+
+  function userMessage(prompt, refs) {
+    const strip = refs.length ? h('div', { class: 'ref-strip' }, refs.map((ref) => {
+      const button = h('button', {
+        type: 'button', class: 'ref-thumb', title: ref.name, 'data-lightbox': ref.url ? '' : null,
+        'data-full': ref.url, 'data-download': ref.download_url || ref.url,
+        'data-caption': `Reference · ${ref.name}`,
+      }, thumb(ref.url, ref.name));
+      return button;
+    })) : null;
+    return h('div', { class: 'user-msg' }, h('div', { class: 'user-bubble', text: prompt }), strip);
+  }
+
+  function figure(part, caption) {
+    const image = h('img', {
+      src: part.url, alt: `${caption} ${part.width}×${part.height}`, loading: 'lazy', decoding: 'async',
+      width: part.width || null, height: part.height || null,
+    });
+    image.addEventListener('load', () => scrollToEnd(false));
+    const open = h('button', {
+      type: 'button', class: 'open', 'data-lightbox': '', 'data-full': part.url,
+      'data-download': part.download_url, 'data-caption': `${caption} · ${part.width}×${part.height}`,
+      'aria-label': 'Open full size',
+    }, image);
+    return h('figure', { class: 'figure' }, open,
+      part.width ? h('span', { class: 'dims', text: `${part.width}×${part.height}` }) : null,
+      h('div', { class: 'figure-bar' },
+        h('a', { class: 'chip-btn', href: part.download_url, download: '', title: 'Download' },
+          icon('download'), 'Download')));
+  }
+
+  function renderParts(parts, caption) {
+    return parts.map((part) => (part.kind === 'image' ? figure(part, caption) : renderText(part.text)));
+  }
+
+  function renderThinking(thoughts) {
+    if (!thoughts.length) return null;
+    const images = thoughts.filter((p) => p.kind === 'image').length;
+    const label = images ? `Thinking · ${images} draft image${images === 1 ? '' : 's'}` : 'Thinking';
+    return h('details', { class: 'thinking' }, h('summary', { text: label }),
+      h('div', { class: 'thinking-body' }, renderParts(thoughts, 'Thought image')));
+  }
+
+  function renderGrounding(turn) {
+    const sources = turn.sources.filter((s) => safeUrl(s.url));
+    if (!sources.length && !turn.search_queries.length && !turn.search_entry_point) return null;
+    const box = h('div', { class: 'grounding' });
+    if (sources.length) {
+      box.append(h('span', { class: 'grounding-label', text: 'Sources' }),
+        h('ol', { class: 'sources' }, sources.map((s, i) => h('li', {},
+          h('a', { href: safeUrl(s.url), target: '_blank', rel: 'noopener noreferrer', title: s.url },
+            h('span', { class: 'num', text: String(i + 1) }), h('span', { text: s.title || s.url }))))));
+    }
+    if (turn.search_queries.length) {
+      box.append(h('div', { class: 'queries', text: `Searched: ${turn.search_queries.join(' · ')}` }));
+    }
+    if (turn.search_entry_point) {
+      const frame = h('iframe', {
+        class: 'search-frame', title: 'Google Search suggestions',
+        sandbox: 'allow-popups allow-popups-to-escape-sandbox', referrerpolicy: 'no-referrer',
+      });
+      // Shown as Google provides it; the wrapper only opens chips in a new tab and matches
+      // the page's colour scheme so the frame stays transparent.
+      frame.srcdoc = '<meta name="color-scheme" content="light dark"><base target="_blank">'
+        + `<style>body{margin:0}</style>${turn.search_entry_point}`;
+      box.append(frame);
+    }
+    return box;
+  }
+
+  function renderNotices(turn) {
+    // The offline badge in the footer and the banner already say what this notice says.
+    const notices = turn.notices.filter((n) => !(turn.offline && /^Offline preview/i.test(n)));
+    if (!notices.length) return null;
+    return h('ul', { class: 'notices' }, notices.map((n) => {
+      const warn = /offline/i.test(n);
+      return appendInline(h('li', { class: warn ? 'warn' : '' }, h('span', { text: warn ? '⚠️' : 'ℹ️' }), ' '),
+        n);
+    }));
+  }
+
+  function renderMeta(turn) {
+    const badge = 'OFFLINE PREVIEW · ';
+    const offline = turn.footer.startsWith(badge);
+    const text = offline ? turn.footer.slice(badge.length) : turn.footer;
+    const usage = turn.usage || {};
+    const detail = `prompt ${usage.prompt_tokens || 0} · output ${usage.output_tokens || 0}`
+      + ` · thinking ${usage.thought_tokens || 0} tokens · ${turn.model}`;
+    return h('div', { class: 'meta' },
+      offline ? h('span', { class: 'badge', text: 'Offline preview' }) : null,
+      h('span', { class: 'footer-line', text, title: detail }),
+      h('button', { type: 'button', class: 'link-btn', text: 'Delete', onclick: () => deleteTurn(turn) }));
+  }
+
+  function renderTurn(turn) {
+    const card = h('div', { class: 'bot-card' },
+      renderThinking(turn.thoughts),
+      h('div', { class: 'parts' }, renderParts(turn.parts, 'Image')),
+      renderGrounding(turn),
+      renderNotices(turn),
+      renderMeta(turn));
+    return h('li', { class: 'turn', 'data-turn': turn.id },
+      userMessage(turn.prompt, turn.refs), h('div', { class: 'bot-msg' }, card));
+  }
+
+  function renderPending(pending) {
+    const user = userMessage(pending.prompt, pending.files);
+    if (pending.error) {
+      const seconds = ((pending.finished - pending.started) / 1000).toFixed(1);
+      const text = appendInline(h('div', { class: 'error-text' }), pending.error.message);
+      text.append(h('span', { class: 'error-kind', text: `Nothing was saved · failed after ${seconds}s` }));
+      const card = h('div', { class: 'error-card', role: 'alert' }, icon('alert'), text,
+        h('button', {
+          type: 'button', class: 'icon-btn', 'aria-label': 'Dismiss',
+          onclick: () => {
+            state.pending.delete(state.threadId);
+            renderThread();
+          },
+        }, icon('close')));
+      return h('li', { class: 'turn failed' }, user, h('div', { class: 'bot-msg' }, card));
+    }
+    const timer = h('span', { class: 'timer', 'data-started': String(pending.started), text: '0.0s' });
+    const card = h('div', { class: 'bot-card' },
+      h('div', { class: 'pending' }, h('span', { class: 'spinner' }),
+        h('span', { text: `Generating with ${pending.summary}…` }), timer),
+      h('div', { class: 'shimmer' }));
+    return h('li', { class: 'turn pending-turn' }, user, h('div', { class: 'bot-msg' }, card));
+  }
+
+  let ticker = null;
+  function tick() {
+    const now = performance.now();
+    for (const node of els.turns.querySelectorAll('.timer[data-started]')) {
+      node.textContent = `${((now - Number(node.dataset.started)) / 1000).toFixed(1)}s`;
+    }
+    const running = [...state.pending.values()].some((p) => !p.error);
+    if (!running) {
+      clearInterval(ticker);
+      ticker = null;
+    }
+  }
+
+  // ---------------------------------------------------------------- sending
+
+  function setBusy() {
+    const busy = Boolean(state.threadId && state.pending.get(state.threadId)
+      && !state.pending.get(state.threadId).error);
+    els.send.disabled = busy;
+    els.send.querySelector('.send-label').textContent = busy ? 'Generating…' : 'Generate';
+  }
+
+  async function send(event) {
+    if (event) event.preventDefault();
+    const prompt = els.prompt.value.trim();
+    if (!prompt) {
+      toast('Write what to draw, or what to change in the attached image.');
+      els.prompt.focus();
+      return;
+    }
+    let id = state.threadId;
+    const current = id && state.pending.get(id);
+    if (current && !current.error) return;
+    try {
+      if (!id) {
+        id = await createThread();
+        state.threadId = id;
+        state.thread = { id, title: '', turns: [] };
+        history.pushState(null, '', `#/t/${id}`);
+      }
+    } catch (err) {
+      toast(err.message);
+      return;
+    }
+    const files = state.refs;
+    const form = new FormData();
+    form.append('prompt', prompt);
+    for (const [key, value] of Object.entries(selectedOptions())) form.append(key, String(value));
+    for (const ref of files) form.append('refs', ref.file, ref.name);
+    const pending = { prompt, files, started: performance.now(), summary: summary(), error: null };
+    state.pending.set(id, pending);
+    state.refs = [];
+    els.prompt.value = '';
+    autosize();
+    renderRefTray();
+    state.stick = true;
+    afterPendingChange(id);
+    if (!ticker) ticker = setInterval(tick, 100);
+    try {
+      const data = await api(`/api/threads/${id}/turns`, { method: 'POST', form });
+      state.pending.delete(id);
+      files.forEach((f) => f.url && URL.revokeObjectURL(f.url));
+      if (state.thread && state.thread.id === id) state.thread.turns.push(data.turn);
+    } catch (err) {
+      pending.error = err;
+      pending.finished = performance.now();
+      restoreComposer(id, pending);
+    }
+    afterPendingChange(id);
+    loadThreads();
+  }
+
+  function restoreComposer(id, pending) {
+    if (state.threadId !== id || els.prompt.value.trim() || state.refs.length) return;
+    els.prompt.value = pending.prompt;
+    state.refs = pending.files.slice();
+    autosize();
+    renderRefTray();
+  }
+
+  function afterPendingChange(id) {
+    if (state.threadId === id) renderThread();
+    renderThreads();
+    setBusy();
+  }
+
+  async function deleteTurn(turn) {
+    if (!window.confirm('Delete this turn? Later turns will no longer see its images.')) return;
+    try {
+      await api(`/api/turns/${turn.id}`, { method: 'DELETE' });
+      if (state.thread) state.thread.turns = state.thread.turns.filter((t) => t.id !== turn.id);
+      renderThread();
+      loadThreads();
+    } catch (err) {
+      toast(err.message);
+    }
+  }
+
+  function autosize() {
+    els.prompt.style.height = 'auto';
+    els.prompt.style.height = `${Math.min(els.prompt.scrollHeight, 220)}px`;
+  }
+
+  // ---------------------------------------------------------------- lightbox
+
+  function openLightbox(trigger) {
+    const items = [...els.turns.querySelectorAll('[data-lightbox]')];
+    state.lightbox = { items, index: Math.max(0, items.indexOf(trigger)) };
+    showLightboxItem();
+    if (!els.lightbox.open) els.lightbox.showModal();
+  }
+
+  function showLightboxItem() {
+    const { items, index } = state.lightbox;
+    const item = items[index];
+    if (!item) return;
+    els.lbImg.src = item.dataset.full;
+    els.lbImg.alt = item.dataset.caption || '';
+    els.lbCaption.textContent = `${item.dataset.caption || ''}  (${index + 1} / ${items.length})`;
+    els.lbDownload.href = item.dataset.download || item.dataset.full;
+    els.lbPrev.hidden = items.length < 2;
+    els.lbNext.hidden = items.length < 2;
+  }
+
+  function stepLightbox(delta) {
+    const count = state.lightbox.items.length;
+    if (count < 2) return;
+    state.lightbox.index = (state.lightbox.index + delta + count) % count;
+    showLightboxItem();
+  }
+
+  // ---------------------------------------------------------------- navigation and events
+
+  function closeNav() {
+    els.app.classList.remove('nav-open');
+    els.scrim.hidden = true;
+  }
+
+  function bindDragAndDrop() {
+    let depth = 0;
+    const hasFiles = (event) => [...(event.dataTransfer ? event.dataTransfer.types : [])].includes('Files');
+    window.addEventListener('dragenter', (event) => {
+      if (!hasFiles(event)) return;
+      depth += 1;
+      els.drop.hidden = false;
+    });
+    window.addEventListener('dragleave', () => {
+      depth = Math.max(0, depth - 1);
+      if (!depth) els.drop.hidden = true;
+    });
+    window.addEventListener('dragover', (event) => {
+      if (hasFiles(event)) event.preventDefault();
+    });
+    window.addEventListener('drop', (event) => {
+      if (!hasFiles(event)) return;
+      event.preventDefault();
+      depth = 0;
+      els.drop.hidden = true;
+      addFiles([...event.dataTransfer.files]);
+    });
+  }
+
+  function bindEvents() {
+    els.composer.addEventListener('submit', send);
+    els.prompt.addEventListener('input', autosize);
+    els.prompt.addEventListener('keydown', (event) => {
+      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) send(event);
+    });
+    els.attach.addEventListener('click', () => els.fileInput.click());
+    els.fileInput.addEventListener('change', () => {
+      addFiles([...els.fileInput.files]);
+      els.fileInput.value = '';
+    });
+    document.addEventListener('paste', (event) => {
+      const files = [...(event.clipboardData ? event.clipboardData.items : [])]
+        .filter((item) => item.kind === 'file').map((item) => item.getAsFile()).filter(Boolean);
+      if (!files.length) return;
+      event.preventDefault();
+      addFiles(files);
+    });
+    bindDragAndDrop();
+    for (const select of [els.model, els.ratio, els.size, els.search]) {
+      select.addEventListener('change', saveSettings);
+    }
+    els.newThread.addEventListener('click', newThread);
+    els.menu.addEventListener('click', () => {
+      els.app.classList.add('nav-open');
+      els.scrim.hidden = false;
+    });
+    els.scrim.addEventListener('click', closeNav);
+    els.turns.addEventListener('click', (event) => {
+      const trigger = event.target.closest('[data-lightbox]');
+      if (trigger) openLightbox(trigger);
+    });
+    els.chat.addEventListener('scroll', () => {
+      const gap = els.chat.scrollHeight - els.chat.scrollTop - els.chat.clientHeight;
+      state.stick = gap < 160;
+    });
+    els.lbClose.addEventListener('click', () => els.lightbox.close());
+    els.lbPrev.addEventListener('click', () => stepLightbox(-1));
+    els.lbNext.addEventListener('click', () => stepLightbox(1));
+    els.lightbox.addEventListener('click', (event) => {
+      if (event.target === els.lightbox) els.lightbox.close();
+    });
+    els.lightbox.addEventListener('keydown', (event) => {
+      if (event.key === 'ArrowLeft') stepLightbox(-1);
+      if (event.key === 'ArrowRight') stepLightbox(1);
+    });
+    els.lightbox.addEventListener('close', () => els.lbImg.removeAttribute('src'));
+    window.addEventListener('hashchange', () => {
+      openThread(threadFromHash()).then(setBusy);
+    });
+  }
+
+  function renderExamples() {
+    els.examples.replaceChildren(...EXAMPLES.map((text) => h('button', {
+      type: 'button', class: 'example', text,
+      onclick: () => {
+        els.prompt.value = text;
+        autosize();
+        els.prompt.focus();
+      },
+    })));
+  }
+
+  async function init() {
+    bindEvents();
+    renderExamples();
+    try {
+      state.config = await api('/api/config');
+    } catch (err) {
+      els.empty.hidden = true;
+      els.turns.replaceChildren(h('li', { class: 'error-card', role: 'alert' }, icon('alert'),
+        appendInline(h('div', { class: 'error-text' }), err.message)));
+      return;
+    }
+    els.banner.hidden = !state.config.offline;
+    setupSelectors(state.config);
+    applySettings(state.config.defaults);
+    await loadThreads();
+    await openThread(threadFromHash());
+    setBusy();
+    document.body.dataset.ready = 'true';
+  }
+
+  init();
+})();

@@ -1,0 +1,238 @@
+"""The web playground in a real headless Chromium (Debian's), driven by Playwright.
+
+One run of ``imagebot serve`` in offline mode: make a thread, attach a reference, generate
+with Nano Banana Pro at 16:9 2K, edit it, reload, restart the server, and find it all again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from adapters.serve import running
+from bot.options import FLASH, PRO
+from tests import corpus
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+TIMEOUT_MS = 15_000
+
+try:
+    from playwright.async_api import Browser, Locator, Page, Route, async_playwright, expect
+except ImportError:  # pragma: no cover - reported by the fixture below
+    async_playwright = None  # type: ignore[assignment]
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"browser test cannot run in CI: {reason}. Install Debian's chromium "
+                    "(apt-get install chromium) and the playwright Python package.")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def chromium() -> Path:
+    if async_playwright is None:
+        _unavailable("the playwright package is not installed")
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM} is missing")
+    return CHROMIUM
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture
+async def browser(chromium: Path) -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=str(chromium), args=ARGS)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def open_page(browser: Browser, url: str, problems: list[str]) -> Page:
+    page = await browser.new_page(viewport={"width": 1360, "height": 940})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("console", lambda msg: problems.append(f"console: {msg.text}")
+            if msg.type == "error" else None)
+    await page.goto(url)
+    await page.wait_for_selector("body[data-ready=true]")
+    return page
+
+
+async def natural_size(turn: Locator) -> tuple[int, int]:
+    image = turn.locator(".parts img").first
+    await image.scroll_into_view_if_needed()
+    handle = await image.element_handle()
+    await turn.page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=handle)
+    width, height = await image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    return width, height
+
+
+async def check_history(page: Page) -> None:
+    turns = page.locator("#turns li.turn[data-turn]")
+    await expect(turns).to_have_count(2)
+    await expect(turns.nth(0).locator(".user-bubble")).to_have_text("a lighthouse in a storm")
+    await expect(turns.nth(1).locator(".user-bubble")).to_have_text("now make it night")
+    await expect(turns.nth(0).locator(".ref-thumb")).to_have_count(1)
+    await expect(turns.nth(1).locator(".meta")).to_contain_text("Nano Banana Pro · 2K · 16:9")
+    assert await natural_size(turns.nth(0)) == (2752, 1536)
+    assert await natural_size(turns.nth(1)) == (2752, 1536)
+    reference = turns.nth(0).locator(".ref-thumb img")
+    await expect(reference).to_have_attribute("src", re.compile(r"^/api/images/[0-9a-f]{64}$"))
+    await page.wait_for_function("img => img.complete && img.naturalWidth > 0",
+                                 arg=await reference.element_handle())
+    assert await reference.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [320, 200]
+
+
+async def first_turn(page: Page) -> None:
+    await page.click("#new-thread")
+    await page.wait_for_url(re.compile(r"#/t/[0-9a-f]{32}$"))
+    async with page.expect_file_chooser() as chooser_info:
+        await page.click("#attach")
+    chooser = await chooser_info.value
+    await chooser.set_files(files=[{"name": "ref.png", "mimeType": "image/png",
+                                    "buffer": corpus.png(320, 200)}])
+    await expect(page.locator("#ref-tray .ref-item")).to_have_count(1)
+    await page.select_option("#model", FLASH)
+    await expect(page.locator("#size")).to_be_disabled()
+    await expect(page.locator("#search")).to_be_disabled()
+    await page.select_option("#model", PRO)
+    await expect(page.locator("#size")).to_be_enabled()
+    await page.select_option("#ratio", "16:9")
+    await page.select_option("#size", "2K")
+    await page.fill("#prompt", "a lighthouse in a storm")
+    await page.route("**/turns", held_back)
+    await page.click("#send")
+    timer = page.locator(".pending-turn .timer")
+    await expect(timer).to_have_text(re.compile(r"^(0\.[5-9]|[1-9]\d*\.\d)s$"))
+    await expect(page.locator(".pending-turn")).to_contain_text("Nano Banana Pro · 2K · 16:9")
+    turns = page.locator("#turns li.turn[data-turn]")
+    await expect(turns).to_have_count(1)
+    await page.unroute("**/turns", held_back)
+    assert await natural_size(turns.nth(0)) == (2752, 1536)
+    assert (await turns.nth(0).locator(".parts img").get_attribute("src")).startswith(
+        "/api/images/")
+    await expect(page.locator("#ref-tray .ref-item")).to_have_count(0)
+
+
+async def held_back(route: Route) -> None:
+    """Holds the turn request for a moment, so the live timer can be seen counting."""
+    await asyncio.sleep(0.8)
+    await route.continue_()
+
+
+DROP_AND_PASTE = """png => {
+    const bytes = Uint8Array.from(atob(png), c => c.charCodeAt(0));
+    const carrying = name => {
+        const data = new DataTransfer();
+        data.items.add(new File([bytes], name, {type: 'image/png'}));
+        return data;
+    };
+    document.getElementById('chat').dispatchEvent(new DragEvent('drop',
+        {dataTransfer: carrying('dropped.png'), bubbles: true, cancelable: true}));
+    document.getElementById('prompt').dispatchEvent(new ClipboardEvent('paste',
+        {clipboardData: carrying('pasted.png'), bubbles: true, cancelable: true}));
+}"""
+
+
+async def drop_paste_and_remove(page: Page) -> None:
+    """References also come by drag-and-drop and paste, and each can be taken off again."""
+    await page.evaluate(DROP_AND_PASTE, base64.b64encode(corpus.png(40, 30)).decode())
+    items = page.locator("#ref-tray .ref-item")
+    await expect(items).to_have_count(2)
+    await expect(items.nth(0)).to_have_attribute("title", "dropped.png")
+    await expect(items.nth(1)).to_have_attribute("title", "pasted.png")
+    await items.nth(1).locator(".remove").click()
+    await items.nth(0).locator(".remove").click()
+    await expect(items).to_have_count(0)
+    await expect(page.locator("#ref-tray")).to_be_hidden()
+
+
+async def follow_up(page: Page) -> None:
+    await drop_paste_and_remove(page)
+    await page.check("#search")
+    await page.fill("#prompt", "now make it night")
+    await page.press("#prompt", "Enter")
+    last = page.locator("#turns li.turn[data-turn]").nth(1)
+    await expect(last).to_be_visible()
+    await expect(last.locator(".sources a").first).to_have_attribute("target", "_blank")
+    frame = last.locator("iframe.search-frame")
+    await expect(frame).to_have_attribute("sandbox", "allow-popups allow-popups-to-escape-sandbox")
+    chips = page.frame_locator("#turns li.turn[data-turn] >> nth=1 >> iframe").locator("a.chip")
+    await expect(chips.first).to_be_visible()
+    await page.context.route("https://www.google.com/**", stand_in_google)
+    async with page.expect_popup() as popup_info:
+        await chips.first.click()
+    popup = await popup_info.value
+    assert popup.url.startswith("https://www.google.com/search?q="), "chips open in a new tab"
+    await popup.close()
+    await last.locator(".thinking summary").click()
+    await expect(last.locator(".thinking .figure img").first).to_be_visible()
+
+
+async def lightbox(page: Page) -> None:
+    """A click shows the image full size, with a download link; Escape closes it."""
+    opener = page.locator("#turns li.turn[data-turn] .parts .figure .open").first
+    source = await opener.locator("img").get_attribute("src")
+    await opener.click()
+    await expect(page.locator("#lightbox")).to_be_visible()
+    await expect(page.locator("#lightbox-img")).to_have_attribute("src", source or "")
+    await expect(page.locator("#lightbox-download")).to_have_attribute("href", f"{source}/download")
+    await page.keyboard.press("Escape")
+    await expect(page.locator("#lightbox")).to_be_hidden()
+
+
+async def stand_in_google(route: Route) -> None:
+    await route.fulfill(body="search results", content_type="text/plain")
+
+
+async def screenshot(page: Page, path: Path) -> None:
+    """Both turns in one tall window, for a person to look at (``artifacts/`` is ignored)."""
+    await page.set_viewport_size({"width": 1400, "height": 2000})
+    await page.evaluate("document.getElementById('chat').scrollTo({top: 0, behavior: 'instant'})")
+    await page.wait_for_function(
+        "[...document.querySelectorAll('#turns img')].every(i => i.complete || !i.checkVisibility())")
+    await page.screenshot(path=str(path))
+
+
+async def test_playground_in_chromium(browser: Browser, artifacts: Path, make_settings) -> None:
+    settings = make_settings(None, gemini_api_key=None)
+    problems: list[str] = []
+    async with running(settings, offline=True, host="127.0.0.1", port=0) as server:
+        page = await open_page(browser, server.url + "/", problems)
+        await expect(page.locator("#offline-banner")).to_be_visible()
+        await expect(page.locator("#offline-banner")).to_contain_text(
+            "Offline preview — images are made by imagebot's offline stand-in, not Gemini.")
+        await first_turn(page)
+        await follow_up(page)
+        thread_url = page.url.split("#", 1)[1]
+
+        await page.reload()
+        await page.wait_for_selector("body[data-ready=true]")
+        await check_history(page)
+        await expect(page.locator(".thread-link.active")).to_contain_text("a lighthouse")
+        await lightbox(page)
+        await screenshot(page, artifacts / "web-playground.png")
+        await page.close()
+
+    async with running(settings, offline=True, host="127.0.0.1", port=0) as server:
+        page = await open_page(browser, f"{server.url}/#{thread_url}", problems)
+        await check_history(page)
+        await expect(page.locator("#offline-banner")).to_be_visible()
+        await page.close()
+    assert problems == []
