@@ -25,6 +25,7 @@ from bot.runtime import Core, open_core
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 20.0
+EVENT_RETENTION = 7 * 86400.0
 
 
 class Adapter(Protocol):
@@ -144,6 +145,8 @@ async def running(settings: Settings, *, offline: bool = False,
     for note in run.notes:
         logger.info("%s", note)
     async with open_core(settings, offline=run.offline) as core:
+        # Redeliveries come within minutes; a week of seen event ids is plenty.
+        await core.store.prune_events(older_than=EVENT_RETENTION)
         metrics = Metrics(core.service)
         adapters = build_adapters(core, run)
         app = make_app(core, adapters, metrics)
