@@ -40,6 +40,7 @@ import base64
 import binascii
 import colorsys
 import contextlib
+import functools
 import hashlib
 import hmac
 import html
@@ -1533,7 +1534,7 @@ class OfflineGemini:
             return _Answer([], _usage(req, [], with_candidates=False), fault.reason)
         items = _thought_items(req, self.banner) + _final_items(req, self.banner)
         jobs = {i: item.job for i, item in enumerate(items) if item.job is not None}
-        rendered = await asyncio.gather(*(asyncio.to_thread(render_png, job) for job in jobs.values()))
+        rendered = await asyncio.gather(*(asyncio.to_thread(_render, job) for job in jobs.values()))
         parts = _wire_parts(items, dict(zip(jobs, rendered, strict=True)))
         grounding = _grounding(req, parts) if req.search and req.spec.search else None
         return _Answer(parts, _usage(req, items), "STOP", grounding)
@@ -1549,6 +1550,15 @@ class OfflineGemini:
         if model not in KNOWN_MODELS:
             raise ApiError(404, _not_found(model, match.group(1)))
         return web.json_response(_model_info(model))
+
+
+_render_cached = functools.lru_cache(maxsize=16)(render_png)
+
+
+def _render(job: RenderJob) -> bytes:
+    """Renders a frame; identical requests without thumbnails (which hold unhashable
+    images) reuse the last frames, so a burst of equal requests costs one render."""
+    return _render_cached(job) if not job.thumbs else render_png(job)
 
 
 async def _sleep_until(deadline: float) -> None:
