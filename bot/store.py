@@ -9,11 +9,12 @@ transaction after the answer arrived, so a failure or a crash leaves the thread 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +141,6 @@ class NewTurn:
     model: str
     usage: dict[str, int]
     images: int
-    blobs: dict[str, tuple[str, bytes]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -219,16 +219,23 @@ class HistoryStore:
             row = await cur.fetchone()
         return OptionInput.from_dict(json.loads(row[0])) if row else OptionInput()
 
-    async def save_settings(self, key: ThreadKey, settings: OptionInput) -> None:
-        """Stores settings without a turn (a settings command, the web selectors)."""
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        """One write transaction at a time; rolled back on any error or cancellation."""
         async with self._write_lock:
             await self.db.execute("BEGIN IMMEDIATE")
             try:
-                await self._upsert_thread(key, settings, title="")
+                yield
                 await self.db.execute("COMMIT")
             except BaseException:
-                await self.db.execute("ROLLBACK")
+                if self.db.in_transaction:
+                    await self.db.execute("ROLLBACK")
                 raise
+
+    async def save_settings(self, key: ThreadKey, settings: OptionInput) -> None:
+        """Stores settings without a turn (a settings command, the web selectors)."""
+        async with self._transaction():
+            await self._upsert_thread(key, settings, title="")
 
     async def _upsert_thread(self, key: ThreadKey, settings: OptionInput, title: str) -> int:
         now = time.time()
@@ -294,45 +301,38 @@ class HistoryStore:
     async def commit_turn(self, turn: NewTurn) -> None:
         """Writes a whole turn atomically: thread, settings, contents, blobs, record, usage."""
         rows, blobs = await asyncio.to_thread(_deflate_contents, turn.contents)
-        blobs.update(turn.blobs)
         now = time.time()
-        async with self._write_lock:
-            await self.db.execute("BEGIN IMMEDIATE")
-            try:
-                thread_id = await self._upsert_thread(turn.key, turn.settings,
-                                                      title=turn.prompt[:80])
-                await self.db.executemany(
-                    "INSERT OR IGNORE INTO blobs (sha256, mime_type, size, data) VALUES (?,?,?,?)",
-                    [(h, mime, len(data), data) for h, (mime, data) in blobs.items()])
-                async with self.db.execute(
-                    "SELECT COALESCE(MAX(position), -1) FROM contents WHERE thread_id=?",
-                    (thread_id,)) as cur:
-                    row = await cur.fetchone()
-                start = int(row[0]) + 1 if row else 0
-                await self.db.executemany(
-                    "INSERT INTO contents (thread_id, turn_id, position, role, content) "
-                    "VALUES (?,?,?,?,?)",
-                    [(thread_id, turn.turn_id, start + i, role, text)
-                     for i, (role, text) in enumerate(rows)])
-                await self.db.execute(
-                    "INSERT INTO turns (id, thread_id, author_id, author_name, prompt, options, "
-                    "refs, reply, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                    (turn.turn_id, thread_id, turn.author_id, turn.author_name, turn.prompt,
-                     json.dumps(turn.options), json.dumps([r.__dict__ for r in turn.refs]),
-                     json.dumps(turn.reply), now))
-                u = turn.usage
-                await self.db.execute(
-                    "INSERT INTO usage (turn_id, platform, workspace, channel, thread, author_id, "
-                    "model, prompt_tokens, output_tokens, thought_tokens, total_tokens, images, "
-                    "created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (turn.turn_id, turn.key.platform, turn.key.workspace, turn.key.channel,
-                     turn.key.thread, turn.author_id, turn.model, u.get("prompt_tokens", 0),
-                     u.get("output_tokens", 0), u.get("thought_tokens", 0),
-                     u.get("total_tokens", 0), turn.images, now))
-                await self.db.execute("COMMIT")
-            except BaseException:
-                await self.db.execute("ROLLBACK")
-                raise
+        async with self._transaction():
+            thread_id = await self._upsert_thread(turn.key, turn.settings,
+                                                  title=turn.prompt[:80])
+            await self.db.executemany(
+                "INSERT OR IGNORE INTO blobs (sha256, mime_type, size, data) VALUES (?,?,?,?)",
+                [(h, mime, len(data), data) for h, (mime, data) in blobs.items()])
+            async with self.db.execute(
+                "SELECT COALESCE(MAX(position), -1) FROM contents WHERE thread_id=?",
+                (thread_id,)) as cur:
+                row = await cur.fetchone()
+            start = int(row[0]) + 1 if row else 0
+            await self.db.executemany(
+                "INSERT INTO contents (thread_id, turn_id, position, role, content) "
+                "VALUES (?,?,?,?,?)",
+                [(thread_id, turn.turn_id, start + i, role, text)
+                 for i, (role, text) in enumerate(rows)])
+            await self.db.execute(
+                "INSERT INTO turns (id, thread_id, author_id, author_name, prompt, options, "
+                "refs, reply, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                (turn.turn_id, thread_id, turn.author_id, turn.author_name, turn.prompt,
+                 json.dumps(turn.options), json.dumps([r.__dict__ for r in turn.refs]),
+                 json.dumps(turn.reply), now))
+            u = turn.usage
+            await self.db.execute(
+                "INSERT INTO usage (turn_id, platform, workspace, channel, thread, author_id, "
+                "model, prompt_tokens, output_tokens, thought_tokens, total_tokens, images, "
+                "created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (turn.turn_id, turn.key.platform, turn.key.workspace, turn.key.channel,
+                 turn.key.thread, turn.author_id, turn.model, u.get("prompt_tokens", 0),
+                 u.get("output_tokens", 0), u.get("thought_tokens", 0),
+                 u.get("total_tokens", 0), turn.images, now))
 
     # --- turn records --------------------------------------------------------------------
 
@@ -363,17 +363,11 @@ class HistoryStore:
 
     async def delete_turn(self, turn_id: str) -> bool:
         """Marks a turn deleted and removes its Contents from the thread's history."""
-        async with self._write_lock:
-            await self.db.execute("BEGIN IMMEDIATE")
-            try:
-                cur = await self.db.execute(
-                    "UPDATE turns SET deleted=1 WHERE id=? AND deleted=0", (turn_id,))
-                changed = cur.rowcount > 0
-                await self.db.execute("DELETE FROM contents WHERE turn_id=?", (turn_id,))
-                await self.db.execute("COMMIT")
-            except BaseException:
-                await self.db.execute("ROLLBACK")
-                raise
+        async with self._transaction():
+            cur = await self.db.execute(
+                "UPDATE turns SET deleted=1 WHERE id=? AND deleted=0", (turn_id,))
+            changed = cur.rowcount > 0
+            await self.db.execute("DELETE FROM contents WHERE turn_id=?", (turn_id,))
         return changed
 
     # --- events and usage ----------------------------------------------------------------
