@@ -1,0 +1,562 @@
+"""The Discord adapter: ``/imagine``, mentions, thread sessions, "Edit with Gemini" and the
+result buttons, on a discord.py client that runs beside ``imagebot serve``.
+
+What happens where:
+
+* ``inbound``: Discord input -> neutral requests, pure.
+* ``render``: replies -> Discord messages, pure.
+* ``reporter``: one turn's status, result and errors on Discord.
+* ``client``: the discord.py client, its commands and components.
+* here: routing, dedupe, downloads and the lifecycle.
+
+Every turn runs in a task of its own, apart from the gateway connection, so a gateway
+RECONNECT or RESUME in the middle of a generation neither loses nor repeats the reply;
+message and interaction ids are recorded in the store, so an event delivered twice is
+acted on once, even across a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import math
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import aiohttp
+import discord
+import discord.gateway
+import discord.http
+import yarl
+from aiohttp import web
+
+from adapters.discord import render
+from adapters.discord.client import ImageBot, PromptModal, invite_url
+from adapters.discord.inbound import (
+    FileRef,
+    TurnRequest,
+    allowed_hosts,
+    edit_modal_id,
+    edit_request,
+    event_id,
+    image_files,
+    message_request,
+    plain_prompt,
+    precheck,
+    thread_key,
+    thread_name,
+)
+from adapters.discord.reporter import (
+    THREAD_ARCHIVE_MINUTES,
+    TICK,
+    OriginalResponse,
+    StatusMessage,
+    TurnReporter,
+    failure_reason,
+)
+from adapters.download import download
+from bot.config import DEFAULT_DISCORD_API_BASE, DEFAULT_DISCORD_GATEWAY_URL
+from bot.errors import ImagebotError
+from bot.model import Attachment, Author, IncomingMessage, Reply, ThreadKey
+from bot.options import OptionInput
+from bot.runtime import Core
+from bot.service import StartCallback
+from bot.store import TurnRecord
+
+logger = logging.getLogger(__name__)
+
+#: How long ``start`` waits for the gateway's READY before going on without it.
+READY_TIMEOUT = 30.0
+#: How long ``stop`` lets turns in flight post their results before cancelling them.
+STOP_GRACE = 10.0
+#: An unanswered "Edit with Gemini" prompt is forgotten after this many seconds.
+MODAL_TIMEOUT = 15 * 60.0
+FOUR_K = OptionInput(model="pro", size="4K")
+_USER_MESSAGES = (discord.MessageType.default, discord.MessageType.reply)
+
+TurnCall = Callable[[StartCallback], Awaitable[Reply]]
+
+
+class DiscordAdapter:
+    """Runs imagebot as a Discord bot (``imagebot serve`` starts it when DISCORD_TOKEN is set)."""
+
+    name = "discord"
+
+    def __init__(self, core: Core, *, guild_ready_timeout: float = 2.0,
+                 tick: float = TICK) -> None:
+        """
+        Args:
+            core: the running core.
+            guild_ready_timeout: seconds discord.py waits for guilds before READY.
+            tick: seconds between status refreshes while a turn runs.
+        """
+        settings = core.settings
+        if not settings.discord_token:
+            raise ValueError("DISCORD_TOKEN is not set")
+        self.core = core
+        self.tick = tick
+        self.bot = ImageBot(self, guild_ids=settings.discord_guild_ids,
+                            guild_ready_timeout=guild_ready_timeout)
+        self._hosts = allowed_hosts(settings.discord_api_base)
+        self._session: aiohttp.ClientSession | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._busy: Counter[ThreadKey] = Counter()
+        self._modals: set[PromptModal] = set()
+        self._saved_endpoints: tuple[str, yarl.URL] | None = None
+        self._duplicates = 0
+        self._stopping = False
+
+    # --- lifecycle (the serve Adapter protocol) -------------------------------------------
+
+    def mount(self, app: web.Application) -> None:
+        """Discord keeps its own connection; nothing is served over HTTP."""
+
+    async def start(self) -> None:
+        """Logs in (commands are synced then), connects in the background, waits for READY.
+
+        Raises:
+            ImagebotError: the token was refused or the gateway would not connect.
+        """
+        self._point_at_endpoints()
+        try:
+            await self._login()
+            self._runner = asyncio.create_task(self.bot.connect(reconnect=True),
+                                               name="imagebot-discord-gateway")
+            await self._wait_ready(self._runner)
+        except BaseException:
+            await self._teardown()
+            raise
+
+    async def stop(self) -> None:
+        """Stops taking work, lets running turns post for ``STOP_GRACE`` s, then disconnects."""
+        self._stopping = True
+        for modal in self._modals:
+            modal.stop()
+        self._modals.clear()
+        await self._drain(STOP_GRACE)
+        await self._teardown()
+
+    def status(self) -> dict[str, Any]:
+        ws = self.bot.ws
+        connected = (ws is not None and ws.open and self.bot.is_ready()
+                     and not self.bot.is_closed())
+        latency = self.bot.latency
+        return {"ok": connected and not self._stopping, "connected": connected,
+                "latency": round(latency, 3) if math.isfinite(latency) else None,
+                "message_content": self.bot.reads_all_messages,
+                "turns_running": sum(self._busy.values()), "tasks": len(self._tasks),
+                "duplicates_dropped": self._duplicates}
+
+    def _point_at_endpoints(self) -> None:
+        """Applies DISCORD_API_BASE / DISCORD_GATEWAY_URL; discord.py keeps both as class
+        attributes, so they are changed only when configured and restored on stop."""
+        settings = self.core.settings
+        saved = (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
+        api_base = settings.discord_api_base.rstrip("/")
+        if api_base != DEFAULT_DISCORD_API_BASE.rstrip("/"):
+            discord.http.Route.BASE = api_base
+            self._saved_endpoints = saved
+        if settings.discord_gateway_url != DEFAULT_DISCORD_GATEWAY_URL:
+            gateway = yarl.URL(settings.discord_gateway_url)
+            discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = gateway
+            self._saved_endpoints = saved
+
+    def _restore_endpoints(self) -> None:
+        if self._saved_endpoints is not None:
+            discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = (
+                self._saved_endpoints)
+            self._saved_endpoints = None
+
+    async def _login(self) -> None:
+        token = self.core.settings.discord_token or ""
+        try:
+            await self.bot.login(token)
+        except discord.LoginFailure:
+            raise ImagebotError(
+                "Discord refused DISCORD_TOKEN (401 Unauthorized). Copy the bot token again "
+                "from the Developer Portal (Bot > Reset Token).", kind="startup") from None
+        except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
+            raise ImagebotError(
+                f"Could not log in to Discord at {discord.http.Route.BASE} "
+                f"({failure_reason(exc)}). Check the network and DISCORD_API_BASE.",
+                kind="startup") from exc
+
+    async def _wait_ready(self, runner: asyncio.Task[None]) -> None:
+        ready = asyncio.create_task(self.bot.wait_until_ready())
+        await asyncio.wait({ready, runner}, timeout=READY_TIMEOUT,
+                           return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            ready.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ready
+        if runner.done():
+            error = None if runner.cancelled() else runner.exception()
+            raise ImagebotError(_gateway_failure(error), kind="startup")
+        if not self.bot.is_ready():
+            logger.warning("the Discord gateway is not ready after %.0fs; still trying",
+                           READY_TIMEOUT)
+            return
+        logger.info("Discord adapter running as %s in %d guild(s)%s; invite: %s", self.bot.user,
+                    len(self.bot.guilds),
+                    "" if self.bot.reads_all_messages else " (mentions needed in threads)",
+                    invite_url(self.bot.application_id or 0))
+
+    async def _teardown(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.bot.close()
+        if self._runner is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self._runner, 10)
+            self._runner = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        self._restore_endpoints()
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drain(self, grace: float) -> None:
+        pending = set(self._tasks)
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=grace)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late, timeout=5)
+
+    # --- handlers called by the client --------------------------------------------------
+
+    async def imagine(self, interaction: discord.Interaction, request: TurnRequest) -> None:
+        await self._guarded(interaction, self._interaction_turn(interaction, request))
+
+    async def edit_menu(self, interaction: discord.Interaction,
+                        message: discord.Message) -> None:
+        await self._guarded(interaction, self._open_prompt(interaction, message))
+
+    async def button(self, interaction: discord.Interaction, action: str, turn_id: str) -> None:
+        await self._guarded(interaction, self._click(interaction, action, turn_id))
+
+    async def message(self, message: discord.Message) -> None:
+        try:
+            await self._route_message(message)
+        except Exception:  # one bad event must not take the adapter down
+            logger.exception("handling Discord message %s failed", message.id)
+
+    async def _guarded(self, interaction: discord.Interaction,
+                       work: Coroutine[Any, Any, None]) -> None:
+        try:
+            await work
+        except Exception:
+            logger.exception("handling Discord interaction %s failed", interaction.id)
+            await self._ephemeral(interaction, render.error_message(render.INTERNAL_ERROR))
+
+    # --- commands and the context menu ----------------------------------------------------
+
+    async def _interaction_turn(self, interaction: discord.Interaction,
+                                request: TurnRequest) -> None:
+        """``/imagine`` or a submitted "Edit with Gemini" prompt: in a thread the turn
+        continues that session; in a text channel a thread opens on the result."""
+        if not await self._accept(interaction):
+            return
+        channel, guild_id = interaction.channel, interaction.guild_id
+        if guild_id is None or not isinstance(channel, discord.abc.Messageable):
+            await self._ephemeral(interaction, render.error_message(
+                "Use imagebot in a server's text channel or thread."))
+            return
+        key = _session_of(channel, guild_id)
+        sticky = await self.core.store.settings(key) if key else OptionInput()
+        problem = precheck(request, sticky=sticky, settings=self.core.settings)
+        if problem:
+            await self._ephemeral(interaction, render.error_message(problem))
+            return
+        callback = await interaction.response.defer(thinking=True)
+        head_id = callback.message_id if callback and callback.message_id else (
+            await interaction.original_response()).id
+        open_thread = None if key else thread_name(request.text)
+        # A thread opened on a message gets the message's id, so the key is known now.
+        key = key or thread_key(guild_id, _channel_id(channel), head_id)
+        reporter = TurnReporter(OriginalResponse(interaction), channel,
+                                upload_limit=interaction.filesize_limit,
+                                open_thread=open_thread, tick=self.tick)
+        incoming = IncomingMessage(author=_author(interaction.user), text=request.text,
+                                   attachments=self._attachments(request.files),
+                                   options=request.options)
+        self._start_turn(key, reporter, functools.partial(self._handle, key, incoming),
+                         alt=plain_prompt(request.text))
+
+    async def _open_prompt(self, interaction: discord.Interaction,
+                           message: discord.Message) -> None:
+        if not await self._accept(interaction):
+            return
+        files = image_files(message.attachments)
+        if not files:
+            await self._ephemeral(interaction, render.NO_IMAGES)
+            return
+        self._modals = {m for m in self._modals if not m.is_finished()}
+        modal = PromptModal(custom_id=edit_modal_id(interaction.id), timeout=MODAL_TIMEOUT,
+                            on_prompt=functools.partial(self._edit_prompt, files))
+        self._modals.add(modal)
+        await interaction.response.send_modal(modal)
+
+    async def _edit_prompt(self, files: tuple[FileRef, ...], interaction: discord.Interaction,
+                           prompt: str) -> None:
+        await self._guarded(interaction,
+                            self._interaction_turn(interaction, edit_request(prompt, files)))
+
+    # --- buttons ------------------------------------------------------------------------
+
+    async def _click(self, interaction: discord.Interaction, action: str, turn_id: str) -> None:
+        if not await self._accept(interaction):
+            return
+        record = await self.core.store.get_turn(turn_id)
+        if record is None or record.deleted:
+            await self._ephemeral(interaction, render.GONE)
+            return
+        if action == "delete":
+            await self._delete(interaction, record)
+            return
+        # Acknowledged without a message: the new result shows in the session thread.
+        await interaction.response.defer()
+        channel = self._thread_channel(record.thread)
+        reporter = TurnReporter(StatusMessage(channel), channel,
+                                upload_limit=interaction.filesize_limit, tick=self.tick)
+        changes = FOUR_K if action == "4k" else None
+        author = _author(interaction.user)
+
+        def call(on_start: StartCallback) -> Awaitable[Reply]:
+            return self.core.service.reroll(turn_id, author=author, changes=changes,
+                                            on_start=on_start)
+
+        self._start_turn(record.thread, reporter, call, alt=plain_prompt(record.prompt))
+
+    async def _delete(self, interaction: discord.Interaction, record: TurnRecord) -> None:
+        """The requester, or anyone allowed to manage messages here, may delete a result."""
+        allowed = (str(interaction.user.id) == record.author_id
+                   or interaction.permissions.manage_messages)
+        if not allowed:
+            await self._ephemeral(interaction, render.NOT_YOURS)
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await self.core.service.delete(record.id)
+        failed, reason = await self._delete_messages(record.platform_refs)
+        text = (render.DELETE_INCOMPLETE.format(count=failed, reason=reason) if failed
+                else render.DELETED)
+        await interaction.followup.send(text, ephemeral=True)
+
+    async def _delete_messages(self, refs: dict[str, Any]) -> tuple[int, str]:
+        failed, reason = 0, ""
+        for channel_id, message_id in reversed(refs.get("messages") or []):
+            channel = self.bot.get_partial_messageable(int(channel_id))
+            try:
+                await channel.get_partial_message(int(message_id)).delete()
+            except discord.NotFound:
+                continue  # already gone
+            except discord.HTTPException as exc:
+                failed, reason = failed + 1, failure_reason(exc)
+        return failed, reason
+
+    # --- messages -----------------------------------------------------------------------
+
+    async def _route_message(self, message: discord.Message) -> None:
+        """A mention in a text channel starts a thread session; in a session thread every
+        message continues it (only mentions without the Message Content intent)."""
+        me = self.bot.user
+        if (me is None or message.author.bot or message.guild is None
+                or message.type not in _USER_MESSAGES):
+            return
+        mentioned = any(user.id == me.id for user in message.mentions)
+        if not (mentioned or self.bot.reads_all_messages):
+            return
+        channel = await self._resolve(message.channel)
+        if isinstance(channel, discord.Thread) and channel.parent_id:
+            key = thread_key(channel.guild.id, channel.parent_id, channel.id)
+            if mentioned or key in self._busy or await self.core.store.thread_exists(key):
+                await self._thread_message(message, key, channel)
+        elif isinstance(channel, discord.TextChannel) and mentioned:
+            await self._mention(message, channel)
+
+    async def _thread_message(self, message: discord.Message, key: ThreadKey,
+                              thread: discord.Thread) -> None:
+        request = self._message_request(message)
+        if not (request.text or request.files) or not await self._accept_message(message):
+            return
+        problem = precheck(request, sticky=await self.core.store.settings(key),
+                           settings=self.core.settings)
+        if problem:
+            await _say(thread, render.error_message(problem))
+            return
+        self._message_turn(message, key, thread, request)
+
+    async def _mention(self, message: discord.Message, channel: discord.TextChannel) -> None:
+        request = self._message_request(message)
+        if not await self._accept_message(message):
+            return
+        problem = precheck(request, sticky=OptionInput(), settings=self.core.settings)
+        if problem:
+            await _say(channel, render.error_message(problem))
+            return
+        try:
+            thread = await message.create_thread(name=thread_name(request.text),
+                                                 auto_archive_duration=THREAD_ARCHIVE_MINUTES)
+        except discord.HTTPException as exc:
+            await _say(channel, render.thread_failed(failure_reason(exc)))
+            return
+        key = thread_key(channel.guild.id, channel.id, thread.id)
+        self._message_turn(message, key, thread, request)
+
+    def _message_turn(self, message: discord.Message, key: ThreadKey, thread: discord.Thread,
+                      request: TurnRequest) -> None:
+        reporter = TurnReporter(StatusMessage(thread), thread,
+                                upload_limit=thread.guild.filesize_limit, tick=self.tick)
+        incoming = IncomingMessage(author=_author(message.author), text=request.text,
+                                   attachments=self._attachments(request.files))
+        self._start_turn(key, reporter, functools.partial(self._handle, key, incoming),
+                         alt=plain_prompt(request.text))
+
+    def _message_request(self, message: discord.Message) -> TurnRequest:
+        bot_id = self.bot.user.id if self.bot.user else 0
+        return message_request(message.content, message.attachments, bot_id=bot_id)
+
+    async def _resolve(self, channel: Any) -> Any:
+        """The message's channel; a thread missing from the cache is fetched."""
+        if not isinstance(channel, discord.PartialMessageable):
+            return channel
+        try:
+            return await self.bot.fetch_channel(channel.id)
+        except discord.HTTPException as exc:
+            logger.info("could not fetch channel %s: %s", channel.id, failure_reason(exc))
+            return None
+
+    # --- turns --------------------------------------------------------------------------
+
+    def _handle(self, key: ThreadKey, incoming: IncomingMessage,
+                on_start: StartCallback) -> Awaitable[Reply]:
+        return self.core.service.handle(key, incoming, on_start=on_start)
+
+    def _start_turn(self, key: ThreadKey, reporter: TurnReporter, call: TurnCall, *,
+                    alt: str) -> None:
+        # Counted now, so a follow-up arriving before the task runs sees the session.
+        queued = self._busy[key] > 0
+        self._busy[key] += 1
+        self._spawn(self._run_turn(key, reporter, call, alt=alt, queued=queued))
+
+    async def _run_turn(self, key: ThreadKey, reporter: TurnReporter, call: TurnCall, *,
+                        alt: str, queued: bool) -> None:
+        try:
+            await reporter.working(queued=queued)
+            reply = await self._reply_or_report(key, reporter, call)
+            if reply is None:
+                return
+            payloads = await asyncio.to_thread(render.reply_payloads, reply,
+                                               upload_limit=reporter.upload_limit, alt=alt)
+            posted = await reporter.finished(payloads)
+            await self.core.store.set_platform_refs(
+                reply.turn_id, {"messages": [[str(c), str(m)] for c, m in posted]})
+        finally:
+            await reporter.close()
+            self._busy[key] -= 1
+            if self._busy[key] <= 0:
+                del self._busy[key]
+
+    @staticmethod
+    async def _reply_or_report(key: ThreadKey, reporter: TurnReporter,
+                               call: TurnCall) -> Reply | None:
+        try:
+            return await call(reporter.started)
+        except ImagebotError as exc:
+            await reporter.failed(exc.user_message)
+        except Exception:
+            logger.exception("turn in %s failed", key)
+            await reporter.failed(render.INTERNAL_ERROR)
+        return None
+
+    def _attachments(self, files: tuple[FileRef, ...]) -> tuple[Attachment, ...]:
+        return tuple(Attachment(name=f.name, mime_type=f.content_type, size=f.size,
+                                fetch=functools.partial(self._download, f)) for f in files)
+
+    async def _download(self, ref: FileRef) -> bytes:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120))
+        data, _ = await download(self._session, ref.url, name=ref.name,
+                                 allowed_hosts=self._hosts,
+                                 max_bytes=self.core.settings.max_attachment_bytes)
+        return data
+
+    def _thread_channel(self, key: ThreadKey) -> discord.abc.Messageable:
+        channel = self.bot.get_channel(int(key.thread))
+        if isinstance(channel, discord.abc.Messageable):
+            return channel
+        return self.bot.get_partial_messageable(int(key.thread), guild_id=int(key.workspace))
+
+    # --- acknowledgements ---------------------------------------------------------------
+
+    async def _accept(self, interaction: discord.Interaction) -> bool:
+        """False for an interaction seen before, or one arriving while stopping."""
+        if self._stopping:
+            await self._ephemeral(interaction, render.BUSY_STOPPING)
+            return False
+        if await self.core.store.mark_event(event_id("interaction", interaction.id)):
+            return True
+        self._duplicates += 1
+        return False
+
+    async def _accept_message(self, message: discord.Message) -> bool:
+        if self._stopping:
+            await _say(message.channel, render.BUSY_STOPPING)
+            return False
+        if await self.core.store.mark_event(event_id("message", message.id)):
+            return True
+        self._duplicates += 1
+        return False
+
+    @staticmethod
+    async def _ephemeral(interaction: discord.Interaction, text: str) -> None:
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
+        except discord.HTTPException as exc:
+            logger.warning("could not answer interaction %s: %s", interaction.id,
+                           failure_reason(exc))
+
+
+def _session_of(channel: Any, guild_id: int) -> ThreadKey | None:
+    """The session a command used inside a thread continues (none in a plain channel)."""
+    if isinstance(channel, discord.Thread) and channel.parent_id:
+        return thread_key(guild_id, channel.parent_id, channel.id)
+    return None
+
+
+def _channel_id(channel: discord.abc.Messageable) -> int:
+    return int(getattr(channel, "id", 0))
+
+
+def _author(user: discord.User | discord.Member) -> Author:
+    return Author(id=str(user.id), name=user.display_name)
+
+
+async def _say(channel: discord.abc.Messageable, text: str) -> None:
+    try:
+        await channel.send(text)
+    except discord.HTTPException as exc:
+        logger.warning("could not post in the channel: %s", failure_reason(exc))
+
+
+def _gateway_failure(error: BaseException | None) -> str:
+    if isinstance(error, discord.PrivilegedIntentsRequired):
+        return ("Discord refused the gateway intents. Enable Message Content Intent under "
+                "Bot > Privileged Gateway Intents in the Developer Portal, or turn it off there "
+                "completely (imagebot then works with mentions).")
+    if isinstance(error, discord.ConnectionClosed):
+        return f"The Discord gateway closed the connection (code {error.code}: {error.reason})."
+    reason = type(error).__name__ if error else "it stopped"
+    return f"Could not connect to the Discord gateway ({reason}). Check DISCORD_GATEWAY_URL."

@@ -1,0 +1,233 @@
+"""Shows one turn on Discord: a live status, then the result or the error in its place.
+
+The status lives in one "head" message: the deferred reply of a command or button, or a
+message the bot posts in the session thread. It shows what runs and the seconds elapsed,
+refreshed every few seconds with a typing indicator (real progress only). The result's
+first message replaces it; the rest follow in the channel, or in the thread opened on
+the head message for a command run in a text channel.
+
+Discord failures never end a turn: a refused upload is reported in place of the files,
+and a post that still fails after discord.py's retries is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final, Protocol
+
+import discord
+
+from adapters.discord import render
+from adapters.discord.client import TurnButton
+from adapters.discord.render import MessagePayload
+from bot.service import TurnStart
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between status refreshes; typing lasts 10 s, so this keeps it showing.
+TICK = 5.0
+#: Threads stay in the channel list for a day of inactivity.
+THREAD_ARCHIVE_MINUTES: Final = 1440
+Posted = list[tuple[int, int]]
+Post = Callable[[MessagePayload], Awaitable[discord.Message]]
+
+
+class Head(Protocol):
+    """The message that shows the status, then becomes the result's first message."""
+
+    async def show(self, payload: MessagePayload) -> discord.Message: ...
+
+
+class OriginalResponse:
+    """The deferred response of an interaction ("imagebot is thinking…")."""
+
+    def __init__(self, interaction: discord.Interaction) -> None:
+        self.interaction = interaction
+
+    async def show(self, payload: MessagePayload) -> discord.Message:
+        return await self.interaction.edit_original_response(**edit_kwargs(payload))
+
+
+class StatusMessage:
+    """A message the bot posts in the thread on first use and edits afterwards."""
+
+    def __init__(self, channel: discord.abc.Messageable) -> None:
+        self.channel = channel
+        self.message: discord.Message | None = None
+
+    async def show(self, payload: MessagePayload) -> discord.Message:
+        if self.message is None:
+            self.message = await self.channel.send(**send_kwargs(payload))
+        else:
+            self.message = await self.message.edit(**edit_kwargs(payload))
+        return self.message
+
+
+def send_kwargs(payload: MessagePayload) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"content": payload.content or None}
+    if payload.uploads:
+        kwargs["files"] = _files(payload)
+    if payload.embed:
+        kwargs["embed"] = discord.Embed.from_dict(payload.embed)
+    if payload.buttons:
+        kwargs["view"] = _view(payload)
+    return kwargs
+
+
+def edit_kwargs(payload: MessagePayload) -> dict[str, Any]:
+    """Edits replace everything, so a status turns into exactly the payload."""
+    return {"content": payload.content or None, "attachments": _files(payload),
+            "embed": discord.Embed.from_dict(payload.embed) if payload.embed else None,
+            "view": _view(payload) if payload.buttons else None}
+
+
+def _files(payload: MessagePayload) -> list[discord.File]:
+    return [discord.File(io.BytesIO(u.data), filename=u.filename,
+                         description=u.description or None) for u in payload.uploads]
+
+
+def _view(payload: MessagePayload) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for button in payload.buttons:
+        view.add_item(TurnButton.of(button))
+    return view
+
+
+def _sender(channel: discord.abc.Messageable) -> Post:
+    async def post(payload: MessagePayload) -> discord.Message:
+        return await channel.send(**send_kwargs(payload))
+
+    return post
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A short, token-free description of a Discord failure for users and logs."""
+    if isinstance(exc, discord.HTTPException):
+        detail = f", {exc.text[:200]}" if exc.text else ""
+        return f"HTTP {exc.status}{detail}"
+    return type(exc).__name__
+
+
+class TurnReporter:
+    """The Discord side of one turn."""
+
+    def __init__(self, head: Head, channel: discord.abc.Messageable, *, upload_limit: int,
+                 open_thread: str | None = None, tick: float = TICK) -> None:
+        """
+        Args:
+            head: where the status shows and the result's first message goes.
+            channel: where typing shows and the rest of the result goes.
+            upload_limit: the channel's per-file upload limit in bytes.
+            open_thread: a thread name, to open a thread on the result's first message
+                and post the rest there (a command run in a text channel).
+            tick: seconds between status refreshes.
+        """
+        self.head = head
+        self.channel = channel
+        self.upload_limit = upload_limit
+        self.open_thread = open_thread
+        self.tick = tick
+        self._ticker: asyncio.Task[None] | None = None
+
+    async def working(self, *, queued: bool) -> None:
+        await self._typing()
+        if queued:
+            await self._show_status(render.QUEUED)
+
+    async def started(self, start: TurnStart) -> None:
+        """The core started generating: show it, and keep the elapsed time current."""
+        began = time.monotonic()
+        await self._stop_ticker()
+        await self._show_status(render.status_text(start.status(), 0))
+        self._ticker = asyncio.create_task(self._tick(start.status(), began))
+
+    async def failed(self, message: str) -> None:
+        await self._stop_ticker()
+        await self._show_status(render.error_message(message))
+
+    async def finished(self, payloads: Sequence[MessagePayload]) -> Posted:
+        """Posts the result; returns (channel id, message id) of every message posted."""
+        await self._stop_ticker()
+        posted: Posted = []
+        first = await self._post_head(payloads[0])
+        target = self.channel
+        if first is not None:
+            posted.append((first.channel.id, first.id))
+            target = await self._thread_on(first) or target
+        for payload in payloads[1:]:
+            message = await self._deliver(_sender(target), payload)
+            if message is not None:
+                posted.append((message.channel.id, message.id))
+        return posted
+
+    async def close(self) -> None:
+        await self._stop_ticker()
+
+    async def _post_head(self, payload: MessagePayload) -> discord.Message | None:
+        message = await self._deliver(self.head.show, payload)
+        if message is None:
+            # The head is gone (deleted, or its interaction expired): post the result anew.
+            message = await self._deliver(_sender(self.channel), payload)
+        return message
+
+    async def _deliver(self, post: Post, payload: MessagePayload) -> discord.Message | None:
+        """Posts one payload; a refused upload is posted again as text saying so."""
+        try:
+            return await post(payload)
+        except discord.HTTPException as exc:
+            reason = failure_reason(exc)
+            if not payload.uploads:
+                logger.error("posting a result message failed: %s", reason)
+                return None
+            logger.error("upload of %d image(s) failed: %s", len(payload.uploads), reason)
+            fallback = payload.without_uploads(render.upload_failed(len(payload.uploads), reason))
+        try:
+            return await post(fallback)
+        except discord.HTTPException as exc:
+            logger.error("posting the upload failure failed too: %s", failure_reason(exc))
+            return None
+
+    async def _thread_on(self, message: discord.Message) -> discord.Thread | None:
+        if not self.open_thread:
+            return None
+        try:
+            return await message.create_thread(name=self.open_thread,
+                                               auto_archive_duration=THREAD_ARCHIVE_MINUTES)
+        except discord.HTTPException as exc:
+            reason = failure_reason(exc)
+            logger.warning("could not open a thread on the result: %s", reason)
+            with contextlib.suppress(discord.HTTPException):
+                await self.channel.send(render.thread_failed(reason))
+            return None
+
+    async def _show_status(self, text: str) -> None:
+        try:
+            await self.head.show(MessagePayload(content=text))
+        except discord.HTTPException as exc:
+            logger.warning("status update failed: %s", failure_reason(exc))
+
+    async def _tick(self, status: str, began: float) -> None:
+        while True:
+            await asyncio.sleep(self.tick)
+            await self._typing()
+            await self._show_status(render.status_text(status, time.monotonic() - began))
+
+    async def _typing(self) -> None:
+        # Cosmetic: a missing permission must not stop the turn.
+        try:
+            await self.channel.typing()
+        except discord.HTTPException as exc:
+            logger.info("typing indicator failed: %s", failure_reason(exc))
+
+    async def _stop_ticker(self) -> None:
+        ticker, self._ticker = self._ticker, None
+        if ticker is None:
+            return
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker

@@ -1,0 +1,179 @@
+"""Discord input -> neutral requests: pure functions, with objects built from the fixtures."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import discord
+import pytest
+from discord import app_commands
+
+from adapters.discord.client import (
+    REQUIRED_PERMISSIONS,
+    TurnButton,
+    edit_with_gemini,
+    imagine,
+    invite_url,
+)
+from adapters.discord.inbound import (
+    BUTTON_TEMPLATE,
+    CDN_HOSTS,
+    FileRef,
+    TurnRequest,
+    allowed_hosts,
+    button_id,
+    edit_request,
+    event_id,
+    image_files,
+    imagine_request,
+    message_request,
+    parse_button_id,
+    plain_prompt,
+    precheck,
+    strip_mention,
+    thread_key,
+    thread_name,
+)
+from adapters.download import host_allowed
+from bot.config import Settings, load_settings
+from bot.model import ThreadKey
+from bot.options import ASPECT_RATIOS, OptionInput
+from tests.emulators.discord import fixture
+
+BOT_ID = 1100000000000000001
+TURN = "0123456789abcdef0123456789abcdef"
+
+
+def attachment(**changes: Any) -> discord.Attachment:
+    data = {**fixture("attachment"), **changes}
+    return discord.Attachment(data=data, state=SimpleNamespace(http=None))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return load_settings(env={}, max_attachment_bytes=1_000_000)
+
+
+def test_file_ref_takes_the_name_from_filename_not_the_signed_url() -> None:
+    ref = FileRef.of(attachment())
+    assert ref.name == "cat.png" and "?ex=" in ref.url
+    assert (ref.size, ref.content_type, ref.looks_like_image) == (21837, "image/png", True)
+    text = FileRef.of(attachment(filename="a.txt", content_type="text/plain; charset=utf-8"))
+    assert text.content_type == "text/plain" and not text.looks_like_image
+    untyped = FileRef.of(attachment(filename="photo.JPG", content_type=None))
+    assert untyped.content_type == "" and untyped.looks_like_image
+
+
+def test_imagine_options_become_option_input_and_references() -> None:
+    request = imagine_request("  a cat  ", images=(attachment(), None, attachment(id="2")),
+                              aspect_ratio="16:9", resolution="2K", model="pro", search=True)
+    assert request.text == "a cat"
+    assert request.options == OptionInput(model="pro", aspect_ratio="16:9", size="2K",
+                                          search=True)
+    assert [f.name for f in request.files] == ["cat.png", "cat.png"]
+    assert imagine_request("x").options == OptionInput()
+
+
+def test_message_text_loses_only_the_bot_mention() -> None:
+    content = f"<@{BOT_ID}> a fox\n  with <@42> --ar 1:1 <@!{BOT_ID}>"
+    assert strip_mention(content, BOT_ID) == "a fox\n with <@42> --ar 1:1"
+    request = message_request(content, [attachment()], bot_id=BOT_ID)
+    assert request.text.startswith("a fox") and len(request.files) == 1
+    assert request.options == OptionInput()
+
+
+def test_edit_requests_use_only_image_attachments() -> None:
+    files = image_files([attachment(), attachment(filename="notes.pdf",
+                                                  content_type="application/pdf")])
+    assert [f.name for f in files] == ["cat.png"]
+    assert edit_request(" night ", files) == TurnRequest(text="night", files=files)
+
+
+@pytest.mark.parametrize(("request_", "problem"), [
+    (TurnRequest("a cat --ar 16:9"), None),
+    (TurnRequest("a cat", OptionInput(model="flash", size="4K")), "fixed size"),
+    (TurnRequest("a cat --wat"), "Unknown flag `--wat`"),
+    (TurnRequest("--ar 16:9"), "The prompt is empty"),
+    (TurnRequest("a cat", OptionInput(aspect_ratio="7:3")), "not a supported aspect ratio"),
+    (TurnRequest("x", files=(FileRef("doc.pdf", "u", 10, "application/pdf"),)),
+     "is not an image"),
+    (TurnRequest("x", files=(FileRef("big.png", "u", 2_000_000, "image/png"),)),
+     "at most 1 MB"),
+    (TurnRequest("x", OptionInput(model="flash"),
+                 files=tuple(FileRef(f"{i}.png", "u", 10, "image/png") for i in range(4))),
+     "at most 3 reference images"),
+])
+def test_precheck_says_what_the_core_would_refuse(request_: TurnRequest, problem: str | None,
+                                                  settings: Settings) -> None:
+    found = precheck(request_, sticky=OptionInput(), settings=settings)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and problem in found
+
+
+def test_precheck_sees_the_thread_settings(settings: Settings) -> None:
+    flash_thread = OptionInput(model="flash")
+    request = TurnRequest("a cat", OptionInput(search=True))
+    found = precheck(request, sticky=flash_thread, settings=settings)
+    assert found is not None and "cannot ground on Google Search" in found
+
+
+def test_thread_keys_names_and_event_ids() -> None:
+    assert thread_key(1, 2, 3) == ThreadKey("discord", "1", "2", "3")
+    assert thread_name("a  red\nfox --ar 16:9") == "a red fox"
+    assert thread_name("--ar 16:9") == "imagebot"
+    long = thread_name("word " * 50)
+    assert len(long) == 100 and long.endswith("…")
+    assert plain_prompt("make it --bogus blue") == "make it --bogus blue"
+    assert event_id("message", 5) == "discord:message:5"
+
+
+def test_button_ids_round_trip_and_fit_discord() -> None:
+    for action in ("reroll", "4k", "delete"):
+        custom_id = button_id(action, TURN)
+        assert len(custom_id) <= 100 and parse_button_id(custom_id) == (action, TURN)
+    assert parse_button_id("imagebot:explode:" + TURN) is None
+    assert parse_button_id("open_form") is None
+    with pytest.raises(ValueError):
+        button_id("explode", TURN)
+    assert TurnButton.__discord_ui_compiled_template__.pattern == BUTTON_TEMPLATE
+
+
+def test_downloads_are_allowed_from_discords_cdn_and_a_local_api_only() -> None:
+    assert allowed_hosts("https://discord.com/api/v10") == CDN_HOSTS
+    local = allowed_hosts("http://127.0.0.1:5555/api/v10")
+    assert local == CDN_HOSTS | {"127.0.0.1"}
+    assert host_allowed(attachment().url, local) and host_allowed(attachment().proxy_url, local)
+    assert host_allowed("http://127.0.0.1:5555/cdn/attachments/1/2/a.png?ex=1", local)
+    assert not host_allowed("https://evil.example/cat.png", local)
+
+
+def test_commands_as_discord_receives_them() -> None:
+    client = discord.Client(intents=discord.Intents.none())
+    tree = app_commands.CommandTree(client)
+    payload = imagine.to_dict(tree)
+    options = {o["name"]: o for o in payload["options"]}
+    assert list(options) == ["prompt", "image1", "image2", "image3", "aspect_ratio",
+                             "resolution", "model", "search"]
+    assert options["prompt"]["required"] and options["prompt"]["type"] == 3
+    assert [options[f"image{i}"]["type"] for i in (1, 2, 3)] == [11, 11, 11]
+    assert [c["value"] for c in options["aspect_ratio"]["choices"]] == list(ASPECT_RATIOS)
+    assert [c["value"] for c in options["resolution"]["choices"]] == ["1K", "2K", "4K"]
+    assert [(c["name"], c["value"]) for c in options["model"]["choices"]] == [
+        ("Nano Banana", "flash"), ("Nano Banana Pro", "pro")]
+    assert options["search"]["type"] == 5
+    menu = edit_with_gemini.to_dict(tree)
+    assert (menu["name"], menu["type"]) == ("Edit with Gemini", 3)
+
+
+def test_invite_url_asks_for_exactly_the_needed_permissions() -> None:
+    expected = discord.Permissions(
+        view_channel=True, send_messages=True, send_messages_in_threads=True,
+        create_public_threads=True, attach_files=True, embed_links=True,
+        read_message_history=True)
+    assert REQUIRED_PERMISSIONS == expected and expected.value == 309237763072
+    assert not REQUIRED_PERMISSIONS.manage_messages
+    assert invite_url(123) == ("https://discord.com/oauth2/authorize?client_id=123"
+                               "&scope=bot+applications.commands&permissions=309237763072")
