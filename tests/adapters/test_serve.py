@@ -12,7 +12,7 @@ import pytest
 
 import adapters.serve as serve_module
 from adapters.serve import StartupError, plan, running
-from bot.errors import CancelledTurn
+from bot.errors import CancelledTurn, GenerationError
 from bot.model import Author, IncomingMessage, ThreadKey
 from tests.conftest import TEST_KEY
 
@@ -75,7 +75,7 @@ async def test_non_loopback_without_token_serves_health_not_playground(stand_in,
 async def test_error_metrics(stand_in, make_settings):
     async with running(make_settings(stand_in.base_url), port=0) as server:
         stand_in.faults.queue_finish("IMAGE_SAFETY")
-        with pytest.raises(Exception):
+        with pytest.raises(GenerationError):
             await server.core.service.handle(KEY, IncomingMessage(Author("u"), "x"))
         text = server.metrics.render().decode()
     assert 'imagebot_errors_total{kind="safety"} 1.0' in text

@@ -2,10 +2,10 @@
 
 import logging
 
+from bot.config import DEFAULT_MODELS
 from bot.logs import RedactingFilter, setup_logging
 from bot.model import Reply, ThreadKey, Usage
 from bot.options import OptionInput, resolve
-from bot.config import DEFAULT_MODELS
 from bot.presentation import OFFLINE_BADGE, footer, split_text
 
 

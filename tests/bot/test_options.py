@@ -9,7 +9,10 @@ from bot.options import FLASH, PRO, OptionInput, parse_inline, resolve, resolve_
 DEFAULTS = OptionInput(model="pro")
 
 
-def res(turn=OptionInput(), thread=OptionInput(), defaults=DEFAULTS):
+EMPTY = OptionInput()
+
+
+def res(turn=EMPTY, thread=EMPTY, defaults=DEFAULTS):
     return resolve(turn, thread, defaults, DEFAULT_MODELS)
 
 

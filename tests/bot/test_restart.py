@@ -12,9 +12,9 @@ from pathlib import Path
 from google import genai
 from google.genai import types
 
+from bot.config import DEFAULT_MODELS
 from bot.gemini import build_config
 from bot.options import PRO, OptionInput, resolve
-from bot.config import DEFAULT_MODELS
 from tests import corpus
 from tests.conftest import TEST_KEY
 
@@ -85,8 +85,8 @@ async def test_killed_mid_turn_leaves_history_unchanged(stand_in, tmp_path):
     db = tmp_path / "db.sqlite3"
     env = _env(stand_in, db)
     await cli_turn(env, tmp_path, "t", "a lighthouse")
-    from bot.store import HistoryStore
     from adapters.cli import thread_key
+    from bot.store import HistoryStore
 
     async def snapshot():
         store = await HistoryStore.open(db)
