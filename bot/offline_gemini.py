@@ -1427,10 +1427,10 @@ class OfflineGemini:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve on host:port (0 picks a free port); return the base URL."""
-        runner = web.AppRunner(self.app, access_log=None)
-        await runner.setup()
         # In-flight requests (an injected latency) are cut short rather than awaited.
-        site = web.TCPSite(runner, host, port, shutdown_timeout=0.25)
+        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=0.25)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
         await site.start()
         self._runner = runner
         bound_port = runner.addresses[0][1]
