@@ -32,6 +32,7 @@ from bot.model import (
 )
 from bot.options import OptionInput, Options, parse_inline, resolve
 from bot.store import HistoryStore, NewTurn, StoredImage
+from bot.tasks import drain
 
 logger = logging.getLogger(__name__)
 
@@ -260,14 +261,7 @@ class ConversationService:
 
     async def shutdown(self, grace: float) -> None:
         """Waits up to ``grace`` seconds for turns in flight, then cancels the rest."""
-        pending = set(self._inflight)
-        if not pending:
-            return
-        _, still = await asyncio.wait(pending, timeout=grace)
-        for task in still:
-            task.cancel()
-        if still:
-            await asyncio.wait(still, timeout=5)
+        await drain(self._inflight, grace)
 
 
 class _LockGuard:

@@ -65,6 +65,7 @@ from bot.options import OptionInput
 from bot.runtime import Core
 from bot.service import StartCallback
 from bot.store import TurnRecord
+from bot.tasks import drain
 
 logger = logging.getLogger(__name__)
 
@@ -223,14 +224,7 @@ class DiscordAdapter:
         task.add_done_callback(self._tasks.discard)
 
     async def _drain(self, grace: float) -> None:
-        pending = set(self._tasks)
-        if not pending:
-            return
-        _, late = await asyncio.wait(pending, timeout=grace)
-        for task in late:
-            task.cancel()
-        if late:
-            await asyncio.wait(late, timeout=5)
+        await drain(self._tasks, grace)
 
     # --- handlers called by the client --------------------------------------------------
 

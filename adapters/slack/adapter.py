@@ -60,6 +60,7 @@ from bot.options import OptionInput
 from bot.runtime import Core
 from bot.service import StartCallback
 from bot.store import TurnRecord
+from bot.tasks import drain
 
 logger = logging.getLogger(__name__)
 
@@ -167,16 +168,7 @@ class SlackAdapter:
             logger.exception("Slack handler failed")
 
     async def _drain(self, grace: float) -> None:
-        # Loop: a listener that was already running may still spawn work while we wait.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        while self._tasks and loop.time() < deadline:
-            await asyncio.wait(set(self._tasks), timeout=deadline - loop.time())
-        late = set(self._tasks)
-        for task in late:
-            task.cancel()
-        if late:
-            await asyncio.wait(late, timeout=5)
+        await drain(self._tasks, grace)
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
