@@ -74,10 +74,6 @@ class ConversationService:
     def offline(self) -> bool:
         return self.gemini.offline
 
-    def thread_busy(self, key: ThreadKey) -> bool:
-        """True while a turn of this thread runs or waits (a new message would queue)."""
-        return key in self._threads
-
     def queue_depth(self) -> int:
         """Turns running or waiting, across all threads."""
         return sum(q.users for q in self._threads.values())
@@ -308,14 +304,10 @@ def _too_big(name: str, size: int, limit: int) -> str:
 
 def _sticky(settings: OptionInput, given: OptionInput, options: Options) -> OptionInput:
     """The thread's settings after this turn: values given now, normalized, stick."""
-    normalized = {name: _normal(getattr(options, name), raw)
-                  for name, raw in given.given().items()}
-    return OptionInput.from_dict(normalized).over(settings)
-
-
-def _normal(resolved: Any, raw: Any) -> Any:
     # "auto" resets a sticky ratio or size; it resolves to None, so keep the word itself.
-    return "auto" if resolved is None else resolved
+    normalized = {name: "auto" if (value := getattr(options, name)) is None else value
+                  for name in given.given()}
+    return OptionInput.from_dict(normalized).over(settings)
 
 
 def _options_dict(options: Options) -> dict[str, Any]:
