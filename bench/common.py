@@ -41,7 +41,7 @@ async def bench_core(**overrides: Any) -> AsyncIterator[tuple[OfflineGemini, Cor
 async def stand_in_process(latency: float) -> AsyncIterator[str]:
     """The stand-in in a separate process, so its work does not share the measured loop."""
     proc = await asyncio.create_subprocess_exec(
-        "nice", "-n", "19", sys.executable, "-m", "bot", "offline-gemini", "--port", "0",
+        "nice", "-n", "19", sys.executable, "-m", "adapters", "offline-gemini", "--port", "0",
         "--api-key", KEY,
         "--latency", str(latency), stdout=asyncio.subprocess.PIPE)
     try:

@@ -120,7 +120,7 @@ async def test_serve_process_sigterm_and_refusal(stand_in, tmp_path):
            if not k.startswith(("GEMINI_", "GOOGLE_", "SLACK_", "DISCORD_", "IMAGEBOT_"))}
     env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
     refused = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "serve", "--port", "0",
+        sys.executable, "-m", "adapters", "serve", "--port", "0",
         env={**env, "DISCORD_TOKEN": "a.b.c"}, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE)
     out, _ = await refused.communicate()
@@ -128,7 +128,7 @@ async def test_serve_process_sigterm_and_refusal(stand_in, tmp_path):
 
     env.update(GEMINI_API_KEY=TEST_KEY, GEMINI_BASE_URL=stand_in.base_url)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "serve", "--port", "0", "--log-format", "json",
+        sys.executable, "-m", "adapters", "serve", "--port", "0", "--log-format", "json",
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     assert proc.stdout is not None
     line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()

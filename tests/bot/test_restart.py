@@ -31,7 +31,7 @@ def _env(stand_in, db: Path) -> dict[str, str]:
 
 async def run_cli(env: dict[str, str], *args: str, cwd: Path) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", *args, env=env, cwd=str(cwd),
+        sys.executable, "-m", "adapters", *args, env=env, cwd=str(cwd),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
 
 

@@ -1,4 +1,4 @@
-"""The ``imagebot`` command: chat, threads, history, offline-gemini, serve and doctor."""
+"""The ``imagebot`` command, the composition's entry point: chat, threads, history, serve, doctor."""
 
 from __future__ import annotations
 

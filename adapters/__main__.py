@@ -1,0 +1,5 @@
+"""``python -m adapters`` runs the ``imagebot`` command."""
+
+from adapters.main import main
+
+main()

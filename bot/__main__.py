@@ -1,5 +1,0 @@
-"""``python -m bot`` runs the ``imagebot`` command."""
-
-from bot.cli import main
-
-main()
