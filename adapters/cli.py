@@ -14,6 +14,7 @@ from typing import TextIO
 
 from bot.model import Attachment, Author, IncomingMessage, Reply, ThreadKey
 from bot.options import OptionInput
+from bot.presentation import footer
 from bot.runtime import Core
 
 
@@ -84,7 +85,7 @@ def print_reply(reply: Reply, saved: list[Path], out: TextIO) -> None:
 
 
 async def list_threads(core: Core, out: TextIO = sys.stdout) -> None:
-    threads = await core.store.list_threads()
+    threads = await core.service.threads()
     if not threads:
         print("no threads yet", file=out)
     for t in threads:
@@ -96,26 +97,23 @@ async def list_threads(core: Core, out: TextIO = sys.stdout) -> None:
 
 async def show_history(core: Core, thread: str, out: TextIO = sys.stdout) -> bool:
     key = thread_key(thread)
-    if not await core.store.thread_exists(key):
+    if not await core.service.is_session(key):
         return False
-    turns = await core.store.list_turns(key)
-    settings = (await core.store.settings(key)).given()
+    turns = await core.service.history(key)
+    settings = (await core.service.settings_of(key)).given()
     print(f"thread {thread}: {len(turns)} turns; settings {settings or 'defaults'}", file=out)
     for n, turn in enumerate(turns, start=1):
         when = datetime.fromtimestamp(turn.created_at).strftime("%Y-%m-%d %H:%M:%S")
-        print(f"[{n}] {when} {turn.author_name}: {turn.prompt}", file=out)
+        print(f"[{n}] {when} {turn.author.name}: {turn.prompt}", file=out)
         for ref in turn.refs:
             print(f"    reference: {ref.name} ({ref.mime_type})", file=out)
         reply = turn.reply
-        for text in reply.get("texts", []):
+        for text in reply.texts:
             print(f"    model: {text.strip()}", file=out)
-        for image in reply.get("images", []):
-            print(f"    image: {image['width']}×{image['height']} {image['mime_type']} "
-                  f"sha256:{image['sha256'][:12]}", file=out)
-        for source in reply.get("sources", []):
-            print(f"    source: {source['title']} <{source['url']}>", file=out)
-        usage = reply.get("usage", {})
-        print(f"    {reply.get('model')} · {usage.get('total_tokens', 0)} tokens · "
-              f"{reply.get('elapsed', 0):.1f}s" + (" · offline" if reply.get("offline") else ""),
-              file=out)
+        for image in reply.images:
+            print(f"    image: {image.width}×{image.height} {image.mime_type} "
+                  f"sha256:{image.sha256[:12]}", file=out)
+        for source in reply.sources:
+            print(f"    source: {source.title} <{source.url}>", file=out)
+        print(f"    {footer(reply)}", file=out)
     return True

@@ -13,7 +13,7 @@ from typing import TextIO
 import aiohttp
 
 from bot.config import DEFAULT_GEMINI_URL, Settings
-from bot.store import SCHEMA_VERSION, HistoryStore
+from bot.runtime import database_state
 
 
 @dataclass
@@ -56,19 +56,14 @@ def token_checks(settings: Settings) -> list[Check]:
 
 async def database_check(settings: Settings) -> Check:
     try:
-        store = await HistoryStore.open(settings.database_path)
+        state = await database_state(settings)
     except Exception as exc:  # doctor reports every failure instead of raising
         return Check("database", False, f"{settings.database_path}: {exc}",
                      "set DATABASE_URL=sqlite:///path to a writable location")
-    try:
-        writable = await store.writable()
-        version = await store.schema_version()
-    finally:
-        await store.close()
-    return Check("database", writable and version == SCHEMA_VERSION,
-                 f"{settings.database_path} schema {version}, "
-                 + ("writable" if writable else "NOT writable"),
-                 "" if writable else "check the file's permissions and free disk space")
+    return Check("database", state.writable and state.version == state.expected,
+                 f"{state.path} schema {state.version}, "
+                 + ("writable" if state.writable else "NOT writable"),
+                 "" if state.writable else "check the file's permissions and free disk space")
 
 
 async def _http(session: aiohttp.ClientSession, name: str, url: str, headers: dict[str, str],

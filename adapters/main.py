@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["offline-gemini"]:
-        from bot.offline_gemini import main as offline_main
+        from offline_gemini.__main__ import main as offline_main
 
         offline_main(argv[1:])
         return
@@ -109,14 +109,14 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _local(args: argparse.Namespace, settings: Settings) -> int:
     from adapters import cli as cli_adapter
-    from bot.runtime import open_core
+    from adapters.composition import open_app
 
     offline = bool(getattr(args, "offline", False))
     if args.command == "chat" and not offline and not settings.gemini_api_key:
         print(f"imagebot: {NO_KEY}", file=sys.stderr)
         return 2
     try:
-        async with open_core(settings, offline=offline,
+        async with open_app(settings, offline=offline,
                              require_gemini=args.command == "chat") as core:
             if args.command == "threads":
                 await cli_adapter.list_threads(core)

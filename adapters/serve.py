@@ -17,10 +17,11 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from adapters.composition import open_app
 from bot.config import Settings
 from bot.errors import ImagebotError
 from bot.metrics import CONTENT_TYPE, Metrics
-from bot.runtime import Core, open_core
+from bot.runtime import Core
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def make_app(core: Core, adapters: list[Adapter], metrics: Metrics) -> web.Appli
     app = web.Application(client_max_size=64 * 2**20)
 
     async def healthz(request: web.Request) -> web.Response:
-        writable = await core.store.writable()
+        writable = await core.service.healthy()
         states = {a.name: a.status() for a in adapters}
         ok = writable and all(s.get("ok", True) for s in states.values())
         body = {"ok": ok, "database": "writable" if writable else "NOT writable",
@@ -144,9 +145,9 @@ async def running(settings: Settings, *, offline: bool = False,
     run = plan(settings, offline=offline)
     for note in run.notes:
         logger.info("%s", note)
-    async with open_core(settings, offline=run.offline) as core:
+    async with open_app(settings, offline=run.offline) as core:
         # Redeliveries come within minutes; a week of seen event ids is plenty.
-        await core.store.prune_events(older_than=EVENT_RETENTION)
+        await core.service.forget_events(older_than=EVENT_RETENTION)
         metrics = Metrics(core.service)
         adapters = build_adapters(core, run)
         app = make_app(core, adapters, metrics)

@@ -25,7 +25,7 @@ async def main() -> None:
         for n in range(TURNS):
             text = "a storyboard frame --size 2K --ar 16:9" if n == 0 else f"next frame {n}"
             await core.service.handle(KEY, IncomingMessage(author=Author("b"), text=text))
-        path = core.store.path
+        path = core.service.store.path
         times = []
         for _ in range(7):
             store = await HistoryStore.open(path)

@@ -1,68 +1,115 @@
-"""Failures a user sees: each carries a kind (for metrics) and a message that says what to try."""
+"""Failures a user sees: each carries a kind (one enum, for metrics and status codes) and a
+message that says what to try."""
 
 from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorKind(StrEnum):
+    """Every category of failure; adapters map these (HTTP status, metrics labels)."""
+
+    ERROR = "error"
+    INTERNAL = "internal"
+    CONFIG = "config"
+    STARTUP = "startup"
+    OPTION = "option"
+    ATTACHMENT = "attachment"
+    PROMPT = "prompt"
+    TOO_LARGE = "too_large"
+    NOT_FOUND = "not_found"
+    FORBIDDEN = "forbidden"
+    CANCELLED = "cancelled"
+    # Gemini answered without a usable result.
+    BLOCKED = "blocked"
+    SAFETY = "safety"
+    RECITATION = "recitation"
+    NO_IMAGE = "no_image"
+    EMPTY = "empty"
+    GENERATION = "generation"
+    # Gemini could not be reached or refused the request.
+    SERVICE = "service"
+    RATE_LIMIT = "rate_limit"
+    OUTAGE = "outage"
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    AUTH = "auth"
+    MODEL = "model"
+    BAD_REQUEST = "bad_request"
 
 
 class ImagebotError(Exception):
     """A failure that is reported to the user; the thread's history is left as it was.
 
     Attributes:
-        kind: a short machine-readable category (``option``, ``attachment``, ``safety``...).
+        kind: the category (an :class:`ErrorKind`).
         user_message: what the user is told: what happened and what to try.
     """
 
-    kind = "error"
+    kind: ErrorKind = ErrorKind.ERROR
 
-    def __init__(self, user_message: str, *, kind: str | None = None) -> None:
+    def __init__(self, user_message: str, *, kind: ErrorKind | None = None) -> None:
         super().__init__(user_message)
         self.user_message = user_message
-        if kind:
-            self.kind = kind
+        if kind is not None:
+            self.kind = ErrorKind(kind)
+
+
+class ConfigError(ImagebotError):
+    """The configuration cannot work (a missing key, a bad value)."""
+
+    kind = ErrorKind.CONFIG
 
 
 class OptionError(ImagebotError):
     """An invalid or unknown option value; no API call is made."""
 
-    kind = "option"
+    kind = ErrorKind.OPTION
 
 
 class AttachmentError(ImagebotError):
     """A file that cannot be used as a reference image."""
 
-    kind = "attachment"
+    kind = ErrorKind.ATTACHMENT
 
 
 class PromptError(ImagebotError):
-    """A prompt that cannot be sent (empty)."""
+    """A prompt that cannot be sent (empty, too long)."""
 
-    kind = "prompt"
+    kind = ErrorKind.PROMPT
 
 
 class TooLargeError(ImagebotError):
-    """The request would exceed Gemini's inline request size."""
+    """The request would exceed Gemini's request size."""
 
-    kind = "too_large"
+    kind = ErrorKind.TOO_LARGE
 
 
 class GenerationError(ImagebotError):
     """Gemini answered, but with no usable result (safety block, no image...)."""
 
-    kind = "generation"
+    kind = ErrorKind.GENERATION
 
 
 class ServiceError(ImagebotError):
     """Gemini could not be reached or refused the request (rate limit, outage, timeout)."""
 
-    kind = "service"
+    kind = ErrorKind.SERVICE
 
 
 class NotFoundError(ImagebotError):
-    """A turn or thread that does not exist (a stale button)."""
+    """A turn, thread or image that does not exist (a stale button, a deleted result)."""
 
-    kind = "not_found"
+    kind = ErrorKind.NOT_FOUND
+
+
+class ForbiddenError(ImagebotError):
+    """The person asking may not do this (delete someone else's result)."""
+
+    kind = ErrorKind.FORBIDDEN
 
 
 class CancelledTurn(ImagebotError):
-    """A turn cancelled because the bot is shutting down."""
+    """A turn cancelled (the bot is shutting down, or the requester cancelled it)."""
 
-    kind = "cancelled"
+    kind = ErrorKind.CANCELLED

@@ -19,7 +19,7 @@ from google import genai
 from google.genai import errors, types
 
 from bot.config import Settings
-from bot.errors import GenerationError, ImagebotError, ServiceError
+from bot.errors import ConfigError, ErrorKind, GenerationError, ImagebotError, ServiceError
 from bot.model import Source, Usage
 from bot.options import Options
 
@@ -82,9 +82,9 @@ def build_client(settings: Settings, *, api_key: str | None = None,
     """A google-genai client pinned to ``v1beta`` with the SDK's own retry options."""
     key = api_key or settings.gemini_api_key
     if not key:
-        raise ImagebotError(
+        raise ConfigError(
             "No Gemini API key. Set GEMINI_API_KEY (from https://aistudio.google.com/apikey), "
-            "or pass --offline to use the built-in offline stand-in.", kind="config")
+            "or pass --offline to use the built-in offline stand-in.")
     retry = types.HttpRetryOptions(
         attempts=max(1, settings.gemini_retry_attempts),
         initial_delay=settings.gemini_retry_initial_delay,
@@ -148,6 +148,8 @@ class GeminiSession:
         self.timeout = timeout
         self.attempts = attempts
         self.offline = offline
+        #: Who answers, as users are told: the offline stand-in is not Gemini.
+        self.name = "The offline stand-in" if offline else "Gemini"
         self._worker = _WorkerLoop()
 
     async def aclose(self) -> None:
@@ -176,15 +178,22 @@ class GeminiSession:
         except errors.APIError as exc:
             raise map_api_error(exc, self.attempts) from exc
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise ServiceError(
-                "Gemini did not answer in time. Images at 4K can take a while; try again, "
-                "or use a smaller size.", kind="timeout") from exc
+            raise ServiceError(timeout_message(self.name, config, self.timeout),
+                               kind=ErrorKind.TIMEOUT) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            logger.warning("Gemini connection failed: %s", type(exc).__name__)
+            logger.warning("%s connection failed: %s", self.name, type(exc).__name__)
             raise ServiceError(
-                "Could not connect to Gemini. Check the network (or GEMINI_BASE_URL) and try "
-                "again in a moment.", kind="connection") from exc
+                f"Could not connect to {self.name}. Check the network (or GEMINI_BASE_URL) "
+                "and try again in a moment.", kind=ErrorKind.CONNECTION) from exc
         return map_response(response)
+
+
+def timeout_message(name: str, config: types.GenerateContentConfig, timeout: float) -> str:
+    """Says what timed out, with a size hint only when a large size was asked for."""
+    size = config.image_config.image_size if config.image_config else None
+    hint = (f" Images at {size} take longer; try again, or use a smaller size."
+            if size in ("2K", "4K") else " Try again in a moment.")
+    return f"{name} did not answer within {timeout:.0f} seconds.{hint}"
 
 
 def map_api_error(exc: errors.APIError, attempts: int) -> ImagebotError:
@@ -196,26 +205,26 @@ def map_api_error(exc: errors.APIError, attempts: int) -> ImagebotError:
         return ServiceError(
             f"Gemini is rate-limiting this API key (429 {status or 'RESOURCE_EXHAUSTED'}), still "
             f"after {attempts} attempts. Wait {wait or 'a minute'} and try again; if it keeps "
-            "happening, the key's quota is used up.", kind="rate_limit")
+            "happening, the key's quota is used up.", kind=ErrorKind.RATE_LIMIT)
     if code >= 500:
         return ServiceError(
             f"Gemini is having trouble ({code} {status}) and did not recover after {attempts} "
-            "attempts. Try again in a few minutes.", kind="outage")
+            "attempts. Try again in a few minutes.", kind=ErrorKind.OUTAGE)
     if code == 408:
-        return ServiceError("Gemini timed out (408). Try again.", kind="timeout")
+        return ServiceError("Gemini timed out (408). Try again.", kind=ErrorKind.TIMEOUT)
     if code in (401, 403):
         return ServiceError(
             f"Gemini refused the API key ({code} {status}: {detail}). Check GEMINI_API_KEY.",
-            kind="auth")
+            kind=ErrorKind.AUTH)
     if code == 404:
         return ServiceError(
             f"Gemini does not know this model ({detail}). Use `--model flash` or `--model pro`.",
-            kind="model")
+            kind=ErrorKind.MODEL)
     if code == 400 and "API key not valid" in detail:
         return ServiceError("Gemini says the API key is not valid. Check GEMINI_API_KEY.",
-                            kind="auth")
+                            kind=ErrorKind.AUTH)
     return ServiceError(f"Gemini rejected the request ({code} {status}): {detail}",
-                        kind="bad_request")
+                        kind=ErrorKind.BAD_REQUEST)
 
 
 def _retry_delay(exc: errors.APIError) -> str | None:
@@ -236,9 +245,9 @@ def map_response(response: types.GenerateContentResponse) -> Answer:
     if feedback is not None and feedback.block_reason:
         reason = _enum_name(feedback.block_reason)
         raise GenerationError(_BLOCK_MESSAGES.get(reason, _BLOCK_MESSAGES["OTHER"]),
-                              kind="blocked")
+                              kind=ErrorKind.BLOCKED)
     if not response.candidates:
-        raise GenerationError("Gemini returned no answer. Try again.", kind="empty")
+        raise GenerationError("Gemini returned no answer. Try again.", kind=ErrorKind.EMPTY)
     candidate = response.candidates[0]
     finish = _enum_name(candidate.finish_reason) if candidate.finish_reason else None
     content = candidate.content
@@ -259,12 +268,12 @@ def map_response(response: types.GenerateContentResponse) -> Answer:
     )
 
 
-def _finish_kind(finish: str | None) -> str:
+def _finish_kind(finish: str | None) -> ErrorKind:
     if finish and ("SAFETY" in finish or "PROHIBITED" in finish or finish in ("BLOCKLIST", "SPII")):
-        return "safety"
+        return ErrorKind.SAFETY
     if finish and "RECITATION" in finish:
-        return "recitation"
-    return "no_image" if finish else "empty"
+        return ErrorKind.RECITATION
+    return ErrorKind.NO_IMAGE if finish else ErrorKind.EMPTY
 
 
 def _part_has_data(part: types.Part) -> bool:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from bot.options import OptionInput, Options
 
@@ -138,6 +138,7 @@ class Reply:
         elapsed: seconds from start of the turn to the answer.
         notices: things the user should know (a GIF converted, an image downscaled...).
         offline: True when the answer came from the offline stand-in, not Gemini.
+        view: the turn as stored (what a page or a later command shows of it).
     """
 
     turn_id: str
@@ -153,6 +154,7 @@ class Reply:
     elapsed: float = 0.0
     notices: tuple[str, ...] = ()
     offline: bool = False
+    view: TurnView | None = field(default=None, compare=False)
 
     @property
     def images(self) -> list[ReplyImage]:
@@ -161,10 +163,6 @@ class Reply:
     @property
     def texts(self) -> list[str]:
         return [p.text for p in self.parts if p.kind == "text" and p.text]
-
-    @property
-    def thought_images(self) -> list[ReplyImage]:
-        return [p.image for p in self.thoughts if p.image is not None]
 
     def runs(self) -> list[tuple[str, list[ReplyPart]]]:
         """Groups consecutive parts of the same kind, keeping the model's order.
@@ -179,3 +177,153 @@ class Reply:
             else:
                 runs.append((part.kind, [part]))
         return runs
+
+
+# --- what is stored of a turn ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """A stored image, by the hash of its bytes (fetch them with the service's ``image``)."""
+
+    sha256: str
+    mime_type: str
+    width: int = 0
+    height: int = 0
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """A reference image a turn was given (rerolls send it again)."""
+
+    sha256: str
+    mime_type: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ViewPart:
+    """A part of a stored answer, in the model's order: text, or an image by hash."""
+
+    kind: Literal["text", "image"]
+    text: str = ""
+    image: ImageRef | None = None
+
+
+@dataclass(frozen=True)
+class StoredReply:
+    """What a turn keeps of its reply, to show it again later (no image bytes)."""
+
+    parts: tuple[ViewPart, ...] = ()
+    thoughts: tuple[ViewPart, ...] = ()
+    sources: tuple[Source, ...] = ()
+    search_queries: tuple[str, ...] = ()
+    search_entry_point: str | None = None
+    notices: tuple[str, ...] = ()
+    settings: str = ""
+    usage: Usage = field(default_factory=Usage)
+    model: str = ""
+    elapsed: float = 0.0
+    offline: bool = False
+
+    @property
+    def images(self) -> list[ImageRef]:
+        return [p.image for p in self.parts if p.image is not None]
+
+    @property
+    def texts(self) -> list[str]:
+        return [p.text for p in self.parts if p.kind == "text" and p.text]
+
+    @classmethod
+    def of(cls, reply: Reply) -> StoredReply:
+        return cls(
+            parts=tuple(_view_part(p) for p in reply.parts),
+            thoughts=tuple(_view_part(p) for p in reply.thoughts),
+            sources=reply.sources, search_queries=reply.search_queries,
+            search_entry_point=reply.search_entry_point, notices=reply.notices,
+            settings=reply.options.summary() if reply.options else "",
+            usage=reply.usage, model=reply.model, elapsed=round(reply.elapsed, 3),
+            offline=reply.offline)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "parts": [_part_dict(p) for p in self.parts],
+            "thoughts": [_part_dict(p) for p in self.thoughts],
+            "sources": [{"title": s.title, "url": s.url} for s in self.sources],
+            "search_queries": list(self.search_queries),
+            "search_entry_point": self.search_entry_point,
+            "notices": list(self.notices),
+            "settings": self.settings,
+            "usage": dict(self.usage.__dict__),
+            "model": self.model,
+            "elapsed": self.elapsed,
+            "offline": self.offline,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StoredReply:
+        usage = data.get("usage") or {}
+        return cls(
+            parts=tuple(_part_of(p) for p in data.get("parts") or ()),
+            thoughts=tuple(_part_of(p) for p in data.get("thoughts") or ()),
+            sources=tuple(Source(title=s["title"], url=s["url"])
+                          for s in data.get("sources") or ()),
+            search_queries=tuple(data.get("search_queries") or ()),
+            search_entry_point=data.get("search_entry_point"),
+            notices=tuple(data.get("notices") or ()),
+            settings=str(data.get("settings") or ""),
+            usage=Usage(**{k: int(usage.get(k, 0)) for k in Usage.__dataclass_fields__}),
+            model=str(data.get("model") or ""),
+            elapsed=float(data.get("elapsed") or 0.0),
+            offline=bool(data.get("offline")))
+
+
+@dataclass(frozen=True)
+class TurnView:
+    """One stored turn: what was asked, what was answered, where it was posted."""
+
+    id: str
+    thread: ThreadKey
+    author: Author
+    prompt: str
+    options: Mapping[str, Any]
+    refs: tuple[StoredImage, ...]
+    reply: StoredReply
+    platform_refs: Mapping[str, Any] = field(default_factory=dict)
+    deleted: bool = False
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class ThreadSummary:
+    """A thread as listed: its key, title, number of turns and settings."""
+
+    key: ThreadKey
+    title: str
+    turns: int
+    updated_at: float
+    settings: Mapping[str, Any]
+
+
+def _view_part(part: ReplyPart) -> ViewPart:
+    if part.image is None:
+        return ViewPart(kind="text", text=part.text)
+    image = part.image
+    return ViewPart(kind="image", image=ImageRef(image.sha256, image.mime_type, image.width,
+                                                 image.height))
+
+
+def _part_dict(part: ViewPart) -> dict[str, Any]:
+    if part.image is None:
+        return {"kind": "text", "text": part.text}
+    image = part.image
+    return {"kind": "image", "sha256": image.sha256, "mime_type": image.mime_type,
+            "width": image.width, "height": image.height}
+
+
+def _part_of(data: Mapping[str, Any]) -> ViewPart:
+    if data.get("kind") != "image":
+        return ViewPart(kind="text", text=str(data.get("text") or ""))
+    return ViewPart(kind="image", image=ImageRef(
+        sha256=data["sha256"], mime_type=str(data.get("mime_type") or ""),
+        width=int(data.get("width") or 0), height=int(data.get("height") or 0)))

@@ -6,21 +6,25 @@ every surface says the same thing.
 
 from __future__ import annotations
 
-from bot.model import Reply
+from bot.model import Reply, StoredReply
 
 OFFLINE_BADGE = "OFFLINE PREVIEW"
 
 
-def footer(reply: Reply) -> str:
-    """``Nano Banana Pro · 2K · 16:9 · 12.3s · 2,345 tokens`` (plus the offline badge)."""
-    bits = [reply.options.summary() if reply.options else reply.model,
-            f"{reply.elapsed:.1f}s", f"{reply.usage.total_tokens:,} tokens"]
+def footer(reply: Reply | StoredReply) -> str:
+    """``Nano Banana Pro · 2K · 16:9 · 12.3s · 2,345 tokens`` (plus the offline badge);
+    the same for a fresh reply and a stored one."""
+    if isinstance(reply, StoredReply):
+        summary = reply.settings
+    else:
+        summary = reply.options.summary() if reply.options else ""
+    bits = [summary or reply.model, f"{reply.elapsed:.1f}s", f"{reply.usage.total_tokens:,} tokens"]
     if reply.offline:
         bits.insert(0, OFFLINE_BADGE)
     return " · ".join(bits)
 
 
-def notices_text(reply: Reply) -> str:
+def notices_text(reply: Reply | StoredReply) -> str:
     return "\n".join(f"⚠️ {n}" if "Offline" in n else f"ℹ️ {n}" for n in reply.notices)
 
 

@@ -1,6 +1,8 @@
-"""Wires the core together: store, Gemini client (real or the offline stand-in), service.
+"""Builds the core: the store, the Gemini session (against a configured or given endpoint)
+and the conversation service.
 
-Every entry point (CLI, serve, tests, benchmarks) builds its core through :func:`open_core`.
+The composition in ``adapters`` opens a core with :func:`open_core` and hands adapters
+its service; the core itself knows nothing of adapters or of the offline stand-in.
 """
 
 from __future__ import annotations
@@ -17,51 +19,65 @@ from bot.store import HistoryStore
 
 logger = logging.getLogger(__name__)
 
-OFFLINE_KEY = "offline-stand-in-key"
-
 
 @dataclass
 class Core:
-    """The running core: what adapters are given."""
+    """The running core: what adapters are given (they talk to ``service`` only)."""
 
     settings: Settings
-    store: HistoryStore
     service: ConversationService
     offline: bool
     gemini_url: str | None
 
 
 @contextlib.asynccontextmanager
-async def open_core(settings: Settings, *, offline: bool | None = None,
-                    strict_signatures: bool = True,
-                    require_gemini: bool = True) -> AsyncIterator[Core]:
-    """Opens the store and the Gemini session; with ``offline`` runs the stand-in in-process.
+async def open_core(settings: Settings, *, base_url: str | None = None,
+                    api_key: str | None = None, offline: bool = False) -> AsyncIterator[Core]:
+    """Opens the store and the Gemini session.
 
-    ``require_gemini=False`` is for commands that only read the store.
+    Args:
+        settings: the configuration.
+        base_url: the Gemini endpoint (default: the configured one).
+        api_key: the key (default: the configured one).
+        offline: the endpoint is the offline stand-in, so replies are marked previews.
 
     Raises:
-        ImagebotError: when no Gemini key is configured and offline is not asked for.
+        ConfigError: when there is no key at all.
     """
-    offline = settings.offline if offline is None else offline
     async with contextlib.AsyncExitStack() as stack:
-        base_url = settings.gemini_base_url
-        key = settings.gemini_api_key
-        if not key and not offline and not require_gemini:
-            key = "unconfigured"  # the client is built but never called (threads, history)
-        if offline:
-            from bot.offline_gemini import OfflineGemini
-
-            stand_in = OfflineGemini(api_key=OFFLINE_KEY, strict_signatures=strict_signatures)
-            base_url = await stand_in.start()
-            stack.push_async_callback(stand_in.stop)
-            key = OFFLINE_KEY
-            logger.info("offline mode: Gemini stand-in at %s", base_url)
-        client = build_client(settings, api_key=key, base_url=base_url)
+        url = base_url or settings.gemini_base_url
+        client = build_client(settings, api_key=api_key, base_url=url)
         store = await HistoryStore.open(settings.database_path)
         stack.push_async_callback(store.close)
         session = GeminiSession(client, timeout=settings.gemini_timeout,
                                 attempts=settings.gemini_retry_attempts, offline=offline)
         stack.push_async_callback(session.aclose)
         service = ConversationService(store, session, settings)
-        yield Core(settings=settings, store=store, service=service, offline=offline,
-                   gemini_url=base_url)
+        yield Core(settings=settings, service=service, offline=offline, gemini_url=url)
+
+
+@dataclass(frozen=True)
+class DatabaseState:
+    """What ``doctor`` reports of the database."""
+
+    path: str
+    version: int
+    expected: int
+    writable: bool
+
+
+async def database_state(settings: Settings) -> DatabaseState:
+    """Opens the database (migrating it), checks it takes writes, and closes it.
+
+    Raises:
+        Exception: whatever opening the database raised (doctor reports it).
+    """
+    from bot.store import SCHEMA_VERSION
+
+    store = await HistoryStore.open(settings.database_path)
+    try:
+        return DatabaseState(path=str(settings.database_path),
+                             version=await store.schema_version(), expected=SCHEMA_VERSION,
+                             writable=await store.writable())
+    finally:
+        await store.close()

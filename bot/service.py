@@ -1,13 +1,16 @@
-"""The conversation service: one turn of one thread, from an incoming message to a Reply.
+"""The conversation service: the one façade adapters talk to.
 
-It resolves options, prepares reference images, rebuilds the request from the stored
-history, calls Gemini, and commits the turn atomically. Turns in one thread run one at a
+It runs turns (an incoming message to a :class:`Reply`: plan, prepare reference images,
+rebuild the request from the stored history, call Gemini, commit atomically) and answers
+everything else an adapter needs: whether a thread is a session, claiming an event id,
+stored turns and threads, settings, images and usage. Turns in one thread run one at a
 time in arrival order; different threads run in parallel.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -17,9 +20,15 @@ from typing import Any
 
 from google.genai import types
 
-from bot import images
+from bot import images, messages
 from bot.config import Settings
-from bot.errors import AttachmentError, CancelledTurn, NotFoundError, PromptError, TooLargeError
+from bot.errors import (
+    AttachmentError,
+    CancelledTurn,
+    ErrorKind,
+    NotFoundError,
+    TooLargeError,
+)
 from bot.gemini import Answer, GeminiSession, build_config, request_size
 from bot.model import (
     Attachment,
@@ -28,10 +37,15 @@ from bot.model import (
     Reply,
     ReplyImage,
     ReplyPart,
+    StoredImage,
+    StoredReply,
     ThreadKey,
+    ThreadSummary,
+    TurnView,
 )
-from bot.options import OptionInput, Options, parse_inline, resolve
-from bot.store import HistoryStore, NewTurn, StoredImage
+from bot.options import OptionInput, Options, resolve
+from bot.planning import PlanLimits, TurnPlan, plan_turn, sticky_settings
+from bot.store import HistoryStore, NewTurn
 from bot.tasks import drain
 
 logger = logging.getLogger(__name__)
@@ -59,9 +73,10 @@ class _ThreadQueue:
 
 
 class ConversationService:
-    """Runs turns. Adapters call :meth:`handle`, :meth:`reroll` and :meth:`delete`."""
+    """Runs turns and answers adapters' questions about threads; owns the store."""
 
     def __init__(self, store: HistoryStore, gemini: GeminiSession, settings: Settings) -> None:
+        #: The store, for the composition and tests; adapters use the methods below.
         self.store = store
         self.gemini = gemini
         self.settings = settings
@@ -69,6 +84,8 @@ class ConversationService:
         self.observers: list[Callable[[str, dict[str, Any]], None]] = []
         self._inflight: set[asyncio.Task[Any]] = set()
         self._gate = asyncio.Semaphore(4)
+        self.limits = PlanLimits(defaults=settings.option_defaults, models=settings.models,
+                                 max_attachment_bytes=settings.max_attachment_bytes)
 
     @property
     def offline(self) -> bool:
@@ -78,128 +95,146 @@ class ConversationService:
         """Turns running or waiting, across all threads."""
         return sum(q.users for q in self._threads.values())
 
+    # --- turns -------------------------------------------------------------------------
+
+    async def plan(self, key: ThreadKey | None, message: IncomingMessage) -> TurnPlan:
+        """Checks a message as its turn would, without side effects (an early answer).
+
+        Args:
+            key: the thread, or ``None`` for a message that will open a new one.
+
+        Raises:
+            ImagebotError: what the turn would refuse, worded as the turn would.
+        """
+        sticky = await self.store.settings(key) if key else OptionInput()
+        return plan_turn(message.text, message.attachments, ui=message.options, sticky=sticky,
+                         limits=self.limits)
+
     async def handle(self, key: ThreadKey, message: IncomingMessage, *,
-                     on_start: StartCallback | None = None,
-                     turn_input: OptionInput | None = None) -> Reply:
+                     on_start: StartCallback | None = None) -> Reply:
         """Runs one turn for ``message`` in thread ``key``.
 
-        Inline flags are taken out of the text; the rest is the prompt. Options given here
-        become the thread's settings for later turns.
+        Inline flags are taken out of the text (they win over the platform's own fields);
+        the rest is the prompt. Options given here become the thread's settings.
+
+        Returns:
+            The reply, with ``view`` set to the turn as stored.
 
         Raises:
             ImagebotError: any failure, with a message for the user; history is unchanged.
         """
-        prompt, inline = parse_inline(message.text)
-        given = (turn_input or OptionInput()).over(message.options.over(inline))
-        return await self._run(key, message.author, prompt, given, message.attachments,
-                               on_start=on_start, sticky=given)
+        return await self._run(key, message.author, on_start=on_start, sticky=True,
+                               make_plan=lambda sticky: plan_turn(
+                                   message.text, message.attachments, ui=message.options,
+                                   sticky=sticky, limits=self.limits))
 
     async def reroll(self, turn_id: str, *, author: Author,
                      changes: OptionInput | None = None,
                      on_start: StartCallback | None = None) -> Reply:
-        """Runs a stored turn's request again as a new turn, optionally with changes (4K)."""
-        record = await self.store.get_turn(turn_id)
-        if record is None or record.deleted:
-            raise NotFoundError("That result no longer exists, so it cannot be run again.")
+        """Runs a stored turn's request again as a new turn, optionally with changes (4K).
+
+        Raises:
+            NotFoundError: the turn was deleted or never existed.
+        """
+        record = await self.turn(turn_id)
+        if record is None:
+            raise NotFoundError(messages.GONE)
         blobs = await self.store.get_blobs([r.sha256 for r in record.refs])
         attachments = tuple(Attachment.from_bytes(r.name, blobs[r.sha256], r.mime_type)
                             for r in record.refs)
-        base = OptionInput.from_dict(record.options)
-        given = (changes or OptionInput()).over(base)
+        given = (changes or OptionInput()).over(OptionInput.from_dict(record.options))
+
+        def make_plan(sticky: OptionInput) -> TurnPlan:
+            options = resolve(given, sticky, self.limits.defaults, self.limits.models)
+            return TurnPlan(prompt=record.prompt, given=given, options=options,
+                            attachments=attachments)
+
         # A reroll or a 4K re-run is a one-off: it does not change the thread's settings.
-        return await self._run(record.thread, author, record.prompt, given, attachments,
-                               on_start=on_start, sticky=OptionInput())
+        return await self._run(record.thread, author, on_start=on_start, sticky=False,
+                               make_plan=make_plan)
 
-    async def delete(self, turn_id: str) -> bool:
-        """Removes a turn from its thread's history (the Delete button)."""
-        record = await self.store.get_turn(turn_id)
+    async def delete(self, turn_id: str) -> TurnView | None:
+        """Removes a turn from its thread's history (the Delete button).
+
+        Returns:
+            The turn as it was (its ``platform_refs`` say what to remove), or ``None`` when
+            it was already gone.
+        """
+        record = await self.turn(turn_id)
         if record is None:
-            return False
+            return None
         async with self._thread_lock(record.thread):
-            return await self.store.delete_turn(turn_id)
+            deleted = await self.store.delete_turn(turn_id)
+        return record if deleted else None
 
-    async def _run(self, key: ThreadKey, author: Author, prompt: str, given: OptionInput,
-                   attachments: tuple[Attachment, ...], *,
-                   on_start: StartCallback | None, sticky: OptionInput) -> Reply:
+    async def _run(self, key: ThreadKey, author: Author, *, on_start: StartCallback | None,
+                   sticky: bool, make_plan: Callable[[OptionInput], TurnPlan]) -> Reply:
         task = asyncio.current_task()
         if task:
             self._inflight.add(task)
         queued = time.monotonic()
         try:
             async with self._thread_lock(key):
-                return await self._turn(key, author, prompt, given, attachments,
-                                        on_start=on_start, queued=queued, sticky=sticky)
+                return await self._turn(key, author, make_plan, on_start=on_start,
+                                        queued=queued, sticky=sticky)
         except asyncio.CancelledError as exc:
-            self._emit("error", {"kind": "cancelled"})
-            raise CancelledTurn(
-                "The bot was restarting, so this request was cancelled before it finished. "
-                "Nothing was saved; send it again.") from exc
+            self._emit("error", {"kind": ErrorKind.CANCELLED.value, "key": key})
+            raise CancelledTurn(messages.RESTART_CANCELLED) from exc
         except Exception as exc:
-            self._emit("error", {"kind": getattr(exc, "kind", "internal"), "key": key})
+            kind = getattr(exc, "kind", ErrorKind.INTERNAL)
+            self._emit("error", {"kind": str(kind), "key": key})
             raise
         finally:
             if task:
                 self._inflight.discard(task)
 
-    async def _turn(self, key: ThreadKey, author: Author, prompt: str, given: OptionInput,
-                    attachments: tuple[Attachment, ...], *, on_start: StartCallback | None,
-                    queued: float, sticky: OptionInput) -> Reply:
+    async def _turn(self, key: ThreadKey, author: Author,
+                    make_plan: Callable[[OptionInput], TurnPlan], *,
+                    on_start: StartCallback | None, queued: float, sticky: bool) -> Reply:
         # The gate bounds how many turns do CPU and database work at once, so a burst of
         # arrivals is spread over several loop iterations instead of stalling one.
         async with self._gate:
             settings = await self.store.settings(key)
-            options = resolve(given, settings, self.settings.option_defaults,
-                              self.settings.models)
-        if not prompt.strip():
-            raise PromptError(
-                "The prompt is empty. Say what to draw or what to change"
-                + (" in the attached image." if attachments else ".")
-                + " Flags alone (like `--ar 16:9`) are not a prompt.")
-        refs = await self._prepare(attachments, options)
+            plan = make_plan(settings)
+        refs = await self._prepare(plan.attachments)
         if on_start:
-            await on_start(TurnStart(key=key, options=options, waited=time.monotonic() - queued))
+            await on_start(TurnStart(key=key, options=plan.options,
+                                     waited=time.monotonic() - queued))
         started = time.monotonic()
         async with self._gate:
             history = await self.store.load_history(key)
-            user = types.Content(role="user", parts=[types.Part(text=prompt)] + [
+            user = types.Content(role="user", parts=[types.Part(text=plan.prompt)] + [
                 types.Part(inline_data=types.Blob(data=r.data, mime_type=r.mime_type))
                 for r in refs])
             contents = [*history, user]
             self._check_size(contents, len(history))
-            config = build_config(options)
-        answer = await self.gemini.generate(options.model, contents, config)
+            config = build_config(plan.options)
+        answer = await self.gemini.generate(plan.options.model, contents, config)
         elapsed = time.monotonic() - started
         async with self._gate:
-            reply = await asyncio.to_thread(self._reply, key, answer, options, elapsed, refs)
+            reply = await asyncio.to_thread(self._reply, key, answer, plan.options, elapsed,
+                                            refs)
+            view = _view(reply, author, plan, refs)
             await self.store.commit_turn(NewTurn(
                 turn_id=reply.turn_id, key=key, contents=[user, answer.content],
-                settings=_sticky(settings, sticky, options), author_id=author.id,
-                author_name=author.name, prompt=prompt, options=_options_dict(options),
-                refs=[StoredImage(r.sha256, r.mime_type, r.name) for r in refs],
-                reply=_reply_summary(reply), model=options.model,
-                usage=reply.usage.__dict__, images=len(reply.images)))
-        self._emit("turn", {"model": options.model, "elapsed": elapsed, "usage": reply.usage,
-                            "images": len(reply.images), "key": key})
-        return reply
+                settings=sticky_settings(settings, plan.given, plan.options) if sticky
+                else settings, author_id=author.id, author_name=author.name,
+                prompt=plan.prompt, options=dict(view.options), refs=list(view.refs),
+                reply=view.reply, model=plan.options.model, usage=reply.usage.__dict__,
+                images=len(reply.images), created_at=view.created_at))
+        self._emit("turn", {"model": plan.options.model, "elapsed": elapsed,
+                            "usage": reply.usage, "images": len(reply.images), "key": key})
+        return _with_view(reply, view)
 
-    async def _prepare(self, attachments: tuple[Attachment, ...], options: Options
+    async def _prepare(self, attachments: tuple[Attachment, ...]
                        ) -> list[images.PreparedImage]:
-        limit = options.caps.max_reference_images
-        if len(attachments) > limit:
-            raise AttachmentError(
-                f"{len(attachments)} images attached, but {options.caps.label} takes at most "
-                f"{limit} reference images per message"
-                + (". Nano Banana Pro (`--model pro`) takes up to 14." if limit < 14 else ".")
-                + " Images made earlier in this thread don't need attaching again.")
+        limit = self.settings.max_attachment_bytes
         prepared = []
         for attachment in attachments:
-            if attachment.size and attachment.size > self.settings.max_attachment_bytes:
-                raise AttachmentError(_too_big(attachment.name, attachment.size,
-                                               self.settings.max_attachment_bytes))
             data = await attachment.fetch()
-            if len(data) > self.settings.max_attachment_bytes:
-                raise AttachmentError(_too_big(attachment.name, len(data),
-                                               self.settings.max_attachment_bytes))
+            if len(data) > limit:
+                raise AttachmentError(messages.attachment_too_big(attachment.name, len(data),
+                                                                  limit))
             prepared.append(await asyncio.to_thread(
                 images.prepare_reference, data, attachment.name or "attachment",
                 max_edge=self.settings.max_reference_edge,
@@ -214,12 +249,13 @@ class ConversationService:
         new = request_size(contents[-1:])
         if new > limit or history_len == 0:
             raise TooLargeError(
-                f"The attached images add up to {new / 2**20:.1f} MB once encoded, over Gemini's "
-                f"{limit / 2**20:.0f} MB request limit. Attach fewer or smaller images.")
+                f"The attached images add up to {messages.size_text(new)} once encoded, over "
+                f"Gemini's {messages.size_text(limit)} request limit. Attach fewer or smaller "
+                "images.")
         raise TooLargeError(
-            f"This thread's history has grown to {size / 2**20:.1f} MB with this message, over "
-            f"Gemini's {limit / 2**20:.0f} MB limit for one request. Start a new thread "
-            "(attach the image you want to keep working on), or delete earlier results.")
+            f"This thread's history has grown to {messages.size_text(size)} with this message, "
+            f"over Gemini's {messages.size_text(limit)} limit for one request. Start a new "
+            "thread (attach the image you want to keep working on), or delete earlier results.")
 
     def _reply(self, key: ThreadKey, answer: Answer, options: Options, elapsed: float,
                refs: list[images.PreparedImage]) -> Reply:
@@ -233,17 +269,92 @@ class ConversationService:
                 target.append(ReplyPart(kind="text", text=part.text))
         notices = [r.notice for r in refs if r.notice]
         if not any(p.kind == "image" for p in parts):
-            notices.append("No image this time: the model answered in text only. "
-                           "Ask for the image explicitly, or try again.")
+            notices.append(messages.NO_IMAGE_NOTICE)
         if self.offline:
-            notices.insert(0, "Offline preview: made by imagebot's offline stand-in, "
-                              "not by Gemini.")
+            notices.insert(0, messages.OFFLINE_NOTICE)
         return Reply(
             turn_id=uuid.uuid4().hex, thread=key, parts=tuple(parts), thoughts=tuple(thoughts),
             sources=answer.sources, search_queries=answer.search_queries,
             search_entry_point=answer.search_entry_point, usage=answer.usage,
             model=answer.model_version or options.model, options=options, elapsed=elapsed,
             notices=tuple(notices), offline=self.offline)
+
+    # --- what adapters ask about threads and turns -------------------------------------
+
+    async def is_session(self, key: ThreadKey) -> bool:
+        """Whether the thread has a history (or settings) here: whether to answer in it."""
+        return await self.store.thread_exists(key)
+
+    async def claim(self, event_id: str) -> bool:
+        """Records a platform event id; False when it was seen before (a redelivery)."""
+        return await self.store.mark_event(event_id)
+
+    async def turn(self, turn_id: str) -> TurnView | None:
+        """A stored turn, or ``None`` when it does not exist or was deleted."""
+        record = await self.store.get_turn(turn_id)
+        return None if record is None or record.deleted else record
+
+    async def record_posts(self, turn_id: str, refs: dict[str, Any]) -> None:
+        """Remembers where an adapter posted a turn's result (message ids, for Delete)."""
+        await self.store.set_platform_refs(turn_id, refs)
+
+    async def history(self, key: ThreadKey) -> list[TurnView]:
+        """The thread's turns in order (deleted ones left out)."""
+        return await self.store.list_turns(key)
+
+    async def thread(self, key: ThreadKey) -> ThreadSummary | None:
+        return await self.store.find_thread(key)
+
+    async def threads(self, platform: str | None = None) -> list[ThreadSummary]:
+        return await self.store.list_threads(platform)
+
+    async def rename_thread(self, key: ThreadKey, title: str) -> bool:
+        return await self.store.rename_thread(key, " ".join(title.split())[:200])
+
+    async def delete_thread(self, key: ThreadKey) -> bool:
+        async with self._thread_lock(key):
+            return await self.store.delete_thread(key)
+
+    async def settings_of(self, key: ThreadKey) -> OptionInput:
+        """The thread's sticky settings (empty for a new thread)."""
+        return await self.store.settings(key)
+
+    async def update_settings(self, key: ThreadKey, given: OptionInput) -> OptionInput:
+        """Validates settings as a turn would and stores them normalized over the old ones.
+
+        Raises:
+            OptionError: a value the chosen model cannot use, with the valid ones.
+        """
+        stored = await self.store.settings(key)
+        options = resolve(given, stored, self.limits.defaults, self.limits.models)
+        updated = sticky_settings(stored, given, options)
+        await self.store.save_settings(key, updated)
+        return updated
+
+    def effective(self, stored: OptionInput) -> Options:
+        """The options a turn with nothing given would use under ``stored`` settings."""
+        return resolve(OptionInput(), stored, self.limits.defaults, self.limits.models)
+
+    async def image(self, sha256: str) -> bytes:
+        """An image from the history by its hash.
+
+        Raises:
+            NotFoundError: no such image.
+        """
+        return (await self.store.get_blobs([sha256]))[sha256]
+
+    async def usage(self, key: ThreadKey | None = None) -> list[dict[str, Any]]:
+        return await self.store.usage_rows(key)
+
+    async def healthy(self) -> bool:
+        """Whether the store takes writes now (for ``/healthz``)."""
+        return await self.store.writable()
+
+    async def forget_events(self, older_than: float) -> None:
+        """Drops event ids older than ``older_than`` seconds (redeliveries come within hours)."""
+        await self.store.prune_events(older_than)
+
+    # --- internals ---------------------------------------------------------------------
 
     def _thread_lock(self, key: ThreadKey) -> _LockGuard:
         return _LockGuard(self._threads, key)
@@ -292,22 +403,10 @@ def _reply_image(blob: types.Blob) -> ReplyImage:
     try:
         mime, width, height = images.image_info(data)
     except Exception:  # an unreadable image still gets posted; sizes are informative only
+        logger.info("could not read a generated image's size (%d bytes)", len(data))
         mime, width, height = blob.mime_type or "image/png", 0, 0
     return ReplyImage(data=data, mime_type=mime, width=width, height=height,
                       sha256=images.sha256(data))
-
-
-def _too_big(name: str, size: int, limit: int) -> str:
-    return (f"`{name}` is {size / 2**20:.1f} MB; reference images can be at most "
-            f"{limit / 2**20:.0f} MB. Resize or compress it and attach it again.")
-
-
-def _sticky(settings: OptionInput, given: OptionInput, options: Options) -> OptionInput:
-    """The thread's settings after this turn: values given now, normalized, stick."""
-    # "auto" resets a sticky ratio or size; it resolves to None, so keep the word itself.
-    normalized = {name: "auto" if (value := getattr(options, name)) is None else value
-                  for name in given.given()}
-    return OptionInput.from_dict(normalized).over(settings)
 
 
 def _options_dict(options: Options) -> dict[str, Any]:
@@ -315,29 +414,14 @@ def _options_dict(options: Options) -> dict[str, Any]:
             "search": options.search, "image_only": options.image_only}
 
 
-def _part_summary(part: ReplyPart) -> dict[str, Any]:
-    if part.image is None:
-        return {"kind": "text", "text": part.text}
-    image = part.image
-    return {"kind": "image", "sha256": image.sha256, "mime_type": image.mime_type,
-            "width": image.width, "height": image.height}
+def _view(reply: Reply, author: Author, plan: TurnPlan,
+          refs: list[images.PreparedImage]) -> TurnView:
+    return TurnView(
+        id=reply.turn_id, thread=reply.thread, author=author, prompt=plan.prompt,
+        options=_options_dict(plan.options),
+        refs=tuple(StoredImage(r.sha256, r.mime_type, r.name) for r in refs),
+        reply=StoredReply.of(reply), created_at=time.time())
 
 
-def _reply_summary(reply: Reply) -> dict[str, Any]:
-    """What a turn record keeps of its reply (images by blob hash), to show it again later."""
-    parts = [_part_summary(p) for p in reply.parts]
-    return {
-        "parts": parts,
-        "thoughts": [_part_summary(p) for p in reply.thoughts],
-        "images": [p for p in parts if p["kind"] == "image"],
-        "texts": reply.texts,
-        "sources": [{"title": s.title, "url": s.url} for s in reply.sources],
-        "search_queries": list(reply.search_queries),
-        "search_entry_point": reply.search_entry_point,
-        "notices": list(reply.notices),
-        "settings": reply.options.summary() if reply.options else "",
-        "usage": reply.usage.__dict__,
-        "model": reply.model,
-        "elapsed": round(reply.elapsed, 3),
-        "offline": reply.offline,
-    }
+def _with_view(reply: Reply, view: TurnView) -> Reply:
+    return dataclasses.replace(reply, view=view)

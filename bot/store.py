@@ -21,8 +21,9 @@ from typing import Any
 import aiosqlite
 from google.genai import types
 
+from bot.errors import NotFoundError
 from bot.images import sha256
-from bot.model import ThreadKey
+from bot.model import Author, StoredImage, StoredReply, ThreadKey, ThreadSummary, TurnView
 from bot.options import OptionInput
 
 logger = logging.getLogger(__name__)
@@ -98,32 +99,6 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-@dataclass(frozen=True)
-class StoredImage:
-    """A reference image kept for a turn (rerolls resend it)."""
-
-    sha256: str
-    mime_type: str
-    name: str
-
-
-@dataclass
-class TurnRecord:
-    """What a turn was asked and answered; buttons and deletes work from this."""
-
-    id: str
-    thread: ThreadKey
-    author_id: str
-    author_name: str
-    prompt: str
-    options: dict[str, Any]
-    refs: list[StoredImage]
-    reply: dict[str, Any]
-    platform_refs: dict[str, Any]
-    deleted: bool
-    created_at: float
-
-
 @dataclass
 class NewTurn:
     """Everything one successful turn writes, in one transaction."""
@@ -137,19 +112,11 @@ class NewTurn:
     prompt: str
     options: dict[str, Any]
     refs: list[StoredImage]
-    reply: dict[str, Any]
+    reply: StoredReply
     model: str
     usage: dict[str, int]
     images: int
-
-
-@dataclass(frozen=True)
-class ThreadSummary:
-    key: ThreadKey
-    title: str
-    turns: int
-    updated_at: float
-    settings: dict[str, Any]
+    created_at: float
 
 
 class HistoryStore:
@@ -257,8 +224,7 @@ class HistoryStore:
         return thread_id
 
     async def list_threads(self, platform: str | None = None) -> list[ThreadSummary]:
-        sql = ("SELECT t.*, (SELECT COUNT(*) FROM turns u WHERE u.thread_id=t.id AND "
-               "u.deleted=0) AS n FROM threads t")
+        sql = _THREADS_SQL
         args: tuple[Any, ...] = ()
         if platform:
             sql += " WHERE t.platform=?"
@@ -266,10 +232,30 @@ class HistoryStore:
         sql += " ORDER BY t.updated_at DESC"
         async with self.db.execute(sql, args) as cur:
             rows = await cur.fetchall()
-        return [ThreadSummary(
-            key=ThreadKey(r["platform"], r["workspace"], r["channel"], r["thread"]),
-            title=r["title"], turns=int(r["n"]), updated_at=float(r["updated_at"]),
-            settings=json.loads(r["settings"])) for r in rows]
+        return [_summary(r) for r in rows]
+
+    async def find_thread(self, key: ThreadKey) -> ThreadSummary | None:
+        """One thread's summary, looked up by its key (not by listing them all)."""
+        async with self.db.execute(
+            _THREADS_SQL + " WHERE t.platform=? AND t.workspace=? AND t.channel=? "
+            "AND t.thread=?", (key.platform, key.workspace, key.channel, key.thread)) as cur:
+            row = await cur.fetchone()
+        return _summary(row) if row else None
+
+    async def delete_thread(self, key: ThreadKey) -> bool:
+        """Removes a thread with its history and turn records (blobs stay, shared by hash)."""
+        async with self._transaction():
+            cur = await self.db.execute(
+                "DELETE FROM threads WHERE platform=? AND workspace=? AND channel=? "
+                "AND thread=?", (key.platform, key.workspace, key.channel, key.thread))
+            return cur.rowcount > 0
+
+    async def rename_thread(self, key: ThreadKey, title: str) -> bool:
+        async with self._transaction():
+            cur = await self.db.execute(
+                "UPDATE threads SET title=? WHERE platform=? AND workspace=? AND channel=? "
+                "AND thread=?", (title, key.platform, key.workspace, key.channel, key.thread))
+            return cur.rowcount > 0
 
     # --- history -----------------------------------------------------------------------
 
@@ -299,13 +285,13 @@ class HistoryStore:
                 found.update({r[0]: bytes(r[1]) for r in await cur.fetchall()})
         missing = set(wanted) - set(found)
         if missing:
-            raise RuntimeError(f"history refers to {len(missing)} missing image blob(s)")
+            raise NotFoundError(f"{len(missing)} image(s) are missing from imagebot's store.")
         return found
 
     async def commit_turn(self, turn: NewTurn) -> None:
         """Writes a whole turn atomically: thread, settings, contents, blobs, record, usage."""
         rows, blobs = await asyncio.to_thread(_deflate_contents, turn.contents)
-        now = time.time()
+        now = turn.created_at
         async with self._transaction():
             thread_id = await self._upsert_thread(turn.key, turn.settings,
                                                   title=turn.prompt[:80])
@@ -327,7 +313,7 @@ class HistoryStore:
                 "refs, reply, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
                 (turn.turn_id, thread_id, turn.author_id, turn.author_name, turn.prompt,
                  json.dumps(turn.options), json.dumps([r.__dict__ for r in turn.refs]),
-                 json.dumps(turn.reply), now))
+                 json.dumps(turn.reply.to_dict()), now))
             u = turn.usage
             await self.db.execute(
                 "INSERT INTO usage (turn_id, platform, workspace, channel, thread, author_id, "
@@ -340,7 +326,7 @@ class HistoryStore:
 
     # --- turn records --------------------------------------------------------------------
 
-    async def get_turn(self, turn_id: str) -> TurnRecord | None:
+    async def get_turn(self, turn_id: str) -> TurnView | None:
         async with self.db.execute(
             "SELECT u.*, t.platform, t.workspace, t.channel, t.thread FROM turns u "
             "JOIN threads t ON t.id = u.thread_id WHERE u.id=?", (turn_id,)) as cur:
@@ -348,7 +334,7 @@ class HistoryStore:
         return _turn_record(row) if row else None
 
     async def list_turns(self, key: ThreadKey, *, include_deleted: bool = False
-                         ) -> list[TurnRecord]:
+                         ) -> list[TurnView]:
         sql = ("SELECT u.*, t.platform, t.workspace, t.channel, t.thread FROM turns u "
                "JOIN threads t ON t.id = u.thread_id WHERE t.platform=? AND t.workspace=? "
                "AND t.channel=? AND t.thread=?")
@@ -408,14 +394,26 @@ class HistoryStore:
             return False
 
 
-def _turn_record(row: aiosqlite.Row) -> TurnRecord:
-    return TurnRecord(
+_THREADS_SQL = ("SELECT t.*, (SELECT COUNT(*) FROM turns u WHERE u.thread_id=t.id AND "
+                "u.deleted=0) AS n FROM threads t")
+
+
+def _summary(row: aiosqlite.Row) -> ThreadSummary:
+    return ThreadSummary(
+        key=ThreadKey(row["platform"], row["workspace"], row["channel"], row["thread"]),
+        title=row["title"], turns=int(row["n"]), updated_at=float(row["updated_at"]),
+        settings=json.loads(row["settings"]))
+
+
+def _turn_record(row: aiosqlite.Row) -> TurnView:
+    return TurnView(
         id=row["id"],
         thread=ThreadKey(row["platform"], row["workspace"], row["channel"], row["thread"]),
-        author_id=row["author_id"], author_name=row["author_name"], prompt=row["prompt"],
+        author=Author(row["author_id"], row["author_name"]), prompt=row["prompt"],
         options=json.loads(row["options"]),
-        refs=[StoredImage(**r) for r in json.loads(row["refs"])],
-        reply=json.loads(row["reply"]), platform_refs=json.loads(row["platform_refs"]),
+        refs=tuple(StoredImage(**r) for r in json.loads(row["refs"])),
+        reply=StoredReply.from_dict(json.loads(row["reply"])),
+        platform_refs=json.loads(row["platform_refs"]),
         deleted=bool(row["deleted"]), created_at=float(row["created_at"]),
     )
 

@@ -22,8 +22,7 @@ import contextlib
 import functools
 import logging
 import math
-from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Coroutine, Mapping
 from typing import Any
 
 import aiohttp
@@ -44,8 +43,6 @@ from adapters.discord.inbound import (
     event_id,
     image_files,
     message_request,
-    plain_prompt,
-    precheck,
     thread_key,
     thread_name,
 )
@@ -58,27 +55,24 @@ from adapters.discord.reporter import (
     failure_reason,
 )
 from adapters.download import download
+from adapters.turns import TurnRunner
+from bot import messages
 from bot.config import DEFAULT_DISCORD_API_BASE, DEFAULT_DISCORD_GATEWAY_URL
-from bot.errors import ImagebotError
-from bot.model import Attachment, Author, IncomingMessage, Reply, ThreadKey
+from bot.errors import ErrorKind, ImagebotError
+from bot.model import Attachment, Author, IncomingMessage, Reply, ThreadKey, TurnView
 from bot.options import OptionInput
+from bot.planning import display_prompt
 from bot.runtime import Core
 from bot.service import StartCallback
-from bot.store import TurnRecord
-from bot.tasks import drain
 
 logger = logging.getLogger(__name__)
 
 #: How long ``start`` waits for the gateway's READY before going on without it.
 READY_TIMEOUT = 30.0
-#: How long ``stop`` lets turns in flight post their results before cancelling them.
-STOP_GRACE = 10.0
 #: An unanswered "Edit with Gemini" prompt is forgotten after this many seconds.
 MODAL_TIMEOUT = 15 * 60.0
 FOUR_K = OptionInput(model="pro", size="4K")
 _USER_MESSAGES = (discord.MessageType.default, discord.MessageType.reply)
-
-TurnCall = Callable[[StartCallback], Awaitable[Reply]]
 
 
 class DiscordAdapter:
@@ -98,18 +92,16 @@ class DiscordAdapter:
         if not settings.discord_token:
             raise ValueError("DISCORD_TOKEN is not set")
         self.core = core
+        self.service = core.service
+        self.runner = TurnRunner(core.service, name="discord")
         self.tick = tick
         self.bot = ImageBot(self, guild_ids=settings.discord_guild_ids,
                             guild_ready_timeout=guild_ready_timeout)
         self._hosts = allowed_hosts(settings.discord_api_base)
         self._session: aiohttp.ClientSession | None = None
         self._runner: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._busy: Counter[ThreadKey] = Counter()
         self._modals: set[PromptModal] = set()
         self._saved_endpoints: tuple[str, yarl.URL] | None = None
-        self._duplicates = 0
-        self._stopping = False
 
     # --- lifecycle (the serve Adapter protocol) -------------------------------------------
 
@@ -134,11 +126,11 @@ class DiscordAdapter:
 
     async def stop(self) -> None:
         """Stops taking work, lets running turns post for ``STOP_GRACE`` s, then disconnects."""
-        self._stopping = True
+        self.runner.stopping = True
         for modal in self._modals:
             modal.stop()
         self._modals.clear()
-        await self._drain(STOP_GRACE)
+        await self.runner.stop()
         await self._teardown()
 
     def status(self) -> dict[str, Any]:
@@ -146,11 +138,10 @@ class DiscordAdapter:
         connected = (ws is not None and ws.open and self.bot.is_ready()
                      and not self.bot.is_closed())
         latency = self.bot.latency
-        return {"ok": connected and not self._stopping, "connected": connected,
+        return {"ok": connected and not self.runner.stopping, "connected": connected,
                 "latency": round(latency, 3) if math.isfinite(latency) else None,
                 "message_content": self.bot.reads_all_messages,
-                "turns_running": sum(self._busy.values()), "tasks": len(self._tasks),
-                "duplicates_dropped": self._duplicates}
+                **self.runner.status()}
 
     def _point_at_endpoints(self) -> None:
         """Applies DISCORD_API_BASE / DISCORD_GATEWAY_URL; discord.py keeps both as class
@@ -179,12 +170,12 @@ class DiscordAdapter:
         except discord.LoginFailure:
             raise ImagebotError(
                 "Discord refused DISCORD_TOKEN (401 Unauthorized). Copy the bot token again "
-                "from the Developer Portal (Bot > Reset Token).", kind="startup") from None
+                "from the Developer Portal (Bot > Reset Token).", kind=ErrorKind.STARTUP) from None
         except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
             raise ImagebotError(
                 f"Could not log in to Discord at {discord.http.Route.BASE} "
                 f"({failure_reason(exc)}). Check the network and DISCORD_API_BASE.",
-                kind="startup") from exc
+                kind=ErrorKind.STARTUP) from exc
 
     async def _wait_ready(self, runner: asyncio.Task[None]) -> None:
         ready = asyncio.create_task(self.bot.wait_until_ready())
@@ -196,7 +187,7 @@ class DiscordAdapter:
                 await ready
         if runner.done():
             error = None if runner.cancelled() else runner.exception()
-            raise ImagebotError(_gateway_failure(error), kind="startup")
+            raise ImagebotError(_gateway_failure(error), kind=ErrorKind.STARTUP)
         if not self.bot.is_ready():
             logger.warning("the Discord gateway is not ready after %.0fs; still trying",
                            READY_TIMEOUT)
@@ -217,14 +208,6 @@ class DiscordAdapter:
             await self._session.close()
             self._session = None
         self._restore_endpoints()
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _drain(self, grace: float) -> None:
-        await drain(self._tasks, grace)
 
     # --- handlers called by the client --------------------------------------------------
 
@@ -250,7 +233,7 @@ class DiscordAdapter:
             await work
         except Exception:
             logger.exception("handling Discord interaction %s failed", interaction.id)
-            await self._ephemeral(interaction, render.error_message(render.INTERNAL_ERROR))
+            await self._ephemeral(interaction, render.error_message(messages.INTERNAL_ERROR))
 
     # --- commands and the context menu ----------------------------------------------------
 
@@ -266,8 +249,10 @@ class DiscordAdapter:
                 "Use imagebot in a server's text channel or thread."))
             return
         key = _session_of(channel, guild_id)
-        sticky = await self.core.store.settings(key) if key else OptionInput()
-        problem = precheck(request, sticky=sticky, settings=self.core.settings)
+        incoming = IncomingMessage(author=_author(interaction.user), text=request.text,
+                                   attachments=self._attachments(request.files),
+                                   options=request.options)
+        problem = await self._problem(key, incoming)
         if problem:
             await self._ephemeral(interaction, render.error_message(problem))
             return
@@ -279,12 +264,9 @@ class DiscordAdapter:
         key = key or thread_key(guild_id, _channel_id(channel), head_id)
         reporter = TurnReporter(OriginalResponse(interaction), channel,
                                 upload_limit=interaction.filesize_limit,
-                                open_thread=open_thread, tick=self.tick)
-        incoming = IncomingMessage(author=_author(interaction.user), text=request.text,
-                                   attachments=self._attachments(request.files),
-                                   options=request.options)
-        self._start_turn(key, reporter, functools.partial(self._handle, key, incoming),
-                         alt=plain_prompt(request.text))
+                                alt=display_prompt(request.text), open_thread=open_thread,
+                                tick=self.tick)
+        self.runner.submit(key, reporter, functools.partial(self._handle, key, incoming))
 
     async def _open_prompt(self, interaction: discord.Interaction,
                            message: discord.Message) -> None:
@@ -310,9 +292,9 @@ class DiscordAdapter:
     async def _click(self, interaction: discord.Interaction, action: str, turn_id: str) -> None:
         if not await self._accept(interaction):
             return
-        record = await self.core.store.get_turn(turn_id)
-        if record is None or record.deleted:
-            await self._ephemeral(interaction, render.GONE)
+        record = await self.service.turn(turn_id)
+        if record is None:
+            await self._ephemeral(interaction, messages.GONE)
             return
         if action == "delete":
             await self._delete(interaction, record)
@@ -321,31 +303,33 @@ class DiscordAdapter:
         await interaction.response.defer()
         channel = self._thread_channel(record.thread)
         reporter = TurnReporter(StatusMessage(channel), channel,
-                                upload_limit=interaction.filesize_limit, tick=self.tick)
+                                upload_limit=interaction.filesize_limit,
+                                alt=display_prompt(record.prompt), tick=self.tick)
         changes = FOUR_K if action == "4k" else None
         author = _author(interaction.user)
 
         def call(on_start: StartCallback) -> Awaitable[Reply]:
-            return self.core.service.reroll(turn_id, author=author, changes=changes,
-                                            on_start=on_start)
+            return self.service.reroll(turn_id, author=author, changes=changes,
+                                       on_start=on_start)
 
-        self._start_turn(record.thread, reporter, call, alt=plain_prompt(record.prompt))
+        self.runner.submit(record.thread, reporter, call)
 
-    async def _delete(self, interaction: discord.Interaction, record: TurnRecord) -> None:
+    async def _delete(self, interaction: discord.Interaction, record: TurnView) -> None:
         """The requester, or anyone allowed to manage messages here, may delete a result."""
-        allowed = (str(interaction.user.id) == record.author_id
+        allowed = (str(interaction.user.id) == record.author.id
                    or interaction.permissions.manage_messages)
         if not allowed:
             await self._ephemeral(interaction, render.NOT_YOURS)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await self.core.service.delete(record.id)
-        failed, reason = await self._delete_messages(record.platform_refs)
+        deleted = await self.service.delete(record.id)
+        failed, reason = await self._delete_messages(
+            deleted.platform_refs if deleted else record.platform_refs)
         text = (render.DELETE_INCOMPLETE.format(count=failed, reason=reason) if failed
-                else render.DELETED)
+                else messages.DELETED)
         await interaction.followup.send(text, ephemeral=True)
 
-    async def _delete_messages(self, refs: dict[str, Any]) -> tuple[int, str]:
+    async def _delete_messages(self, refs: Mapping[str, Any]) -> tuple[int, str]:
         failed, reason = 0, ""
         for channel_id, message_id in reversed(refs.get("messages") or []):
             channel = self.bot.get_partial_messageable(int(channel_id))
@@ -372,7 +356,7 @@ class DiscordAdapter:
         channel = await self._resolve(message.channel)
         if isinstance(channel, discord.Thread) and channel.parent_id:
             key = thread_key(channel.guild.id, channel.parent_id, channel.id)
-            if mentioned or key in self._busy or await self.core.store.thread_exists(key):
+            if mentioned or await self.runner.is_session(key):
                 await self._thread_message(message, key, channel)
         elif isinstance(channel, discord.TextChannel) and mentioned:
             await self._mention(message, channel)
@@ -382,18 +366,19 @@ class DiscordAdapter:
         request = self._message_request(message)
         if not (request.text or request.files) or not await self._accept_message(message):
             return
-        problem = precheck(request, sticky=await self.core.store.settings(key),
-                           settings=self.core.settings)
+        incoming = self._incoming(message, request)
+        problem = await self._problem(key, incoming)
         if problem:
             await _say(thread, render.error_message(problem))
             return
-        self._message_turn(message, key, thread, request)
+        self._message_turn(key, thread, incoming)
 
     async def _mention(self, message: discord.Message, channel: discord.TextChannel) -> None:
         request = self._message_request(message)
         if not await self._accept_message(message):
             return
-        problem = precheck(request, sticky=OptionInput(), settings=self.core.settings)
+        incoming = self._incoming(message, request)
+        problem = await self._problem(None, incoming)
         if problem:
             await _say(channel, render.error_message(problem))
             return
@@ -404,16 +389,26 @@ class DiscordAdapter:
             await _say(channel, render.thread_failed(failure_reason(exc)))
             return
         key = thread_key(channel.guild.id, channel.id, thread.id)
-        self._message_turn(message, key, thread, request)
+        self._message_turn(key, thread, incoming)
 
-    def _message_turn(self, message: discord.Message, key: ThreadKey, thread: discord.Thread,
-                      request: TurnRequest) -> None:
+    def _incoming(self, message: discord.Message, request: TurnRequest) -> IncomingMessage:
+        return IncomingMessage(author=_author(message.author), text=request.text,
+                               attachments=self._attachments(request.files))
+
+    async def _problem(self, key: ThreadKey | None, incoming: IncomingMessage) -> str | None:
+        """What the turn would refuse, said at once (before any download or API call)."""
+        try:
+            await self.service.plan(key, incoming)
+        except ImagebotError as exc:
+            return exc.user_message
+        return None
+
+    def _message_turn(self, key: ThreadKey, thread: discord.Thread,
+                      incoming: IncomingMessage) -> None:
         reporter = TurnReporter(StatusMessage(thread), thread,
-                                upload_limit=thread.guild.filesize_limit, tick=self.tick)
-        incoming = IncomingMessage(author=_author(message.author), text=request.text,
-                                   attachments=self._attachments(request.files))
-        self._start_turn(key, reporter, functools.partial(self._handle, key, incoming),
-                         alt=plain_prompt(request.text))
+                                upload_limit=thread.guild.filesize_limit,
+                                alt=display_prompt(incoming.text), tick=self.tick)
+        self.runner.submit(key, reporter, functools.partial(self._handle, key, incoming))
 
     def _message_request(self, message: discord.Message) -> TurnRequest:
         bot_id = self.bot.user.id if self.bot.user else 0
@@ -433,44 +428,7 @@ class DiscordAdapter:
 
     def _handle(self, key: ThreadKey, incoming: IncomingMessage,
                 on_start: StartCallback) -> Awaitable[Reply]:
-        return self.core.service.handle(key, incoming, on_start=on_start)
-
-    def _start_turn(self, key: ThreadKey, reporter: TurnReporter, call: TurnCall, *,
-                    alt: str) -> None:
-        # Counted now, so a follow-up arriving before the task runs sees the session.
-        queued = self._busy[key] > 0
-        self._busy[key] += 1
-        self._spawn(self._run_turn(key, reporter, call, alt=alt, queued=queued))
-
-    async def _run_turn(self, key: ThreadKey, reporter: TurnReporter, call: TurnCall, *,
-                        alt: str, queued: bool) -> None:
-        try:
-            await reporter.working(queued=queued)
-            reply = await self._reply_or_report(key, reporter, call)
-            if reply is None:
-                return
-            payloads = await asyncio.to_thread(render.reply_payloads, reply,
-                                               upload_limit=reporter.upload_limit, alt=alt)
-            posted = await reporter.finished(payloads)
-            await self.core.store.set_platform_refs(
-                reply.turn_id, {"messages": [[str(c), str(m)] for c, m in posted]})
-        finally:
-            await reporter.close()
-            self._busy[key] -= 1
-            if self._busy[key] <= 0:
-                del self._busy[key]
-
-    @staticmethod
-    async def _reply_or_report(key: ThreadKey, reporter: TurnReporter,
-                               call: TurnCall) -> Reply | None:
-        try:
-            return await call(reporter.started)
-        except ImagebotError as exc:
-            await reporter.failed(exc.user_message)
-        except Exception:
-            logger.exception("turn in %s failed", key)
-            await reporter.failed(render.INTERNAL_ERROR)
-        return None
+        return self.service.handle(key, incoming, on_start=on_start)
 
     def _attachments(self, files: tuple[FileRef, ...]) -> tuple[Attachment, ...]:
         return tuple(Attachment(name=f.name, mime_type=f.content_type, size=f.size,
@@ -494,22 +452,16 @@ class DiscordAdapter:
 
     async def _accept(self, interaction: discord.Interaction) -> bool:
         """False for an interaction seen before, or one arriving while stopping."""
-        if self._stopping:
-            await self._ephemeral(interaction, render.BUSY_STOPPING)
+        if self.runner.stopping:
+            await self._ephemeral(interaction, messages.STOPPING)
             return False
-        if await self.core.store.mark_event(event_id("interaction", interaction.id)):
-            return True
-        self._duplicates += 1
-        return False
+        return await self.runner.claim(event_id("interaction", interaction.id))
 
     async def _accept_message(self, message: discord.Message) -> bool:
-        if self._stopping:
-            await _say(message.channel, render.BUSY_STOPPING)
+        if self.runner.stopping:
+            await _say(message.channel, messages.STOPPING)
             return False
-        if await self.core.store.mark_event(event_id("message", message.id)):
-            return True
-        self._duplicates += 1
-        return False
+        return await self.runner.claim(event_id("message", message.id))
 
     @staticmethod
     async def _ephemeral(interaction: discord.Interaction, text: str) -> None:

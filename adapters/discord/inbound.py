@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from adapters.download import hosts_of
-from bot.config import DEFAULT_DISCORD_API_BASE, Settings
-from bot.errors import ImagebotError
+from bot.config import DEFAULT_DISCORD_API_BASE
 from bot.model import ThreadKey
-from bot.options import OptionInput, parse_inline, resolve
+from bot.options import OptionInput
+from bot.planning import display_prompt
 
 PLATFORM = "discord"
 #: Where Discord serves attachments; files are downloaded from nowhere else.
@@ -125,60 +125,14 @@ def mentions(content: str, bot_id: int) -> bool:
     return re.search(rf"<@!?{bot_id}>", content) is not None
 
 
-def precheck(request: TurnRequest, *, sticky: OptionInput, settings: Settings) -> str | None:
-    """What the core would refuse before any download or API call, said at once.
-
-    Returns:
-        The message for the user, or ``None`` when the request can go ahead.
-    """
-    try:
-        prompt, inline = parse_inline(request.text)
-        options = resolve(request.options.over(inline), sticky, settings.option_defaults,
-                          settings.models)
-    except ImagebotError as exc:
-        return exc.user_message
-    if not prompt.strip():
-        return ("The prompt is empty. Say what to draw or what to change; flags alone "
-                "(like `--ar 16:9`) are not a prompt.")
-    limit = options.caps.max_reference_images
-    if len(request.files) > limit:
-        return (f"{len(request.files)} images attached, but {options.caps.label} takes at most "
-                f"{limit} reference images per message.")
-    for ref in request.files:
-        problem = file_problem(ref, settings.max_attachment_bytes)
-        if problem:
-            return problem
-    return None
-
-
-def file_problem(ref: FileRef, max_bytes: int) -> str | None:
-    """Why a declared file cannot be a reference image; the bytes are checked later too."""
-    if ref.content_type and not ref.content_type.startswith("image/"):
-        return (f"`{ref.name}` is not an image ({ref.content_type}). Attach PNG, JPEG, WebP "
-                "or HEIC images (GIF, BMP and TIFF are converted).")
-    if ref.size > max_bytes:
-        return (f"`{ref.name}` is {ref.size / 2**20:.1f} MB; reference images can be at most "
-                f"{max_bytes / 2**20:.0f} MB. Compress or resize it and attach it again.")
-    return None
-
-
 def thread_key(guild_id: int, channel_id: int, thread_id: int) -> ThreadKey:
     """A session's key: the guild, the thread's parent channel and the thread itself."""
     return ThreadKey(PLATFORM, str(guild_id), str(channel_id), str(thread_id))
 
 
-def plain_prompt(text: str) -> str:
-    """The prompt without inline flags (for titles and alt text)."""
-    try:
-        prompt, _ = parse_inline(text)
-    except ImagebotError:
-        prompt = text
-    return " ".join(prompt.split())
-
-
 def thread_name(text: str) -> str:
     """A thread title from the prompt: flags removed, one line, within Discord's limit."""
-    line = plain_prompt(text)
+    line = display_prompt(text)
     if len(line) > THREAD_NAME_LIMIT:
         line = line[:THREAD_NAME_LIMIT - 1].rstrip() + "…"
     return line or "imagebot"

@@ -27,19 +27,12 @@ ALT_TEXT_LIMIT = 1024
 COLOR = 0x4285F4
 OFFLINE_COLOR = 0xF4B400
 
-QUEUED = "⏳ Queued: another request in this thread is still running. Yours starts next."
-WORKING = "⏳ Getting ready…"
-INTERNAL_ERROR = ("Something went wrong inside imagebot, so this request was not completed. "
-                  "Nothing was saved; try again.")
 NO_IMAGES = ("That message has no image attachments to edit. Use **Edit with Gemini** on a "
              "message with images, or `/imagine` with image1–image3.")
-GONE = "That result was deleted, so its buttons no longer do anything."
 NOT_YOURS = ("Only the person who asked for this result, or someone with the Manage Messages "
              "permission, can delete it.")
-DELETED = "Deleted: the result is removed here and from the conversation history."
 DELETE_INCOMPLETE = ("Removed from the conversation history, but {count} message(s) could not "
                      "be deleted here ({reason}); delete them by hand.")
-BUSY_STOPPING = "imagebot is restarting; send it again in a moment."
 
 Style = Literal["primary", "secondary", "danger"]
 
@@ -154,9 +147,9 @@ def buttons(reply: Reply) -> tuple[Button, ...]:
     return tuple(items)
 
 
-def status_text(status: str, elapsed: float) -> str:
-    """The live status: what runs, and for how long so far."""
-    return f"⏳ {status} {int(elapsed)} s"
+def status_text(status: str, elapsed: float | None) -> str:
+    """The live status: what runs, and for how long so far (when it runs)."""
+    return f"⏳ {status}" if elapsed is None else f"⏳ {status} {int(elapsed)} s"
 
 
 def error_message(message: str) -> str:

@@ -25,6 +25,9 @@ import discord
 from adapters.discord import render
 from adapters.discord.client import TurnButton
 from adapters.discord.render import MessagePayload
+from bot import messages
+from bot.errors import ImagebotError
+from bot.model import Reply
 from bot.service import TurnStart
 
 logger = logging.getLogger(__name__)
@@ -117,12 +120,13 @@ class TurnReporter:
     """The Discord side of one turn."""
 
     def __init__(self, head: Head, channel: discord.abc.Messageable, *, upload_limit: int,
-                 open_thread: str | None = None, tick: float = TICK) -> None:
+                 alt: str = "", open_thread: str | None = None, tick: float = TICK) -> None:
         """
         Args:
             head: where the status shows and the result's first message goes.
             channel: where typing shows and the rest of the result goes.
             upload_limit: the channel's per-file upload limit in bytes.
+            alt: the images' description (the prompt without flags).
             open_thread: a thread name, to open a thread on the result's first message
                 and post the rest there (a command run in a text channel).
             tick: seconds between status refreshes.
@@ -130,6 +134,7 @@ class TurnReporter:
         self.head = head
         self.channel = channel
         self.upload_limit = upload_limit
+        self.alt = alt
         self.open_thread = open_thread
         self.tick = tick
         self._ticker: asyncio.Task[None] | None = None
@@ -137,7 +142,7 @@ class TurnReporter:
     async def working(self, *, queued: bool) -> None:
         await self._typing()
         if queued:
-            await self._show_status(render.QUEUED)
+            await self._show_status(render.status_text(messages.QUEUED, None))
 
     async def started(self, start: TurnStart) -> None:
         """The core started generating: show it, and keep the elapsed time current."""
@@ -146,13 +151,19 @@ class TurnReporter:
         await self._show_status(render.status_text(start.status(), 0))
         self._ticker = asyncio.create_task(self._tick(start.status(), began))
 
-    async def failed(self, message: str) -> None:
+    async def failed(self, error: ImagebotError) -> None:
         await self._stop_ticker()
-        await self._show_status(render.error_message(message))
+        await self._show_status(render.error_message(error.user_message))
 
-    async def finished(self, payloads: Sequence[MessagePayload]) -> Posted:
-        """Posts the result; returns (channel id, message id) of every message posted."""
+    async def finished(self, reply: Reply) -> dict[str, Any]:
+        """Posts the result; returns where every message went, kept for Delete."""
         await self._stop_ticker()
+        payloads = await asyncio.to_thread(render.reply_payloads, reply,
+                                           upload_limit=self.upload_limit, alt=self.alt)
+        posted = await self._post_all(payloads)
+        return {"messages": [[str(c), str(m)] for c, m in posted]}
+
+    async def _post_all(self, payloads: Sequence[MessagePayload]) -> Posted:
         posted: Posted = []
         first = await self._post_head(payloads[0])
         target = self.channel

@@ -14,11 +14,10 @@ What happens where:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -54,27 +53,20 @@ from adapters.slack.events import (
     verdict,
 )
 from adapters.slack.reporter import SLACK_FAILURES, TurnReporter, slack_error
-from bot.errors import AttachmentError, ImagebotError
-from bot.model import Attachment, Author, IncomingMessage, Reply, ThreadKey
+from adapters.turns import TurnRunner
+from bot import messages
+from bot.errors import AttachmentError
+from bot.model import Attachment, Author, IncomingMessage, Reply, TurnView
 from bot.options import OptionInput
+from bot.planning import display_prompt
 from bot.runtime import Core
 from bot.service import StartCallback
-from bot.store import TurnRecord
-from bot.tasks import drain
 
 logger = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
-#: How long ``stop`` lets turns in flight post their results before cancelling them.
-STOP_GRACE = 10.0
 #: Pages of ``conversations.replies`` read when a mention turns a thread into a session.
 THREAD_PAGES = 5
-STOPPING = ("The bot was restarting, so this request was not started. Nothing was saved; "
-            "send it again.")
-INTERNAL_ERROR = ("Something went wrong inside imagebot, so this request was not completed. "
-                  "Nothing was saved; try again.")
-
-TurnCall = Callable[[StartCallback], Awaitable[Reply]]
 
 
 class SlackAdapter:
@@ -87,6 +79,8 @@ class SlackAdapter:
         if not settings.slack_bot_token:
             raise ValueError("SLACK_BOT_TOKEN is not set")
         self.core = core
+        self.service = core.service
+        self.runner = TurnRunner(core.service, name="slack")
         self.socket_mode = bool(settings.slack_app_token)
         if not self.socket_mode and not settings.slack_signing_secret:
             raise ValueError("HTTP mode needs SLACK_SIGNING_SECRET (or set SLACK_APP_TOKEN "
@@ -107,13 +101,8 @@ class SlackAdapter:
         self.app.action(re.compile(r"^imagebot_"))(self._on_click)
         self._socket: AsyncSocketModeHandler | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        #: Per thread, the last turn in line; done when it has finished posting.
-        self._line: dict[ThreadKey, asyncio.Future[None]] = {}
         self._names: dict[str, str] = {}
         self._hosts = file_hosts(settings.slack_api_url)
-        self._duplicates = 0
-        self._stopping = False
 
     # --- lifecycle (the serve Adapter protocol) -------------------------------------------
 
@@ -131,10 +120,10 @@ class SlackAdapter:
 
     async def stop(self) -> None:
         """Stops taking work, lets running turns post for ``STOP_GRACE`` s, cancels the rest."""
-        self._stopping = True
+        self.runner.stopping = True
         if self._socket is not None:
             await self._socket.close_async()
-        await self._drain(STOP_GRACE)
+        await self.runner.stop()
         if self._session is not None:
             await self._session.close()
 
@@ -143,32 +132,16 @@ class SlackAdapter:
         if self.socket_mode:
             ws = self._socket.client.current_session if self._socket else None
             connected = ws is not None and not ws.closed
-        return {"ok": connected and not self._stopping,
+        return {"ok": connected and not self.runner.stopping,
                 "mode": "socket" if self.socket_mode else "http", "connected": connected,
-                "busy_threads": len(self._line), "tasks": len(self._tasks),
-                "duplicates_dropped": self._duplicates}
+                **self.runner.status()}
 
     async def _http_events(self, request: web.Request) -> web.StreamResponse:
-        if self._stopping:
+        if self.runner.stopping:
             # Unacknowledged, Slack delivers it again later, to the next process.
             return web.Response(status=503, text="imagebot is restarting")
         response = await self.app.async_dispatch(await to_bolt_request(request))
         return await to_aiohttp_response(response)
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(self._guarded(work))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    @staticmethod
-    async def _guarded(work: Coroutine[Any, Any, None]) -> None:
-        try:
-            await work
-        except Exception:  # one bad event must not take the adapter down
-            logger.exception("Slack handler failed")
-
-    async def _drain(self, grace: float) -> None:
-        await drain(self._tasks, grace)
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -178,7 +151,7 @@ class SlackAdapter:
     # --- listeners: acknowledge, then work in the background -------------------------------
 
     async def _on_event(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
-        self._spawn(self._message(body, context.bot_user_id or ""))
+        self.runner.spawn(self._message(body, context.bot_user_id or ""))
 
     async def _on_imagine(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond,
                           context: AsyncBoltContext) -> None:
@@ -188,13 +161,13 @@ class SlackAdapter:
             await ack(text=render.USAGE)
             return
         await ack()
-        self._spawn(self._imagine(command, prompt, respond))
+        self.runner.spawn(self._imagine(command, prompt, respond))
 
     async def _on_click(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
         click = click_from_payload(body)
         if click is not None:
-            self._spawn(self._click(click, respond))
+            self.runner.spawn(self._click(click, respond))
 
     # --- messages and mentions ----------------------------------------------------------------
 
@@ -206,11 +179,10 @@ class SlackAdapter:
                           require_mention=self.core.settings.slack_require_mention)
         if decided == "ignore":
             return
-        # A thread whose first turn is still running is already a session.
-        session = message.key in self._line or await self.core.store.thread_exists(message.key)
+        session = await self.runner.is_session(message.key)
         if decided == "answer_if_session" and not session:
             return
-        if not await self._claim(message.claim):
+        if not await self.runner.claim(message.claim):
             return
         # A mention in a thread the bot has not been part of brings the thread's images.
         pick_up = message.in_thread and not session
@@ -222,11 +194,12 @@ class SlackAdapter:
                 files = await self._thread_images(message, bot_user_id) + files
             incoming = IncomingMessage(author=await self._author(message.user), text=prompt,
                                        attachments=tuple(self._attachment(f) for f in files))
-            return await self.core.service.handle(message.key, incoming, on_start=started)
+            return await self.service.handle(message.key, incoming, on_start=started)
 
         reporter = TurnReporter(self.client, channel=message.channel, thread_ts=message.root_ts,
-                                react_ts=message.ts, requester=message.user)
-        await self._run(message.key, reporter, call, alt=render.alt_text(prompt))
+                                react_ts=message.ts, requester=message.user,
+                                alt=display_prompt(prompt))
+        await self.runner.run(message.key, reporter, call)
 
     async def _thread_images(self, message: SlackMessage, bot_user_id: str) -> list[SlackFile]:
         messages: list[dict[str, Any]] = []
@@ -250,7 +223,8 @@ class SlackAdapter:
     # --- /imagine ---------------------------------------------------------------------------
 
     async def _imagine(self, command: SlashCommand, prompt: str, respond: AsyncRespond) -> None:
-        if command.trigger_id and not await self._claim(f"slack:command:{command.trigger_id}"):
+        if command.trigger_id and not await self.runner.claim(
+                f"slack:command:{command.trigger_id}"):
             return
         root = render.command_root_post(command.user, command.text)
         try:
@@ -269,20 +243,21 @@ class SlackAdapter:
 
         async def call(started: StartCallback) -> Reply:
             incoming = IncomingMessage(author=author, text=prompt)
-            return await self.core.service.handle(key, incoming, on_start=started)
+            return await self.service.handle(key, incoming, on_start=started)
 
         reporter = TurnReporter(self.client, channel=command.channel, thread_ts=root_ts,
-                                react_ts=root_ts, requester=command.user)
-        await self._run(key, reporter, call, alt=render.alt_text(prompt))
+                                react_ts=root_ts, requester=command.user,
+                                alt=display_prompt(prompt))
+        await self.runner.run(key, reporter, call)
 
     # --- buttons ----------------------------------------------------------------------------
 
     async def _click(self, click: ButtonClick, respond: AsyncRespond) -> None:
-        if click.trigger_id and not await self._claim(f"slack:click:{click.trigger_id}"):
+        if click.trigger_id and not await self.runner.claim(f"slack:click:{click.trigger_id}"):
             return
-        record = await self.core.store.get_turn(click.turn_id)
-        if record is None or record.deleted or record.thread.platform != PLATFORM:
-            await self._tell(respond, "That result was deleted, so its buttons no longer work.")
+        record = await self.service.turn(click.turn_id)
+        if record is None or record.thread.platform != PLATFORM:
+            await self._tell(respond, messages.GONE)
             return
         if click.action == "delete":
             await self._delete(record, click.user, respond)
@@ -291,21 +266,22 @@ class SlackAdapter:
         key = record.thread
 
         async def call(started: StartCallback) -> Reply:
-            return await self.core.service.reroll(
+            return await self.service.reroll(
                 record.id, author=await self._author(click.user), changes=changes,
                 on_start=started)
 
         reporter = TurnReporter(self.client, channel=key.channel, thread_ts=key.thread,
-                                react_ts=None, requester=click.user)
-        await self._run(key, reporter, call, alt=render.alt_text(record.prompt))
+                                react_ts=None, requester=click.user,
+                                alt=display_prompt(record.prompt))
+        await self.runner.run(key, reporter, call)
 
-    async def _delete(self, record: TurnRecord, user: str, respond: AsyncRespond) -> None:
-        if not await self._may_delete(user, record.author_id):
+    async def _delete(self, record: TurnView, user: str, respond: AsyncRespond) -> None:
+        if not await self._may_delete(user, record.author.id):
             await self._tell(respond, "Only the person who asked for this result, or a "
                                       "workspace admin, can delete it.")
             return
-        await self.core.service.delete(record.id)
-        await self._remove_posts(record.platform_refs)
+        deleted = await self.service.delete(record.id)
+        await self._remove_posts(deleted.platform_refs if deleted else record.platform_refs)
         await self._tell(respond, "Deleted. Later replies in this thread won't build on it.")
 
     async def _may_delete(self, user: str, author_id: str) -> bool:
@@ -318,7 +294,7 @@ class SlackAdapter:
             return False
         return is_admin(info.get("user") or {})
 
-    async def _remove_posts(self, refs: dict[str, Any]) -> None:
+    async def _remove_posts(self, refs: Mapping[str, Any]) -> None:
         channel = str(refs.get("channel") or "")
         for ts in refs.get("messages") or ():
             try:
@@ -330,53 +306,6 @@ class SlackAdapter:
                 await self.client.files_delete(file=file_id)
             except SLACK_FAILURES as exc:
                 logger.info("files.delete %s failed: %s", file_id, slack_error(exc))
-
-    # --- one turn ---------------------------------------------------------------------------
-
-    async def _run(self, key: ThreadKey, reporter: TurnReporter, call: TurnCall, *,
-                   alt: str) -> None:
-        """Runs a turn and shows it; every failure ends up as a message in the thread.
-
-        Turns of one thread queue here in arrival order (the place in line is taken before
-        any await), so one turn's result is fully posted before the next one starts.
-        """
-        ahead = self._line.get(key)
-        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._line[key] = mine
-        try:
-            await reporter.working(queued=ahead is not None)
-            if ahead is not None:
-                await asyncio.wait([ahead])  # not ``await ahead``: cancelling us must not cancel it
-            if self._stopping:
-                await reporter.failed(STOPPING)
-                return
-            await self._turn(reporter, call, alt=alt)
-        finally:
-            mine.set_result(None)
-            if self._line.get(key) is mine:
-                del self._line[key]
-            await reporter.done()
-
-    async def _turn(self, reporter: TurnReporter, call: TurnCall, *, alt: str) -> None:
-        try:
-            reply = await call(reporter.started)
-        except ImagebotError as exc:
-            await reporter.failed(exc.user_message)
-            return
-        except Exception:
-            logger.exception("a Slack turn failed")
-            await reporter.failed(INTERNAL_ERROR)
-            return
-        posted = await reporter.finished(reply, alt=alt)
-        await self.core.store.set_platform_refs(reply.turn_id, posted.as_refs())
-
-    async def _claim(self, claim: str) -> bool:
-        """True the first time ``claim`` is seen (persisted, so also across restarts)."""
-        if await self.core.store.mark_event(claim):
-            return True
-        self._duplicates += 1
-        logger.info("dropped a duplicate delivery (%s)", claim)
-        return False
 
     async def _author(self, user: str) -> Author:
         if user not in self._names:

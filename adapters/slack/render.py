@@ -13,9 +13,8 @@ from typing import Any
 from urllib.parse import quote_plus
 
 from adapters.slack.events import ACTION_IDS, ButtonAction
-from bot.errors import OptionError
 from bot.model import Reply, ReplyImage, ReplyPart
-from bot.options import PRO, parse_inline
+from bot.options import PRO
 from bot.presentation import error_text, footer, notices_text, split_text
 
 Block = dict[str, Any]
@@ -28,10 +27,10 @@ SECTIONS_PER_MESSAGE = 10
 FALLBACK_LIMIT = 300
 #: A context element's text limit is 2,000 characters here on the safe side.
 CONTEXT_LIMIT = 1900
+ALT_TEXT_LIMIT = 1000
 WORKING_REACTION = "hourglass_flowing_sand"
 #: Marks a message as a failure report (readable by tools; Slack ignores it).
 ERROR_BLOCK_ID = "imagebot_error"
-QUEUED = "Queued: another request in this thread is still running. Yours starts next."
 USAGE = ("Usage: `/imagine PROMPT [--ar 16:9] [--size 1K|2K|4K] [--model flash|pro] "
          "[--search]`. For example: `/imagine a lighthouse at dusk --ar 16:9`")
 
@@ -217,15 +216,6 @@ def _button(label: str, action: ButtonAction, turn_id: str) -> Block:
             "text": {"type": "plain_text", "text": label, "emoji": True}, "value": turn_id}
 
 
-def alt_text(prompt: str) -> str:
-    """The images' alt text: the prompt without its flags."""
-    try:
-        prompt = parse_inline(prompt)[0]
-    except OptionError:
-        pass  # the turn itself reports the bad flag
-    return prompt.strip()[:1000] or "Generated image"
-
-
 def upload_items(post: ImagePost, *, turn_id: str, alt: str) -> list[dict[str, Any]]:
     """``file_uploads`` for ``files_upload_v2``, one per image of the run."""
     items = []
@@ -233,7 +223,7 @@ def upload_items(post: ImagePost, *, turn_id: str, alt: str) -> list[dict[str, A
         items.append({"content": image.data,
                       "filename": f"imagebot-{turn_id[:8]}-{image.sha256[:6]}.{image.extension}",
                       "title": f"Image {number}" if len(post.images) > 1 else "Image",
-                      "alt_txt": alt})
+                      "alt_txt": alt[:ALT_TEXT_LIMIT] or "Generated image"})
     return items
 
 

@@ -17,6 +17,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import render
 from adapters.slack.events import upload_message_ts
+from bot import messages
+from bot.errors import ImagebotError
 from bot.model import Reply
 from bot.service import TurnStart
 
@@ -54,8 +56,9 @@ class TurnReporter:
     """The Slack side of one turn in one thread."""
 
     def __init__(self, client: AsyncWebClient, *, channel: str, thread_ts: str,
-                 react_ts: str | None, requester: str) -> None:
+                 react_ts: str | None, requester: str, alt: str) -> None:
         self.client = client
+        self.alt = alt
         self.channel = channel
         self.thread_ts = thread_ts
         self.react_ts = react_ts
@@ -67,27 +70,31 @@ class TurnReporter:
         if self.react_ts:
             await self._reaction("reactions_add")
         if queued:
-            await self._show(render.status_post(render.QUEUED))
+            await self._show(render.status_post(messages.QUEUED))
 
     async def started(self, start: TurnStart) -> None:
         await self._show(render.status_post(start.status()))
 
-    async def failed(self, message: str) -> None:
-        await self._show(render.error_post(message))
+    async def failed(self, error: ImagebotError) -> None:
+        await self._show(render.error_post(error.user_message))
 
-    async def finished(self, reply: Reply, *, alt: str) -> Posted:
-        """Posts the reply in the model's order; the head replaces the status message."""
+    async def finished(self, reply: Reply) -> dict[str, Any]:
+        """Posts the reply in the model's order; the head replaces the status message.
+
+        Returns:
+            Where it went (channel, message ts, file ids), kept for Delete.
+        """
         posted = Posted(self.channel)
         head, rest = render.reply_posts(reply, requester=self.requester)
         _remember(posted, await self._show(head))
         for post in rest:
             if isinstance(post, render.ImagePost):
-                await self._upload(post, reply.turn_id, alt, posted)
+                await self._upload(post, reply.turn_id, self.alt, posted)
             else:
                 _remember(posted, await self._post(post))
-        return posted
+        return posted.as_refs()
 
-    async def done(self) -> None:
+    async def close(self) -> None:
         if self.react_ts:
             await self._reaction("reactions_remove")
 

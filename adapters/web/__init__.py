@@ -33,23 +33,14 @@ from aiohttp import web
 from aiohttp.web_request import FileField
 from multidict import MultiDictProxy
 
+from adapters.turns import TurnRunner
 from bot import images
-from bot.errors import (
-    AttachmentError,
-    CancelledTurn,
-    GenerationError,
-    ImagebotError,
-    NotFoundError,
-    OptionError,
-    PromptError,
-    ServiceError,
-    TooLargeError,
-)
-from bot.model import Attachment, Author, IncomingMessage, ThreadKey
-from bot.options import ASPECT_RATIOS, IMAGE_SIZES, OptionInput, Options, resolve
-from bot.presentation import OFFLINE_BADGE
+from bot.errors import ErrorKind, ImagebotError, OptionError
+from bot.model import Attachment, Author, IncomingMessage, Reply, ThreadKey, TurnView, ViewPart
+from bot.options import ASPECT_RATIOS, IMAGE_SIZES, OptionInput
+from bot.presentation import footer
 from bot.runtime import Core
-from bot.store import TurnRecord
+from bot.service import TurnStart
 
 logger = logging.getLogger(__name__)
 
@@ -70,11 +61,17 @@ IMAGE_TYPES = {
 EXTENSIONS = {"image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif",
               "image/heic": "heic", "image/heif": "heif", "image/bmp": "bmp",
               "image/tiff": "tiff"}
-STATUS_BY_ERROR: tuple[tuple[type[ImagebotError], int], ...] = (
-    (OptionError, 400), (AttachmentError, 400), (PromptError, 400), (TooLargeError, 413),
-    (NotFoundError, 404), (GenerationError, 422), (CancelledTurn, 503), (ServiceError, 502),
-)
-STATUS_BY_KIND = {"rate_limit": 429, "timeout": 504, "config": 503}
+#: The HTTP status of each kind of failure (4xx the user's to fix, 5xx ours or Gemini's).
+STATUS_BY_KIND: dict[ErrorKind, int] = {
+    ErrorKind.OPTION: 400, ErrorKind.ATTACHMENT: 400, ErrorKind.PROMPT: 400,
+    ErrorKind.TOO_LARGE: 413, ErrorKind.NOT_FOUND: 404, ErrorKind.FORBIDDEN: 403,
+    ErrorKind.CANCELLED: 503, ErrorKind.CONFIG: 503, ErrorKind.STARTUP: 503,
+    ErrorKind.BLOCKED: 422, ErrorKind.SAFETY: 422, ErrorKind.RECITATION: 422,
+    ErrorKind.NO_IMAGE: 422, ErrorKind.EMPTY: 422, ErrorKind.GENERATION: 422,
+    ErrorKind.RATE_LIMIT: 429, ErrorKind.TIMEOUT: 504, ErrorKind.SERVICE: 502,
+    ErrorKind.OUTAGE: 502, ErrorKind.CONNECTION: 502, ErrorKind.AUTH: 502,
+    ErrorKind.MODEL: 502, ErrorKind.BAD_REQUEST: 502,
+}
 CSP = "; ".join((
     "default-src 'none'",
     "script-src 'self'",
@@ -124,6 +121,8 @@ class WebPlayground:
 
     def __init__(self, core: Core) -> None:
         self.core = core
+        self.service = core.service
+        self.runner = TurnRunner(core.service, name="web")
         self._token = core.settings.web_token or None
         # The cookie carries a value derived from the token, never the token itself.
         self._cookie = (hmac.new(self._token.encode(), b"imagebot web playground",
@@ -154,7 +153,8 @@ class WebPlayground:
         """Nothing to start: the routes live on serve's HTTP server."""
 
     async def stop(self) -> None:
-        """Nothing to stop: turns in flight are finished by the service's shutdown."""
+        """Turns in flight belong to their requests; the service's shutdown finishes them."""
+        self.runner.stopping = True
 
     def status(self) -> dict[str, Any]:
         return {"ok": True}
@@ -247,7 +247,7 @@ class WebPlayground:
         })
 
     async def list_threads(self, request: web.Request) -> web.Response:
-        summaries = await self.core.store.list_threads(PLATFORM)
+        summaries = await self.service.threads(PLATFORM)
         return web.json_response({"threads": [
             {"id": s.key.thread, "title": s.title, "turns": s.turns, "updated_at": s.updated_at}
             for s in summaries if not s.key.workspace and not s.key.channel]})
@@ -255,61 +255,45 @@ class WebPlayground:
     async def create_thread(self, request: web.Request) -> web.Response:
         body = await _json_body(request, allow_empty=True)
         key = _key(uuid.uuid4().hex)
-        settings = self._validated(_option_input(body), OptionInput())
-        await self.core.store.save_settings(key, settings)
+        settings = await self.service.update_settings(key, _option_input(body))
         return web.json_response({"id": key.thread, "settings": self._effective(settings)},
                                  status=201)
 
     async def thread(self, request: web.Request) -> web.Response:
-        key = await self._existing(request)
-        turns = await self.core.store.list_turns(key)
-        settings = await self.core.store.settings(key)
-        title = next((s.title for s in await self.core.store.list_threads(PLATFORM)
-                      if s.key == key), "")
-        return web.json_response({"id": key.thread, "title": title,
+        key = _key(request.match_info["thread"])
+        summary = await self.service.thread(key)
+        if summary is None:
+            raise _no_thread()
+        turns = await self.service.history(key)
+        settings = await self.service.settings_of(key)
+        return web.json_response({"id": key.thread, "title": summary.title,
                                   "settings": self._effective(settings),
                                   "turns": [turn_json(t) for t in turns]})
 
     async def get_settings(self, request: web.Request) -> web.Response:
         key = await self._existing(request)
-        settings = await self.core.store.settings(key)
+        settings = await self.service.settings_of(key)
         return web.json_response({"settings": self._effective(settings),
                                   "stored": settings.given()})
 
     async def put_settings(self, request: web.Request) -> web.Response:
         key = _key(request.match_info["thread"])
-        stored = await self.core.store.settings(key)
-        updated = self._validated(_option_input(await _json_body(request)), stored)
-        await self.core.store.save_settings(key, updated)
+        updated = await self.service.update_settings(key, _option_input(await _json_body(request)))
         return web.json_response({"settings": self._effective(updated),
                                   "stored": updated.given()})
 
     async def _existing(self, request: web.Request) -> ThreadKey:
         key = _key(request.match_info["thread"])
-        if not await self.core.store.thread_exists(key):
-            raise Refusal(404, "That thread does not exist (it may have been made on another "
-                               "imagebot database). Start a new thread.", "not_found")
+        if not await self.service.is_session(key):
+            raise _no_thread()
         return key
-
-    def _validated(self, given: OptionInput, stored: OptionInput) -> OptionInput:
-        """Checks settings the way a turn would and returns them normalized over ``stored``.
-
-        Raises:
-            OptionError: a value the chosen model cannot use, with the valid ones.
-        """
-        options = resolve(given, stored, self.core.settings.option_defaults,
-                          self.core.settings.models)
-        normal = {name: _normal(options, name) for name in given.given()}
-        return OptionInput.from_dict(normal).over(stored)
 
     def _effective(self, stored: OptionInput) -> dict[str, Any]:
         """What the selectors should show for a thread: its settings over the defaults."""
         try:
-            options = resolve(OptionInput(), stored, self.core.settings.option_defaults,
-                              self.core.settings.models)
+            options = self.service.effective(stored)
         except OptionError:
-            options = resolve(OptionInput(), OptionInput(), OptionInput(),
-                              self.core.settings.models)
+            options = self.service.effective(OptionInput())
         kept_size = stored.size if (stored.size or "").upper() in IMAGE_SIZES else None
         return {"model": options.model, "aspect_ratio": options.aspect_ratio or "auto",
                 "size": options.size or (kept_size or "1K").upper(), "search": options.search,
@@ -326,18 +310,19 @@ class WebPlayground:
         message = IncomingMessage(author=AUTHOR, text=_field(form, "prompt"),
                                   attachments=await _attachments(form),
                                   options=_option_input(_form_options(form)))
-        reply = await self.core.service.handle(key, message)
-        record = await self.core.store.get_turn(reply.turn_id)
-        if record is None:
-            raise Refusal(500, "The turn was made but could not be read back. Reload.", "internal")
-        return web.json_response({"turn": turn_json(record)}, status=201)
+        reporter = WebReporter()
+        reply = await self.runner.run(
+            key, reporter, lambda started: self.service.handle(key, message, on_start=started))
+        if reply is None or reply.view is None:
+            raise reporter.error or ImagebotError("The turn did not finish.")
+        return web.json_response({"turn": turn_json(reply.view)}, status=201)
 
     async def delete_turn(self, request: web.Request) -> web.Response:
         turn_id = request.match_info["turn"]
-        record = await self.core.store.get_turn(turn_id)
-        if record is None or record.deleted or record.thread.platform != PLATFORM:
+        record = await self.service.turn(turn_id)
+        if record is None or record.thread.platform != PLATFORM:
             raise Refusal(404, "That turn no longer exists.", "not_found")
-        await self.core.service.delete(turn_id)
+        await self.service.delete(turn_id)
         return web.json_response({"deleted": turn_id})
 
     # --- API: images ---------------------------------------------------------------------
@@ -351,10 +336,7 @@ class WebPlayground:
         headers = {"Cache-Control": IMMUTABLE, "ETag": etag}
         if request.headers.get("If-None-Match") == etag and not download:
             return web.Response(status=304, headers=headers)
-        try:
-            data = (await self.core.store.get_blobs([sha]))[sha]
-        except RuntimeError as exc:
-            raise Refusal(404, "That image is not in imagebot's history.", "not_found") from exc
+        data = await self.service.image(sha)
         mime = IMAGE_TYPES.get(images.sniff(data), "application/octet-stream")
         if download:
             extension = EXTENSIONS.get(mime, "png")
@@ -370,47 +352,64 @@ def image_urls(sha: str) -> dict[str, str]:
     return {"url": f"/api/images/{sha}", "download_url": f"/api/images/{sha}/download"}
 
 
-def _part_json(part: dict[str, Any]) -> dict[str, Any]:
-    if part.get("kind") != "image":
-        return {"kind": "text", "text": part.get("text", "")}
-    return {"kind": "image", **image_urls(part["sha256"]), "mime_type": part.get("mime_type"),
-            "width": part.get("width", 0), "height": part.get("height", 0)}
+def _part_json(part: ViewPart) -> dict[str, Any]:
+    if part.image is None:
+        return {"kind": "text", "text": part.text}
+    image = part.image
+    return {"kind": "image", **image_urls(image.sha256), "mime_type": image.mime_type,
+            "width": image.width, "height": image.height}
 
 
-def footer(reply: dict[str, Any]) -> str:
-    """The stored reply's footer, worded like :func:`bot.presentation.footer`."""
-    usage = reply.get("usage") or {}
-    bits = [reply.get("settings") or reply.get("model", ""),
-            f"{float(reply.get('elapsed', 0.0)):.1f}s",
-            f"{int(usage.get('total_tokens', 0)):,} tokens"]
-    if reply.get("offline"):
-        bits.insert(0, OFFLINE_BADGE)
-    return " · ".join(bits)
-
-
-def turn_json(record: TurnRecord) -> dict[str, Any]:
+def turn_json(view: TurnView) -> dict[str, Any]:
     """A stored turn as the page shows it: prompt, references, the reply in model order."""
-    reply = record.reply
+    reply = view.reply
     return {
-        "id": record.id,
-        "prompt": record.prompt,
-        "author": record.author_name or record.author_id,
-        "created_at": record.created_at,
+        "id": view.id,
+        "prompt": view.prompt,
+        "author": view.author.name or view.author.id,
+        "created_at": view.created_at,
         "refs": [{"name": r.name, "mime_type": r.mime_type, **image_urls(r.sha256)}
-                 for r in record.refs],
-        "parts": [_part_json(p) for p in reply.get("parts", [])],
-        "thoughts": [_part_json(p) for p in reply.get("thoughts", [])],
-        "sources": reply.get("sources", []),
-        "search_queries": reply.get("search_queries", []),
-        "search_entry_point": reply.get("search_entry_point"),
-        "notices": reply.get("notices", []),
-        "settings": reply.get("settings", ""),
-        "usage": reply.get("usage", {}),
-        "elapsed": reply.get("elapsed", 0.0),
-        "model": reply.get("model", ""),
-        "offline": bool(reply.get("offline")),
+                 for r in view.refs],
+        "parts": [_part_json(p) for p in reply.parts],
+        "thoughts": [_part_json(p) for p in reply.thoughts],
+        "sources": [{"title": s.title, "url": s.url} for s in reply.sources],
+        "search_queries": list(reply.search_queries),
+        "search_entry_point": reply.search_entry_point,
+        "notices": list(reply.notices),
+        "settings": reply.settings,
+        "usage": dict(reply.usage.__dict__),
+        "elapsed": reply.elapsed,
+        "model": reply.model,
+        "offline": reply.offline,
         "footer": footer(reply),
     }
+
+
+class WebReporter:
+    """The web's side of a turn: the request waits for it, so it only keeps the outcome."""
+
+    def __init__(self) -> None:
+        self.error: ImagebotError | None = None
+
+    async def working(self, *, queued: bool) -> None:
+        """The page shows its own pending state."""
+
+    async def started(self, start: TurnStart) -> None:
+        """The page shows its own pending state."""
+
+    async def finished(self, reply: Reply) -> dict[str, Any]:
+        return {}
+
+    async def failed(self, error: ImagebotError) -> None:
+        self.error = error
+
+    async def close(self) -> None:
+        """Nothing to clean up."""
+
+
+def _no_thread() -> Refusal:
+    return Refusal(404, "That thread does not exist (it may have been made on another "
+                        "imagebot database). Start a new thread.", "not_found")
 
 
 # --- request parsing ---------------------------------------------------------------------
@@ -452,11 +451,6 @@ def _option_input(data: dict[str, Any]) -> OptionInput:
     return OptionInput(**given)
 
 
-def _normal(options: Options, name: str) -> Any:
-    value = getattr(options, name)
-    return "auto" if value is None else value
-
-
 def _field(form: MultiDictProxy[Any], name: str) -> str:
     value = form.get(name, "")
     return value if isinstance(value, str) else ""
@@ -491,9 +485,7 @@ def _check_csrf(request: web.Request) -> None:
 
 def error_status(exc: ImagebotError) -> int:
     """The HTTP status for a failure the user is told about (4xx theirs, 5xx ours or Gemini's)."""
-    if exc.kind in STATUS_BY_KIND:
-        return STATUS_BY_KIND[exc.kind]
-    return next((status for kind, status in STATUS_BY_ERROR if isinstance(exc, kind)), 500)
+    return STATUS_BY_KIND.get(exc.kind, 500)
 
 
 def _same(given: str, expected: str) -> bool:

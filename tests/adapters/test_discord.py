@@ -17,6 +17,7 @@ import pytest
 
 from adapters.discord import DiscordAdapter, render
 from adapters.serve import running
+from bot import messages
 from bot.model import ThreadKey
 from bot.options import PRO
 from bot.runtime import Core
@@ -182,7 +183,7 @@ async def test_slash_command_opens_a_thread_that_later_messages_continue(
     assert second["generationConfig"]["imageConfig"]["aspectRatio"] == "16:9", "settings stick"
     assert any(dog["id"] in c.path for c in emulator.cdn_requests)
     assert len(bot_messages(emulator, thread_id)) == 1, "the status message became the result"
-    turns = await core.store.list_turns(key_for(emulator, thread_id))
+    turns = await core.service.store.list_turns(key_for(emulator, thread_id))
     assert len(turns) == 2 and turns[1].platform_refs["messages"] == [
         [thread_id, bot_messages(emulator, thread_id)[0]["id"]]]
 
@@ -202,7 +203,7 @@ async def test_a_mention_starts_a_thread_from_the_message(
     assert "3:2" in result["embeds"][0]["footer"]["text"]
     edits = emulator.rest_calls("PATCH", f"/channels/{thread_id}/messages/{result['id']}")
     assert edits[-1].multipart and edits[-1].files[0][0].endswith(".png")
-    assert await core.store.thread_exists(key_for(emulator, thread_id))
+    assert await core.service.store.thread_exists(key_for(emulator, thread_id))
 
     await emulator.dispatch("MESSAGE_CREATE", starter)  # delivered again: acted on once
     await emulator.wait_for(lambda: adapter.status()["duplicates_dropped"] == 1)
@@ -227,7 +228,7 @@ async def test_an_interleaved_answer_posts_in_the_models_order(
     assert all(len(m["attachments"]) == 1 for m in posted)
     assert "converted GIF to PNG" in posted[0]["content"]
     assert [bool(m["components"]) for m in posted] == [False] * (len(posted) - 1) + [True]
-    [turn] = await core.store.list_turns(key_for(emulator, thread_id))
+    [turn] = await core.service.store.list_turns(key_for(emulator, thread_id))
     assert turn.platform_refs["messages"] == [[thread_id, m["id"]] for m in posted]
 
 
@@ -245,7 +246,7 @@ async def test_a_second_message_waits_for_the_first(
 
     statuses = [c.json["content"] for c in
                 emulator.rest_calls("POST", f"/channels/{thread_id}/messages")]
-    assert statuses[0].startswith("⏳ Generating with") and statuses[1] == render.QUEUED
+    assert statuses[0].startswith("⏳ Generating with") and statuses[1] == render.status_text(messages.QUEUED, None)
     body = stand_in.requests[-1].body
     assert [c["role"] for c in body["contents"]] == ["user", "model", "user"]
     assert prompt_of(body) == "add a moat"
@@ -318,10 +319,10 @@ async def test_buttons_work_after_a_restart(open_bot: Opener, emulator: DiscordE
         deleted = await emulator.click_button(head, f"imagebot:delete:{turn}", user_id=USER,
                                               channel_id=channel)
         await emulator.wait_for(lambda: bool(deleted.original
-                                             and deleted.original["content"] == render.DELETED))
+                                             and deleted.original["content"] == messages.DELETED))
         assert deleted.original is not None and deleted.original["flags"] & EPHEMERAL
         assert emulator.find_message(head["id"]) is None
-        record = await core.store.get_turn(turn)
+        record = await core.service.store.get_turn(turn)
         assert record is not None and record.deleted
         assert len(results(emulator, thread_id)) == 2, "other results stay"
 

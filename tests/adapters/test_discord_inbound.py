@@ -29,8 +29,6 @@ from adapters.discord.inbound import (
     imagine_request,
     message_request,
     parse_button_id,
-    plain_prompt,
-    precheck,
     strip_mention,
     thread_key,
     thread_name,
@@ -90,43 +88,12 @@ def test_edit_requests_use_only_image_attachments() -> None:
     assert edit_request(" night ", files) == TurnRequest(text="night", files=files)
 
 
-@pytest.mark.parametrize(("request_", "problem"), [
-    (TurnRequest("a cat --ar 16:9"), None),
-    (TurnRequest("a cat", OptionInput(model="flash", size="4K")), "fixed size"),
-    (TurnRequest("a cat --wat"), "Unknown flag `--wat`"),
-    (TurnRequest("--ar 16:9"), "The prompt is empty"),
-    (TurnRequest("a cat", OptionInput(aspect_ratio="7:3")), "not a supported aspect ratio"),
-    (TurnRequest("x", files=(FileRef("doc.pdf", "u", 10, "application/pdf"),)),
-     "is not an image"),
-    (TurnRequest("x", files=(FileRef("big.png", "u", 2_000_000, "image/png"),)),
-     "at most 1 MB"),
-    (TurnRequest("x", OptionInput(model="flash"),
-                 files=tuple(FileRef(f"{i}.png", "u", 10, "image/png") for i in range(4))),
-     "at most 3 reference images"),
-])
-def test_precheck_says_what_the_core_would_refuse(request_: TurnRequest, problem: str | None,
-                                                  settings: Settings) -> None:
-    found = precheck(request_, sticky=OptionInput(), settings=settings)
-    if problem is None:
-        assert found is None
-    else:
-        assert found is not None and problem in found
-
-
-def test_precheck_sees_the_thread_settings(settings: Settings) -> None:
-    flash_thread = OptionInput(model="flash")
-    request = TurnRequest("a cat", OptionInput(search=True))
-    found = precheck(request, sticky=flash_thread, settings=settings)
-    assert found is not None and "cannot ground on Google Search" in found
-
-
 def test_thread_keys_names_and_event_ids() -> None:
     assert thread_key(1, 2, 3) == ThreadKey("discord", "1", "2", "3")
     assert thread_name("a  red\nfox --ar 16:9") == "a red fox"
     assert thread_name("--ar 16:9") == "imagebot"
     long = thread_name("word " * 50)
     assert len(long) == 100 and long.endswith("…")
-    assert plain_prompt("make it --bogus blue") == "make it --bogus blue"
     assert event_id("message", 5) == "discord:message:5"
 
 

@@ -87,7 +87,7 @@ async def test_shutdown_finishes_turns_in_flight(stand_in, make_settings):
         task = asyncio.create_task(server.core.service.handle(
             KEY, IncomingMessage(Author("u"), "finish me")))
         await asyncio.sleep(0.1)
-        store_path = server.core.store.path
+        store_path = server.core.service.store.path
     reply = await task
     assert reply.images
     from bot.store import HistoryStore
@@ -104,7 +104,7 @@ async def test_shutdown_cancels_cleanly_after_grace(stand_in, make_settings, mon
         task = asyncio.create_task(server.core.service.handle(
             KEY, IncomingMessage(Author("u"), "too slow")))
         await asyncio.sleep(0.2)
-        store_path = server.core.store.path
+        store_path = server.core.service.store.path
     with pytest.raises(CancelledTurn) as err:
         await task
     assert "restarting" in err.value.user_message and "send it again" in err.value.user_message

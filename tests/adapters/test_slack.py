@@ -16,6 +16,7 @@ from PIL import Image
 
 from adapters.serve import Server, running
 from adapters.slack import SlackAdapter, render
+from bot import messages
 from bot.model import ThreadKey
 from bot.offline_gemini import OfflineGemini
 from bot.options import PRO
@@ -219,8 +220,8 @@ async def test_mention_starts_a_session_and_replies_continue_it(
     assert prompt_of(user_turn) == "paint this cat as a watercolor"
     assert image_sizes(user_turn) == [(64, 48)]
     key = ThreadKey("slack", TEAM, CHANNEL, mention["ts"])
-    assert await bot.server.core.store.thread_exists(key)
-    [turn] = await bot.server.core.store.list_turns(key)
+    assert await bot.server.core.service.store.thread_exists(key)
+    [turn] = await bot.server.core.service.store.list_turns(key)
     assert buttons_of(tail) == {"imagebot_reroll": turn.id, "imagebot_4k": turn.id,
                                 "imagebot_delete": turn.id}
     assert "tokens" in shown(tail) and "Nano Banana Pro" in shown(tail)
@@ -231,7 +232,7 @@ async def test_mention_starts_a_session_and_replies_continue_it(
     assert [c.params["name"] for c in slack.calls_to("reactions.add")] == \
         ["hourglass_flowing_sand"]
     assert "reactions" not in slack.messages(CHANNEL, mention["ts"])[0]
-    assert (await bot.server.core.store.get_turn(turn.id)).platform_refs["messages"]
+    assert (await bot.server.core.service.store.get_turn(turn.id)).platform_refs["messages"]
 
     follow_up = slack.message_event(CHANNEL, ALICE, "now at night", thread_ts=mention["ts"])
     await bot.event(follow_up)
@@ -295,7 +296,7 @@ async def test_direct_messages_start_a_thread_each(bot: Bot, slack: SlackEmulato
     await bot.event(second)
     await bot.results(first["ts"], 1, channel=DM)
     await bot.results(second["ts"], 1, channel=DM)
-    threads = {t.key.thread for t in await bot.server.core.store.list_threads("slack")}
+    threads = {t.key.thread for t in await bot.server.core.service.store.list_threads("slack")}
     assert threads == {first["ts"], second["ts"]}
     assert all(len(r.body["contents"]) == 1 for r in generations(stand_in))
 
@@ -341,7 +342,7 @@ async def test_imagine_posts_the_request_and_works_in_its_thread(
     request = generations(stand_in)[-1]
     assert request.body["generationConfig"]["imageConfig"]["aspectRatio"] == "16:9"
     assert prompt_of(request.body["contents"][-1]) == "a lighthouse at dusk"
-    assert await bot.server.core.store.thread_exists(
+    assert await bot.server.core.service.store.thread_exists(
         ThreadKey("slack", TEAM, CHANNEL, root["ts"]))
 
     await bot.event(slack.message_event(CHANNEL, ALICE, "add a ship", thread_ts=root["ts"]))
@@ -427,7 +428,7 @@ async def test_buttons_work_after_a_restart(start_bot, slack: SlackEmulator,
     first_messages = [m["ts"] for m in bot_messages(slack, CHANNEL, mention["ts"])]
 
     async with start_bot() as bot:
-        store = bot.server.core.store
+        store = bot.server.core.service.store
         await bot.click("reroll", turn_id, user=BOB, message_ts=tail["ts"])
         await bot.results(mention["ts"], 2)
         await bot.click("4k", turn_id, user=ALICE, message_ts=tail["ts"])
@@ -497,7 +498,7 @@ async def test_a_safety_block_is_shown_in_the_thread(bot: Bot, slack: SlackEmula
     [error] = await bot.results(mention["ts"], 1)
     assert "safety" in shown(error).lower()
     assert len(bot_messages(slack, CHANNEL, mention["ts"])) == 1  # the status, now the error
-    assert not await bot.server.core.store.thread_exists(
+    assert not await bot.server.core.service.store.thread_exists(
         ThreadKey("slack", TEAM, CHANNEL, mention["ts"]))
 
 
@@ -511,7 +512,7 @@ async def test_a_busy_thread_says_queued(bot: Bot, slack: SlackEmulator,
         await bot.event(slack.message_event(CHANNEL, ALICE, text, thread_ts=mention["ts"]))
     await bot.results(mention["ts"], 3)
     statuses = [c.params for c in slack.calls if c.method in ("chat.postMessage", "chat.update")]
-    assert any("Queued" in str(p.get("text")) for p in statuses)
+    assert any(messages.QUEUED in str(p.get("text")) for p in statuses)
     prompts = [prompt_of(r.body["contents"][-1]) for r in generations(stand_in)]
     assert prompts == ["a windmill", "make it red", "make it blue"]
 

@@ -10,6 +10,7 @@ from adapters.slack.render import ImagePost, TextPost
 from bot.config import DEFAULT_MODELS
 from bot.model import Reply, ReplyImage, ReplyPart, Source, ThreadKey, Usage
 from bot.options import FLASH, PRO, Options
+from bot.planning import display_prompt
 from tests import corpus
 from tests.emulators.slack import validate_blocks
 
@@ -137,10 +138,10 @@ def test_status_error_and_command_posts_are_valid() -> None:
 
 def test_uploads_carry_alt_text_without_flags() -> None:
     post = ImagePost((image(), image((0, 0, 0))))
-    alt = render.alt_text("a fox in snow --ar 16:9 --size 2K")
+    alt = display_prompt("a fox in snow --ar 16:9 --size 2K")
     items = render.upload_items(post, turn_id="abcdef0123", alt=alt)
     assert [i["title"] for i in items] == ["Image 1", "Image 2"]
     assert all(i["alt_txt"] == "a fox in snow" and i["filename"].startswith("imagebot-abcdef01-")
                and i["filename"].endswith(".png") for i in items)
-    assert render.alt_text("--bogus") == "--bogus"
-    assert render.alt_text("--ar 1:1") == "Generated image"
+    empty = render.upload_items(post, turn_id="abcdef0123", alt=display_prompt("--ar 1:1"))
+    assert empty[0]["alt_txt"] == "Generated image"

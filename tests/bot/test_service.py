@@ -44,7 +44,7 @@ def inline_parts(content: dict) -> list[dict]:
 
 async def history_rows(core, key=KEY) -> list:
     return [c.model_dump(mode="json", exclude_none=True) for c in
-            await core.store.load_history(key)]
+            await core.service.store.load_history(key)]
 
 
 async def test_multi_turn_with_references(core, stand_in):
@@ -107,11 +107,11 @@ async def test_image_only(core, stand_in):
 
 async def test_usage_and_turn_records(core):
     reply = await core.service.handle(KEY, msg("a fox"))
-    rows = await core.store.usage_rows(KEY)
+    rows = await core.service.store.usage_rows(KEY)
     assert len(rows) == 1 and rows[0]["author_id"] == "U1"
     assert rows[0]["total_tokens"] == reply.usage.total_tokens > 0
     assert rows[0]["images"] == 1 and rows[0]["model"] == PRO
-    record = await core.store.get_turn(reply.turn_id)
+    record = await core.service.store.get_turn(reply.turn_id)
     assert record.prompt == "a fox" and record.thread == KEY
 
 
@@ -124,10 +124,10 @@ async def test_reroll_and_delete(core, stand_in):
     big = await core.service.reroll(first.turn_id, author=ALICE,
                                     changes=OptionInput(model="pro", size="4K"))
     assert [(i.width, i.height) for i in big.images] == [(4800, 3584)], "4:3 like the reference"
-    assert (await core.store.settings(KEY)).size is None, "a 4K re-run does not stick"
+    assert (await core.service.store.settings(KEY)).size is None, "a 4K re-run does not stick"
     assert await core.service.delete(again.turn_id)
-    assert len(await core.store.list_turns(KEY)) == 2
-    assert len(await core.store.load_history(KEY)) == 4
+    assert len(await core.service.store.list_turns(KEY)) == 2
+    assert len(await core.service.store.load_history(KEY)) == 4
     with pytest.raises(NotFoundError):
         await core.service.reroll(again.turn_id, author=ALICE)
 
@@ -150,7 +150,7 @@ async def test_finish_reasons_leave_history_untouched(core, stand_in, reason, ki
         await core.service.handle(KEY, msg("a second turn --ar 9:16"))
     assert err.value.kind == kind and words in err.value.user_message
     assert await history_rows(core) == before
-    assert (await core.store.settings(KEY)).aspect_ratio is None, "failed turn sets nothing"
+    assert (await core.service.store.settings(KEY)).aspect_ratio is None, "failed turn sets nothing"
     after = await core.service.handle(KEY, msg("third"))
     sent = stand_in.requests[-1].body["contents"]
     assert len(sent) == 3, "the failed turn is never resent"
@@ -162,7 +162,7 @@ async def test_prompt_block(core, stand_in):
     with pytest.raises(GenerationError) as err:
         await core.service.handle(KEY, msg("something"))
     assert err.value.kind == "blocked" and "prohibited" in err.value.user_message
-    assert await core.store.load_history(KEY) == []
+    assert await core.service.store.load_history(KEY) == []
 
 
 async def test_text_only_answer_is_a_valid_turn_with_notice(core, stand_in):
@@ -170,7 +170,7 @@ async def test_text_only_answer_is_a_valid_turn_with_notice(core, stand_in):
     reply = await core.service.handle(KEY, msg("draw it"))
     assert reply.images == [] and reply.texts == ["Which style would you like?"]
     assert any("text only" in n for n in reply.notices)
-    assert len(await core.store.load_history(KEY)) == 2
+    assert len(await core.service.store.load_history(KEY)) == 2
 
 
 async def test_rate_limit_after_retries(core, stand_in):
@@ -179,7 +179,7 @@ async def test_rate_limit_after_retries(core, stand_in):
         await core.service.handle(KEY, msg("a fox"))
     assert err.value.kind == "rate_limit" and "17s" in err.value.user_message
     assert len(stand_in.requests) == 3, "the SDK retried up to the configured attempts"
-    assert await core.store.load_history(KEY) == []
+    assert await core.service.store.load_history(KEY) == []
 
 
 async def test_retry_then_success(core, stand_in):
@@ -232,12 +232,12 @@ async def test_disconnect_mid_request(core, stand_in):
 
 async def test_corrupted_signature_gets_clear_error_and_history_kept(core, stand_in):
     await core.service.handle(KEY, msg("a fox"))
-    row = await core.store.db.execute_fetchall(
+    row = await core.service.store.db.execute_fetchall(
         "SELECT id, content FROM contents WHERE role='model'")
     content = json.loads(row[0][1])
     for part in content["parts"]:
         part.pop("thought_signature", None)
-    await core.store.db.execute("UPDATE contents SET content=? WHERE id=?",
+    await core.service.store.db.execute("UPDATE contents SET content=? WHERE id=?",
                                 (json.dumps(content), row[0][0]))
     before = await history_rows(core)
     with pytest.raises(ServiceError) as err:
@@ -259,7 +259,7 @@ async def test_bad_files_refused_before_any_call(core, stand_in, name, data, wor
         await core.service.handle(KEY, msg("use this", (name, data)))
     assert name in err.value.user_message and words in err.value.user_message
     assert stand_in.requests == []
-    assert not await core.store.thread_exists(KEY)
+    assert not await core.service.store.thread_exists(KEY)
 
 
 async def test_animated_gif_is_used_with_a_notice(core, stand_in):
@@ -312,7 +312,7 @@ async def test_history_over_request_limit(core, stand_in):
     from bot.gemini import request_size
 
     await core.service.handle(KEY, msg("a fox"))
-    one_turn = request_size(await core.store.load_history(KEY))
+    one_turn = request_size(await core.service.store.load_history(KEY))
     core.service.settings = replace(core.service.settings, max_request_bytes=int(one_turn * 1.5))
     await core.service.handle(KEY, msg("still fits"))
     sent, before = len(stand_in.requests), await history_rows(core)
@@ -367,12 +367,12 @@ async def test_one_thread_runs_turns_in_arrival_order(core, stand_in):
 
 
 async def test_event_dedupe_and_schema(core):
-    assert await core.store.mark_event("Ev1") is True
-    assert await core.store.mark_event("Ev1") is False
+    assert await core.service.store.mark_event("Ev1") is True
+    assert await core.service.store.mark_event("Ev1") is False
     from bot.store import SCHEMA_VERSION
 
-    assert await core.store.schema_version() == SCHEMA_VERSION
-    mode = await core.store.db.execute_fetchall("PRAGMA journal_mode")
+    assert await core.service.store.schema_version() == SCHEMA_VERSION
+    mode = await core.service.store.db.execute_fetchall("PRAGMA journal_mode")
     assert mode[0][0] == "wal"
 
 

@@ -1,0 +1,53 @@
+"""Every sentence a user may see about a turn's lifecycle, in one place for every surface.
+
+Adapters format these for their platform (blocks, embeds, JSON) but never reword them.
+"""
+
+from __future__ import annotations
+
+INTERNAL_ERROR = ("Something went wrong inside imagebot, so this request was not completed. "
+                  "Nothing was saved; try again.")
+QUEUED = "Waiting for the previous turn in this thread to finish. Yours starts next."
+STOPPING = ("imagebot is restarting, so this request was not started. Nothing was saved; "
+            "send it again in a moment.")
+RESTART_CANCELLED = ("The bot was restarting, so this request was cancelled before it finished. "
+                     "Nothing was saved; send it again.")
+GONE = "That result was deleted, so its buttons no longer do anything."
+DELETED = "Deleted: the result is removed here and from the conversation history."
+OFFLINE_NOTICE = "Offline preview: made by imagebot's offline stand-in, not by Gemini."
+NO_IMAGE_NOTICE = ("No image this time: the model answered in text only. "
+                   "Ask for the image explicitly, or try again.")
+FLAGS_ONLY = " Flags alone (like `--ar 16:9`) are not a prompt."
+
+
+def empty_prompt(with_attachments: bool) -> str:
+    return ("The prompt is empty. Say what to draw or what to change"
+            + (" in the attached image." if with_attachments else ".") + FLAGS_ONLY)
+
+
+def prompt_too_long(length: int, limit: int) -> str:
+    return (f"The prompt is {length:,} characters long; imagebot takes at most {limit:,}. "
+            "Shorten it, or split the request over several turns.")
+
+
+def too_many_images(count: int, label: str, limit: int) -> str:
+    return (f"{count} images attached, but {label} takes at most {limit} reference images per "
+            "message" + (". Nano Banana Pro takes up to 14." if limit < 14 else ".")
+            + " Images made earlier in this thread don't need attaching again.")
+
+
+def size_text(size: int) -> str:
+    """A byte count for people: ``850 KB``, ``12.5 MB``."""
+    if size < 2**20:
+        return f"{max(1, round(size / 1024))} KB"
+    return f"{size / 2**20:.1f} MB"
+
+
+def attachment_too_big(name: str, size: int, limit: int) -> str:
+    return (f"`{name}` is {size_text(size)}; reference images can be at most "
+            f"{size_text(limit)}. Resize or compress it and attach it again.")
+
+
+def not_an_image(name: str, mime_type: str) -> str:
+    return (f"`{name}` is not an image ({mime_type}). Attach PNG, JPEG, WebP or HEIC images "
+            "(GIF, BMP and TIFF are converted).")
