@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["offline-gemini"]:
-        from bot.offline_gemini import main as offline_main
+        from offline_gemini.__main__ import main as offline_main
 
         offline_main(argv[1:])
         return

@@ -49,7 +49,7 @@ async def open_core(settings: Settings, *, offline: bool | None = None,
         if not key and not offline and not require_gemini:
             key = "unconfigured"  # the client is built but never called (threads, history)
         if offline:
-            from bot.offline_gemini import OfflineGemini
+            from offline_gemini import OfflineGemini
 
             stand_in = OfflineGemini(api_key=OFFLINE_KEY, strict_signatures=strict_signatures)
             base_url = await stand_in.start()
