@@ -16,6 +16,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY adapters ./adapters
+COPY offline_gemini ./offline_gemini
 COPY config ./config
 RUN pip install '.[slack,discord]'
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import Settings, load_settings
-from bot.offline_gemini import OfflineGemini
 from bot.runtime import Core, open_core
+from offline_gemini import OfflineGemini
 
 KEY = "bench-key"
 

@@ -15,8 +15,8 @@ from google.genai import types
 from bench.common import bench_core, median_ms
 from bot.gemini import build_config
 from bot.model import Author, IncomingMessage, ThreadKey
-from bot.offline_gemini import _render_cached
 from bot.options import OptionInput, resolve
+from offline_gemini import render_cached
 
 ROUNDS = 15
 
@@ -32,13 +32,13 @@ async def measure(size: str) -> tuple[float, float]:
             prompt = f"a lighthouse at dusk, variant {n}"
             contents = [types.Content(role="user", parts=[types.Part(text=prompt)])]
             # Both sides send the same payload; neither may reuse the other's rendered frame.
-            _render_cached.cache_clear()
+            render_cached.cache_clear()
             start = time.perf_counter()
             await client.aio.models.generate_content(model=options.model, contents=contents,
                                                      config=config)
             bare_t = time.perf_counter() - start
             message = IncomingMessage(author=Author("bench"), text=f"{prompt} --size {size}")
-            _render_cached.cache_clear()
+            render_cached.cache_clear()
             start = time.perf_counter()
             await core.service.handle(ThreadKey("bench", "", "", f"{size}-{n}"), message)
             full_t = time.perf_counter() - start

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from bot.config import Settings, load_settings
-from bot.offline_gemini import OfflineGemini
 from bot.runtime import Core, open_core
+from offline_gemini import OfflineGemini
 
 TEST_KEY = "test-gemini-key"
 

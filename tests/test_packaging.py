@@ -63,7 +63,7 @@ def test_dockerfile_install_steps_in_clean_venv(tmp_path):
                                capture_output=True, text=True, cwd=tmp_path).stdout
     assert "serve" in help_text and "doctor" in help_text
     subprocess.run([bin_dir / "python", "-c", "import adapters.slack, adapters.discord, "
-                    "adapters.web, bot.offline_gemini"], env=env, check=True, cwd=tmp_path)
+                    "adapters.web, offline_gemini"], env=env, check=True, cwd=tmp_path)
     static = subprocess.run(
         [bin_dir / "python", "-c", "import adapters.web, pathlib; "
          "print(sorted(p.name for p in (pathlib.Path(adapters.web.__file__).parent / 'static')"

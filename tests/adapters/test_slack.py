@@ -18,8 +18,8 @@ from adapters.serve import Server, running
 from adapters.slack import SlackAdapter, render
 from bot import messages
 from bot.model import ThreadKey
-from bot.offline_gemini import OfflineGemini
 from bot.options import PRO
+from offline_gemini import OfflineGemini
 from tests import corpus
 from tests.emulators.slack import SlackEmulator
 

@@ -1,0 +1,65 @@
+"""Command line: ``python -m offline_gemini --port N``, serve until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import textwrap
+from collections.abc import Sequence
+
+from offline_gemini.server import OfflineGemini
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imagebot offline-gemini",
+        description="Serve an offline stand-in for the Gemini image API.",
+        epilog=textwrap.dedent(
+            """\
+            Point the SDK at it with GOOGLE_GEMINI_BASE_URL=<printed URL> and
+            api_version v1beta. The base URL is the only line printed on stdout."""
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port (default 0: a free port)")
+    parser.add_argument("--api-key", default="offline-key", help="accepted key (default offline-key)")
+    parser.add_argument("--any-key", action="store_true", help="accept any non-empty API key")
+    parser.add_argument("--no-strict", action="store_true", help="do not check thought signatures")
+    parser.add_argument("--banner", default="OFFLINE PREVIEW", help="banner text on every image")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds to wait per request")
+    return parser
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    server = OfflineGemini(
+        api_key=None if args.any_key else args.api_key,
+        strict_signatures=not args.no_strict,
+        banner=args.banner,
+    )
+    server.faults.latency = args.latency
+    url = await server.start(args.host, args.port)
+    print(url, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command-line entry: serve until interrupted, printing the base URL on stdout."""
+    args = _parser().parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,250 @@
+"""The `OfflineGemini` aiohttp server: routing, API keys, recording, latency and faults."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from offline_gemini.answers import answer_body, answer_chunks, build_answer
+from offline_gemini.faults import Faults, status_error
+from offline_gemini.models import KNOWN_MODELS, model_id, resolve_model
+from offline_gemini.validation import MAX_REQUEST_BYTES, parse_request
+from offline_gemini.wire import STATUS_MESSAGES, ApiError, invalid, load_json
+
+_log = logging.getLogger(__name__)
+
+_PATH = re.compile(r"^/(v1|v1beta)/models/(.+?):(generateContent|streamGenerateContent)$")
+_MODELS_PATH = re.compile(r"^/(v1|v1beta)/models(?:/(.+))?$")
+_MISSING_KEY = (
+    "Method doesn't allow unregistered callers (callers without established identity). "
+    "Please use API Key or other form of API consumer identity to call this API."
+)
+_BAD_KEY_DETAILS = [{
+    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+    "reason": "API_KEY_INVALID",
+    "domain": "googleapis.com",
+    "metadata": {"service": "generativelanguage.googleapis.com"},
+}]
+
+
+class _Disconnect(Exception):
+    """Raised to drop the connection without an answer."""
+
+
+@dataclass
+class RecordedRequest:
+    """One request as received; ``status`` is what was answered (0: disconnected)."""
+
+    path: str
+    model: str
+    method: str
+    headers: dict[str, str]
+    body: Any
+    query: dict[str, str] = field(default_factory=dict)
+    status: int = 0
+
+
+class OfflineGemini:
+    """An offline Gemini image API on aiohttp, served on loopback by default.
+
+    Args:
+        api_key: the key requests must carry; None accepts any non-empty key.
+        strict_signatures: refuse histories with missing or wrong thought signatures.
+        banner: text drawn at the top of every image.
+
+    Attributes:
+        requests: every request received, in order (`RecordedRequest`).
+        faults: the fault queue and latency (`Faults`).
+        base_url: ``http://127.0.0.1:PORT`` once started.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = "offline-key",
+        strict_signatures: bool = True,
+        banner: str = "OFFLINE PREVIEW",
+    ) -> None:
+        self.api_key = api_key
+        self.strict_signatures = strict_signatures
+        self.banner = banner
+        self.requests: list[RecordedRequest] = []
+        self.faults = Faults()
+        self.base_url = ""
+        self._runner: web.AppRunner | None = None
+        self.app = web.Application(client_max_size=4 * MAX_REQUEST_BYTES)
+        self.app.router.add_route("*", "/{tail:.*}", self._handle)
+
+    async def __aenter__(self) -> OfflineGemini:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve on host:port (0 picks a free port); return the base URL."""
+        # In-flight requests (an injected latency) are cut short rather than awaited.
+        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=0.25)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        self._runner = runner
+        bound_port = runner.addresses[0][1]
+        shown = f"[{host}]" if ":" in host else host
+        self.base_url = f"http://{shown}:{bound_port}"
+        return self.base_url
+
+    async def stop(self) -> None:
+        """Stop serving (idempotent)."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def reset(self) -> None:
+        """Forget recorded requests and queued faults."""
+        self.requests.clear()
+        self.faults.clear()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        match = _PATH.match(request.path)
+        record = RecordedRequest(
+            path=request.path,
+            model=model_id(match.group(2)) if match else "",
+            method=match.group(3) if match else "",
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=None,
+            query=dict(request.query),
+        )
+        self.requests.append(record)
+        try:
+            response = await self._route(request, record, match)
+        except ApiError as error:
+            response = error.response()
+        except _Disconnect:
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response(status=204)
+        except Exception:  # answer like Google instead of aiohttp's text/plain 500
+            _log.exception("offline Gemini failed on %s", request.path)
+            response = ApiError(500, STATUS_MESSAGES[500]).response()
+        if not response.prepared:
+            record.status = response.status
+        return response
+
+    async def _route(
+        self, request: web.Request, record: RecordedRequest, match: re.Match[str] | None
+    ) -> web.StreamResponse:
+        if match is None:
+            return await self._other(request)
+        if request.method != "POST":
+            raise ApiError(404, f"Method not found: {request.method} {request.path}")
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise invalid(
+                f"Request payload size exceeds the limit: {MAX_REQUEST_BYTES} bytes."
+            ) from None
+        record.body = await asyncio.to_thread(load_json, raw)
+        # Latency is the whole time to answer, as with the real model: rendering happens
+        # within it, and only what is left of it is slept.
+        deadline = asyncio.get_running_loop().time() + self.faults.latency
+        fault = self.faults.take(early=True)
+        if fault is not None:
+            await _sleep_until(deadline)
+        if fault is not None and fault.kind == "disconnect":
+            raise _Disconnect
+        if fault is not None:
+            raise status_error(fault)
+        self._check_key(request)
+        version, model = match.group(1), record.model
+        spec = resolve_model(model)
+        if spec is None:
+            raise ApiError(404, _not_found(model, version))
+        parsed = await asyncio.to_thread(
+            parse_request, record.body, len(raw), model, spec, strict=self.strict_signatures
+        )
+        answer = await build_answer(parsed, self.faults.take(early=False), self.banner)
+        await _sleep_until(deadline)
+        response_id = secrets.token_urlsafe(17)
+        if record.method == "generateContent":
+            return web.json_response(answer_body(answer, model, response_id))
+        chunks = answer_chunks(answer, model, response_id)
+        record.status = 200
+        return await _stream(request, chunks, sse=request.query.get("alt") == "sse")
+
+    def _check_key(self, request: web.Request) -> None:
+        key = request.headers.get("x-goog-api-key") or request.query.get("key") or ""
+        if not key:
+            raise ApiError(403, _MISSING_KEY)
+        if self.api_key is not None and not hmac.compare_digest(key, self.api_key):
+            raise ApiError(400, "API key not valid. Please pass a valid API key.", _BAD_KEY_DETAILS)
+
+    async def _other(self, request: web.Request) -> web.StreamResponse:
+        match = _MODELS_PATH.match(request.path)
+        if match is None or request.method != "GET":
+            raise ApiError(404, f"Method not found: {request.method} {request.path}")
+        self._check_key(request)
+        if match.group(2) is None:
+            return web.json_response({"models": [_model_info(name) for name in KNOWN_MODELS]})
+        model = model_id(match.group(2))
+        if model not in KNOWN_MODELS:
+            raise ApiError(404, _not_found(model, match.group(1)))
+        return web.json_response(_model_info(model))
+
+
+async def _sleep_until(deadline: float) -> None:
+    remaining = deadline - asyncio.get_running_loop().time()
+    if remaining > 0:
+        await asyncio.sleep(remaining)
+
+
+def _not_found(model: str, version: str) -> str:
+    return (
+        f"models/{model} is not found for API version {version}, or is not supported for "
+        "generateContent. Call ListModels to see the list of available models and their "
+        "supported methods."
+    )
+
+
+def _model_info(name: str) -> dict[str, Any]:
+    spec = KNOWN_MODELS[name]
+    return {
+        "name": f"models/{name}",
+        "displayName": f"{name} (offline)",
+        "inputTokenLimit": 65536 if spec.thinking else 32768,
+        "outputTokenLimit": 32768,
+        "supportedGenerationMethods": ["generateContent", "countTokens"],
+        "thinking": spec.thinking,
+    }
+
+
+async def _stream(request: web.Request, chunks: Sequence[dict[str, Any]], *, sse: bool) -> web.StreamResponse:
+    """Write chunks as SSE events, or as one JSON array when ``alt=sse`` is absent."""
+    content_type = "text/event-stream" if sse else "application/json"
+    response = web.StreamResponse(status=200, headers={"Content-Type": content_type})
+    await response.prepare(request)
+    with contextlib.suppress(ConnectionResetError):
+        for index, chunk in enumerate(chunks):
+            data = json.dumps(chunk, ensure_ascii=False)
+            if sse:
+                await response.write(f"data: {data}\r\n\r\n".encode())
+            else:
+                prefix = "[" if index == 0 else ",\r\n"
+                await response.write((prefix + data).encode())
+        if not sse:
+            await response.write(b"]")
+        await response.write_eof()
+    return response
+
+

@@ -1,0 +1,95 @@
+"""Thought signatures: issuing them, where they go in a model turn, and checking them.
+
+A signature is ``b"sig1" + HMAC-SHA256(secret, sha256(part content))``, so it can be
+verified without server state.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import hmac
+from collections.abc import Sequence
+
+from offline_gemini.request import Content, Part, PartKind
+from offline_gemini.wire import decode_base64, invalid
+
+_SIGNATURE_SECRET = b"imagebot/offline-gemini/thought-signature/v1"
+_SIGNATURE_PREFIX = b"sig1"
+# Google's documented stand-ins for a signature the client never had.
+_DUMMY_SIGNATURES = frozenset(
+    {"skip_thought_signature_validator", "context_engineering_is_the_way_to_go"}
+)
+
+
+def thought_signature_for(payload: bytes) -> bytes:
+    """The signature the stand-in issues for a part with this content.
+
+    ``payload`` is the UTF-8 text of a text part or the decoded bytes of an image.
+    """
+    digest = hashlib.sha256(payload).digest()
+    return _SIGNATURE_PREFIX + hmac.new(_SIGNATURE_SECRET, digest, hashlib.sha256).digest()
+
+
+def signature_slots(parts: Sequence[tuple[PartKind, bool]]) -> list[int]:
+    """Indices of the parts of one model turn that carry a thought signature.
+
+    ``parts`` are ``(kind, is_thought)`` pairs. Every non-thought image is signed; the
+    first non-thought text is signed when no image precedes it; thoughts never are.
+    """
+    slots: list[int] = []
+    seen_image = seen_text = False
+    for index, (kind, thought) in enumerate(parts):
+        if thought:
+            continue
+        if kind == "image":
+            slots.append(index)
+            seen_image = True
+        elif kind == "text" and not seen_text:
+            seen_text = True
+            if not seen_image:
+                slots.append(index)
+    return slots
+
+
+def check_signatures(contents: Sequence[Content]) -> None:
+    """Refuse a history whose model turns lack a signature or carry a wrong one.
+
+    Consecutive model contents count as one turn (a streamed chat stores one content
+    per chunk). Raises ApiError.
+    """
+    for turn in _model_turns(contents):
+        kinds = [(part.kind, part.thought) for _, _, part in turn]
+        for slot in signature_slots(kinds):
+            ci, pi, part = turn[slot]
+            _check_signature(part, ci + 1, pi + 1)
+
+
+def _model_turns(contents: Sequence[Content]) -> list[list[tuple[int, int, Part]]]:
+    """Runs of consecutive model contents as (content index, part index, part) lists."""
+    turns: list[list[tuple[int, int, Part]]] = []
+    previous = ""
+    for ci, content in enumerate(contents):
+        if content.role == "model":
+            if previous != "model":
+                turns.append([])
+            turns[-1].extend((ci, pi, part) for pi, part in enumerate(content.parts))
+        previous = content.role
+    return turns
+
+
+def _check_signature(part: Part, content_pos: int, part_pos: int) -> None:
+    label = "Image" if part.kind == "image" else "Text"
+    where = f"in content position {content_pos}, part position {part_pos}."
+    if not part.signature:
+        raise invalid(f"{label} part is missing a thought_signature {where}")
+    if part.signature in _DUMMY_SIGNATURES:
+        return
+    try:
+        given = decode_base64(part.signature)
+    except (binascii.Error, ValueError):
+        given = b""
+    if given.decode("latin-1") in _DUMMY_SIGNATURES:
+        return
+    if not hmac.compare_digest(given, thought_signature_for(part.payload())):
+        raise invalid(f"Corrupted thought signature {where}")
