@@ -1,18 +1,27 @@
 """Reference-image handling: sniff the bytes, refuse what Gemini cannot take, convert and
 downscale what it can, and measure generated images.
 
-Everything here is synchronous and CPU-bound; callers run it in a worker thread.
+Everything here is synchronous and CPU-bound; callers run it in a worker thread, except
+:class:`PixelBudget`, which bounds how many pixels those threads decode at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
+import ctypes
+import ctypes.util
 import hashlib
 import io
+import math
 import re
 import warnings
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from typing import cast
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from bot.errors import AttachmentError
 
@@ -30,6 +39,12 @@ _PASS = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp",
          "heic": "image/heic", "heif": "image/heif"}
 _HEIC_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"}
 _HEIF_BRANDS = {b"mif1", b"msf1", b"mif2"}
+
+#: Pixels decoded at once across all turns by default: one 64 MP image (256 MB as RGBA), or
+#: several smaller ones. A single image over the budget still runs, alone.
+DEFAULT_PIXEL_BUDGET = 64_000_000
+#: After decoding more than this many pixels, freed memory is handed back to the system.
+_TRIM_AFTER_PIXELS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -119,6 +134,95 @@ _REFUSALS = {
 }
 
 
+def probe_pixels(data: bytes, *, max_pixels: int | None = None) -> int:
+    """Width × height read from the image's header, without decoding it.
+
+    Use it to size a :meth:`PixelBudget.hold` before :func:`prepare_reference`.
+
+    Args:
+        data: the image bytes.
+        max_pixels: the limit :func:`prepare_reference` is called with. An image over it is
+            refused from its header without being decoded, so it costs (and returns) 0.
+
+    Returns:
+        The pixel count, or 0 when the header cannot be read (the image is then refused
+        without decoding).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                pixels = image.width * image.height
+    except Exception:  # whatever it is, prepare_reference refuses it without decoding
+        return 0
+    return 0 if max_pixels is not None and pixels > max_pixels else pixels
+
+
+class PixelBudget:
+    """Bounds the pixels being decoded at once across every turn in flight.
+
+    ``async with budget.hold(pixels):`` waits until ``pixels`` fit within ``total`` next to
+    the holds already granted. Waiters are served first come, first served, so a large
+    image is not starved by a stream of small ones; an image larger than the whole budget
+    waits for everything else to finish and then runs alone.
+    """
+
+    def __init__(self, total: int = DEFAULT_PIXEL_BUDGET) -> None:
+        if total <= 0:
+            raise ValueError(f"a pixel budget must be positive, got {total}")
+        self.total = total
+        self._in_use = 0
+        self._waiters: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+
+    @property
+    def in_use(self) -> int:
+        """Pixels held right now."""
+        return self._in_use
+
+    @contextlib.asynccontextmanager
+    async def hold(self, pixels: int) -> AsyncIterator[None]:
+        """Holds ``pixels`` of the budget (at most all of it) for the ``async with`` block."""
+        need = min(max(pixels, 0), self.total)
+        await self._acquire(need)
+        try:
+            yield
+        finally:
+            self._release(need)
+
+    async def _acquire(self, need: int) -> None:
+        if not self._waiters and self._in_use + need <= self.total:
+            self._in_use += need
+            return
+        entry = (need, asyncio.get_running_loop().create_future())
+        self._waiters.append(entry)
+        try:
+            await entry[1]
+        except asyncio.CancelledError:
+            if entry[1].done() and not entry[1].cancelled():
+                self._release(need)  # granted just as the waiter was cancelled
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(entry)
+                self._grant()  # the waiter at the head may fit now
+            raise
+
+    def _release(self, need: int) -> None:
+        self._in_use -= need
+        self._grant()
+
+    def _grant(self) -> None:
+        while self._waiters:
+            need, future = self._waiters[0]
+            if future.done():  # cancelled while waiting
+                self._waiters.popleft()
+                continue
+            if self._in_use + need > self.total:
+                return
+            self._waiters.popleft()
+            self._in_use += need
+            future.set_result(None)
+
+
 def prepare_reference(
     data: bytes,
     name: str,
@@ -132,6 +236,11 @@ def prepare_reference(
     (then downscaled) or rotated by EXIF (then turned upright); GIF, BMP and TIFF become
     PNG (first frame).
 
+    Memory: the size limit is checked from the header before anything is decoded; a large
+    JPEG is decoded at a reduced scale, and other formats are decoded once at full size and
+    reduced without another full-size copy. Hold a :class:`PixelBudget` of
+    :func:`probe_pixels` around the call to bound how many run at once.
+
     Raises:
         AttachmentError: naming the file and saying what is wrong with it.
     """
@@ -140,40 +249,58 @@ def prepare_reference(
         raise AttachmentError(_REFUSALS[kind].format(name=name))
     if kind in ("heic", "heif") and not HEIF_DECODE:  # pragma: no cover
         return PreparedImage(data, _PASS[kind], 0, 0, name)
-    image = _open_checked(data, name, max_pixels)
+    opened: list[Image.Image] = []
+    pixels = 0
+    try:
+        with _decoding(name, max_pixels):
+            image = Image.open(io.BytesIO(data))
+            opened.append(image)
+            _check_pixels(image, name, max_pixels)
+            pixels = image.width * image.height
+            return _prepare(image, data, kind, name, max_edge, opened)
+    finally:
+        for im in opened:
+            im.close()
+        if pixels > _TRIM_AFTER_PIXELS:
+            release_memory()
+
+
+def _prepare(image: Image.Image, data: bytes, kind: str, name: str, max_edge: int,
+             opened: list[Image.Image]) -> PreparedImage:
     width, height = image.size
     frames = getattr(image, "n_frames", 1)
     notices: list[str] = []
     if kind in _CONVERTIBLE:
         notices.append(f"converted {kind.upper()} to PNG"
                        + (f" (first of {frames} frames)" if frames > 1 else ""))
-    rotated = _exif_rotation(image)
-    if rotated:
+    transpose = _exif_transpose_method(image)
+    if transpose is not None:
         notices.append("turned upright per its EXIF orientation")
     too_big = max(width, height) > max_edge
     if too_big:
         notices.append(f"downscaled from {width}×{height}")
-    if kind in _PASS and not too_big and not rotated:
+    if kind in _PASS and not too_big and transpose is None:
+        image.load()  # decoding proves the file is whole
         return PreparedImage(data, _PASS[kind], width, height, name)
     out_kind = "png" if kind in _CONVERTIBLE or kind in ("heic", "heif") else kind
-    data, width, height = _reencode(image, out_kind, max_edge, rotated)
-    return PreparedImage(data, _PASS[out_kind], width, height, name,
+    if frames > 1:
+        image.seek(0)
+    result = _render(image, out_kind, max_edge, opened)
+    if transpose is not None:
+        result = result.transpose(transpose)
+        opened.append(result)
+    encoded = _encode(result, out_kind)
+    return PreparedImage(encoded, _PASS[out_kind], result.width, result.height, name,
                          notice=f"`{name}`: " + ", ".join(notices))
 
 
-def _open_checked(data: bytes, name: str, max_pixels: int) -> Image.Image:
+@contextlib.contextmanager
+def _decoding(name: str, max_pixels: int) -> Iterator[None]:
+    """Turns every way decoding can fail into an :class:`AttachmentError` naming the file."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > max_pixels:
-                raise AttachmentError(
-                    f"`{name}` is {width}×{height} ({width * height / 1e6:.0f} megapixels); the "
-                    f"limit is {max_pixels / 1e6:.0f} megapixels. Resize it and attach it again."
-                )
-            image.load()
-            return image
+            yield
     except AttachmentError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -190,31 +317,138 @@ def _open_checked(data: bytes, name: str, max_pixels: int) -> Image.Image:
         ) from exc
 
 
-def _exif_rotation(image: Image.Image) -> bool:
+def _check_pixels(image: Image.Image, name: str, max_pixels: int) -> None:
+    width, height = image.size
+    if width * height > max_pixels:
+        raise AttachmentError(
+            f"`{name}` is {width}×{height} ({width * height / 1e6:.0f} megapixels); the "
+            f"limit is {max_pixels / 1e6:.0f} megapixels. Resize it and attach it again.")
+
+
+_ORIENTATION_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _exif_transpose_method(image: Image.Image) -> Image.Transpose | None:
+    """How to turn the image upright per its EXIF orientation; applied after downscaling."""
     try:
-        return image.getexif().get(0x0112, 1) not in (1, None)
+        return _ORIENTATION_TRANSPOSE.get(image.getexif().get(0x0112, 1))
     except Exception:  # a broken EXIF block is not worth refusing the image for
-        return False
+        return None
 
 
-def _reencode(image: Image.Image, kind: str, max_edge: int, rotate: bool) -> tuple[bytes, int, int]:
-    if getattr(image, "n_frames", 1) > 1:
-        image.seek(0)
-    if rotate:
-        image = ImageOps.exif_transpose(image)
-    if max(image.size) > max_edge:
-        image = image.copy()
-        image.thumbnail((max_edge, max_edge), Image.Resampling.LANCZOS)
+#: Before the LANCZOS resize, an integer ``reduce`` (box filter) shrinks the image while it
+#: stays at least this many times the target size, as ``Image.thumbnail`` does.
+_REDUCING_GAP = 2.0
+#: Output rows made at a time: only a strip is ever converted (or premultiplied for alpha).
+_STRIP_ROWS = 256
+#: LANCZOS reads 3 source pixels either side of a sample, scaled by the downscale ratio.
+_LANCZOS_SUPPORT = 3.0
+
+
+def _render(image: Image.Image, kind: str, max_edge: int,
+            opened: list[Image.Image]) -> Image.Image:
+    """The (first) frame at most ``max_edge`` on its long side, in a mode ``kind`` stores.
+
+    Every image made on the way is added to ``opened`` for the caller to close.
+    """
+    width, height = image.size
+    scale = min(1.0, max_edge / max(width, height))
+    target = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if scale < 1.0 and image.format == "JPEG":
+        # Decode at 1/2, 1/4 or 1/8 scale straight from the DCT data.
+        image.draft(None, (int(target[0] * _REDUCING_GAP), int(target[1] * _REDUCING_GAP)))
+    image.load()
+    mode = _working_mode(image, kind)
+    if image.size == target:
+        if image.mode == mode:
+            return image
+        converted = image.convert(mode)
+        opened.append(converted)
+        return converted
+    result = _shrink(image, target, mode)
+    opened.append(result)
+    image.close()  # the full-size pixels are not needed any more
+    return result
+
+
+def _shrink(image: Image.Image, target: tuple[int, int], mode: str) -> Image.Image:
+    """``image`` in ``mode``, resized to ``target`` a strip of rows at a time.
+
+    Each strip is cropped with enough margin for the filter, converted, reduced by an
+    integer factor and resampled with LANCZOS into its rows of the result, so no full-size
+    converted or premultiplied-alpha copy of ``image`` is ever made.
+    """
+    width, height = image.size
+    factor = max(1, int(min(width / target[0], height / target[1]) / _REDUCING_GAP))
+    # The reduced image has ceil(size / factor) pixels, the last one averaging a partial
+    # block; like Pillow, resample from the exact span size / factor.
+    reduced_h = -(-height // factor)
+    scale_y = height / factor / target[1]
+    margin = math.ceil(_LANCZOS_SUPPORT * max(1.0, scale_y)) + 1
+    out = Image.new(mode, target)
+    for row in range(0, target[1], _STRIP_ROWS):
+        end = min(target[1], row + _STRIP_ROWS)
+        first = max(0, math.floor(row * scale_y) - margin)
+        last = min(reduced_h, math.ceil(end * scale_y) + margin)
+        strip = image.crop((0, first * factor, width, min(height, last * factor)))
+        if strip.mode != mode:
+            strip = strip.convert(mode)
+        if factor > 1:
+            strip = strip.reduce(factor)
+        box = (0.0, row * scale_y - first, width / factor, end * scale_y - first)
+        out.paste(strip.resize((target[0], end - row), Image.Resampling.LANCZOS, box), (0, row))
+    return out
+
+
+def _working_mode(image: Image.Image, kind: str) -> str:
+    if kind == "jpeg":
+        return "RGB"
+    if image.mode in ("RGB", "RGBA", "L", "LA"):
+        return image.mode
+    if image.mode == "1":
+        return "L"
+    alpha = "A" in image.mode or "transparency" in image.info
+    return "RGBA" if alpha else "RGB"
+
+
+def _encode(image: Image.Image, kind: str) -> bytes:
     buf = io.BytesIO()
     if kind == "jpeg":
-        image.convert("RGB").save(buf, "JPEG", quality=92, optimize=True)
+        image.save(buf, "JPEG", quality=92, optimize=True)
     elif kind == "webp":
         image.save(buf, "WEBP", quality=92)
     else:
-        if image.mode not in ("RGB", "RGBA", "L", "LA"):
-            image = image.convert("RGBA")
         image.save(buf, "PNG", compress_level=6)
-    return buf.getvalue(), image.width, image.height
+    return buf.getvalue()
+
+
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim  # glibc only; musl and macOS have no malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return cast(Callable[[int], int], trim)
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def release_memory() -> None:
+    """Hands memory freed after a large decode back to the system (glibc only).
+
+    glibc keeps freed blocks in per-thread arenas; after decoding a large image in a worker
+    thread, hundreds of MB would otherwise stay resident for good.
+    """
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def image_info(data: bytes) -> tuple[str, int, int]:
