@@ -84,6 +84,7 @@ class ConversationService:
         self.observers: list[Callable[[str, dict[str, Any]], None]] = []
         self._inflight: set[asyncio.Task[Any]] = set()
         self._gate = asyncio.Semaphore(4)
+        self._pixels = images.PixelBudget()
         self.limits = PlanLimits(defaults=settings.option_defaults, models=settings.models,
                                  max_attachment_bytes=settings.max_attachment_bytes)
 
@@ -197,6 +198,17 @@ class ConversationService:
             settings = await self.store.settings(key)
             plan = make_plan(settings)
         refs = await self._prepare(plan.attachments)
+        try:
+            return await self._generate(key, author, plan, refs, settings, on_start=on_start,
+                                        queued=queued, sticky=sticky)
+        finally:
+            if any(r.notice for r in refs):
+                # Big decodes leave freed heap behind; hand it back to the system.
+                await asyncio.to_thread(images.release_memory)
+
+    async def _generate(self, key: ThreadKey, author: Author, plan: TurnPlan,
+                        refs: list[images.PreparedImage], settings: OptionInput, *,
+                        on_start: StartCallback | None, queued: float, sticky: bool) -> Reply:
         if on_start:
             await on_start(TurnStart(key=key, options=plan.options,
                                      waited=time.monotonic() - queued))
@@ -235,10 +247,14 @@ class ConversationService:
             if len(data) > limit:
                 raise AttachmentError(messages.attachment_too_big(attachment.name, len(data),
                                                                   limit))
-            prepared.append(await asyncio.to_thread(
-                images.prepare_reference, data, attachment.name or "attachment",
-                max_edge=self.settings.max_reference_edge,
-                max_pixels=self.settings.max_image_pixels))
+            # Decoding is bounded by pixels in flight across all turns (memory), and by
+            # the gate (CPU); the header tells the pixels without decoding.
+            pixels = images.probe_pixels(data, max_pixels=self.settings.max_image_pixels)
+            async with self._pixels.hold(pixels), self._gate:
+                prepared.append(await asyncio.to_thread(
+                    images.prepare_reference, data, attachment.name or "attachment",
+                    max_edge=self.settings.max_reference_edge,
+                    max_pixels=self.settings.max_image_pixels))
         return prepared
 
     def _check_size(self, contents: list[types.Content], history_len: int) -> None:
