@@ -21,7 +21,7 @@ from typing import Any
 import aiosqlite
 from google.genai import types
 
-from bot.errors import NotFoundError
+from bot.errors import ConfigError, NotFoundError
 from bot.images import sha256
 from bot.model import Author, StoredImage, StoredReply, ThreadKey, ThreadSummary, TurnView
 from bot.options import OptionInput
@@ -154,7 +154,7 @@ class HistoryStore:
             row = await cur.fetchone()
         version = int(row[0]) if row else 0
         if version > SCHEMA_VERSION:
-            raise RuntimeError(
+            raise ConfigError(
                 f"database {self.path} has schema {version}, newer than this imagebot "
                 f"({SCHEMA_VERSION}); upgrade imagebot")
         for number in range(version + 1, SCHEMA_VERSION + 1):
