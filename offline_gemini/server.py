@@ -15,11 +15,20 @@ from typing import Any
 
 from aiohttp import web
 
-from offline_gemini.answers import answer_body, answer_chunks, build_answer
+from offline_gemini.answers import AnswerOptions, answer_body, answer_chunks, build_answer
+from offline_gemini.clock import Clock
 from offline_gemini.faults import Faults, status_error
+from offline_gemini.file_routes import FilesApi
+from offline_gemini.files import FileStore
 from offline_gemini.models import KNOWN_MODELS, model_id, resolve_model
-from offline_gemini.validation import MAX_REQUEST_BYTES, parse_request
-from offline_gemini.wire import STATUS_MESSAGES, ApiError, invalid, load_json
+from offline_gemini.signatures import REAL_SIGNATURE_BYTES, SMALL_SIGNATURE_BYTES
+from offline_gemini.validation import (
+    MAX_REQUEST_BYTES,
+    FileAccess,
+    parse_request,
+    payload_too_large,
+)
+from offline_gemini.wire import STATUS_MESSAGES, ApiError, load_json
 
 _log = logging.getLogger(__name__)
 
@@ -61,10 +70,19 @@ class OfflineGemini:
         api_key: the key requests must carry; None accepts any non-empty key.
         strict_signatures: refuse histories with missing or wrong thought signatures.
         banner: text drawn at the top of every image.
+        real_sizes: answer the live API's formats and byte sizes (Pro: JPEG of about
+            1.35/5.6/7.8 MB at 1K/2K/4K; Flash: PNG of about 1.5 MB) instead of small
+            palette PNGs.
+        signature_bytes: length of each thought signature; by default about 1 MB with
+            ``real_sizes`` (as live) and 36 bytes without.
+        refuse_model_files: answer 400 to image ``fileData`` parts in model turns.
+        clock: the time files expire by; tests advance it (``server.clock.advance(hours=49)``).
 
     Attributes:
         requests: every request received, in order (`RecordedRequest`).
         faults: the fault queue and latency (`Faults`).
+        files: the Files API's store (`FileStore`); ``files.add(...)`` plants a file.
+        clock: the `Clock` of file expiry.
         base_url: ``http://127.0.0.1:PORT`` once started.
     """
 
@@ -74,15 +92,31 @@ class OfflineGemini:
         api_key: str | None = "offline-key",
         strict_signatures: bool = True,
         banner: str = "OFFLINE PREVIEW",
+        real_sizes: bool = False,
+        signature_bytes: int | None = None,
+        refuse_model_files: bool = False,
+        clock: Clock | None = None,
     ) -> None:
         self.api_key = api_key
         self.strict_signatures = strict_signatures
         self.banner = banner
+        self.real_sizes = real_sizes
+        if signature_bytes is None:
+            signature_bytes = REAL_SIGNATURE_BYTES if real_sizes else SMALL_SIGNATURE_BYTES
+        if signature_bytes < SMALL_SIGNATURE_BYTES:
+            raise ValueError(f"signature_bytes must be at least {SMALL_SIGNATURE_BYTES}")
+        self.signature_bytes = signature_bytes
+        self.refuse_model_files = refuse_model_files
+        self.clock = clock or Clock()
+        self.files = FileStore(self.clock)
+        self._files_api = FilesApi(self.files, self._check_key, lambda: self.base_url)
         self.requests: list[RecordedRequest] = []
         self.faults = Faults()
         self.base_url = ""
         self._runner: web.AppRunner | None = None
-        self.app = web.Application(client_max_size=4 * MAX_REQUEST_BYTES)
+        # Bodies a little over the limit are read whole so that they get the API's own
+        # answer rather than a reset connection.
+        self.app = web.Application(client_max_size=2 * MAX_REQUEST_BYTES)
         self.app.router.add_route("*", "/{tail:.*}", self._handle)
 
     async def __aenter__(self) -> OfflineGemini:
@@ -145,16 +179,25 @@ class OfflineGemini:
     async def _route(
         self, request: web.Request, record: RecordedRequest, match: re.Match[str] | None
     ) -> web.StreamResponse:
-        if match is None:
-            return await self._other(request)
+        if match is not None:
+            return await self._generate(request, record, match)
+        if self._files_api.owns(request.path):
+            if "upload_id" not in request.query and request.can_read_body:
+                record.body = load_json(await request.read())
+            return await self._files_api.handle(request)
+        return await self._other(request)
+
+    async def _generate(
+        self, request: web.Request, record: RecordedRequest, match: re.Match[str]
+    ) -> web.StreamResponse:
         if request.method != "POST":
             raise ApiError(404, f"Method not found: {request.method} {request.path}")
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            raise invalid(
-                f"Request payload size exceeds the limit: {MAX_REQUEST_BYTES} bytes."
-            ) from None
+            raise payload_too_large() from None
+        if len(raw) > MAX_REQUEST_BYTES:
+            raise payload_too_large()
         record.body = await asyncio.to_thread(load_json, raw)
         # Latency is the whole time to answer, as with the real model: rendering happens
         # within it, and only what is left of it is slept.
@@ -172,9 +215,10 @@ class OfflineGemini:
         if spec is None:
             raise ApiError(404, _not_found(model, version))
         parsed = await asyncio.to_thread(
-            parse_request, record.body, len(raw), model, spec, strict=self.strict_signatures
+            parse_request, record.body, len(raw), model, spec, strict=self.strict_signatures,
+            files=FileAccess(self._file_bytes, self.refuse_model_files),
         )
-        answer = await build_answer(parsed, self.faults.take(early=False), self.banner)
+        answer = await build_answer(parsed, self.faults.take(early=False), self._options())
         await _sleep_until(deadline)
         response_id = secrets.token_urlsafe(17)
         if record.method == "generateContent":
@@ -182,6 +226,12 @@ class OfflineGemini:
         chunks = answer_chunks(answer, model, response_id)
         record.status = 200
         return await _stream(request, chunks, sse=request.query.get("alt") == "sse")
+
+    def _file_bytes(self, uri: str) -> bytes:
+        return self.files.by_uri(uri, self.base_url).data
+
+    def _options(self) -> AnswerOptions:
+        return AnswerOptions(self.banner, self.real_sizes, self.signature_bytes)
 
     def _check_key(self, request: web.Request) -> None:
         key = request.headers.get("x-goog-api-key") or request.query.get("key") or ""
