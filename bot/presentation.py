@@ -52,5 +52,21 @@ def _best_cut(text: str, limit: int) -> int:
     return limit
 
 
+def format_size(count: float) -> str:
+    """A byte count for people: ``800 bytes``, ``5 KB``, ``1.5 MB``, ``30 MB``, ``2 GB``.
+
+    Units are binary (1 MB = 1024 KB), like the limits they describe; below 1 MB sizes are
+    in KB, so a small limit never reads as "0 MB".
+    """
+    if count < 1024:
+        return f"{count:.0f} bytes"
+    for unit in ("KB", "MB", "GB"):
+        count /= 1024
+        if round(count, 1) < 1024 or unit == "GB":
+            break
+    text = f"{count:.1f}".removesuffix(".0") if count < 100 else f"{count:.0f}"
+    return f"{text} {unit}"
+
+
 def error_text(message: str) -> str:
     return f"⚠️ {message}"

@@ -111,7 +111,7 @@ def test_button_ids_round_trip_and_fit_discord() -> None:
 def test_downloads_are_allowed_from_discords_cdn_and_a_local_api_only() -> None:
     assert allowed_hosts("https://discord.com/api/v10") == CDN_HOSTS
     local = allowed_hosts("http://127.0.0.1:5555/api/v10")
-    assert local == CDN_HOSTS | {"127.0.0.1"}
+    assert local == CDN_HOSTS | {"http://127.0.0.1:5555"}
     assert host_allowed(attachment().url, local) and host_allowed(attachment().proxy_url, local)
     assert host_allowed("http://127.0.0.1:5555/cdn/attachments/1/2/a.png?ex=1", local)
     assert not host_allowed("https://evil.example/cat.png", local)
