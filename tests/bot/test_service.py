@@ -11,6 +11,7 @@ from PIL import Image
 
 from bot.errors import (
     AttachmentError,
+    ConfigError,
     GenerationError,
     NotFoundError,
     OptionError,
@@ -384,5 +385,5 @@ async def test_newer_schema_is_refused(tmp_path):
     path = tmp_path / "future.sqlite3"
     async with aiosqlite.connect(path) as db:
         await db.execute("PRAGMA user_version = 999")
-    with pytest.raises(RuntimeError, match="newer"):
+    with pytest.raises(ConfigError, match="newer"):
         await HistoryStore.open(path)
