@@ -30,6 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--any-key", action="store_true", help="accept any non-empty API key")
     parser.add_argument("--no-strict", action="store_true", help="do not check thought signatures")
     parser.add_argument("--banner", default="OFFLINE PREVIEW", help="banner text on every image")
+    parser.add_argument("--real-sizes", action="store_true",
+                        help="answer real formats and byte sizes (Pro JPEG, ~1 MB signatures)")
+    parser.add_argument("--signature-bytes", type=int, default=None,
+                        help="bytes per thought signature (default: 1 MiB with --real-sizes, else 36)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds to wait per request")
     return parser
 
@@ -39,6 +43,8 @@ async def _serve(args: argparse.Namespace) -> None:
         api_key=None if args.any_key else args.api_key,
         strict_signatures=not args.no_strict,
         banner=args.banner,
+        real_sizes=args.real_sizes,
+        signature_bytes=args.signature_bytes,
     )
     server.faults.latency = args.latency
     url = await server.start(args.host, args.port)

@@ -36,6 +36,7 @@ _PRO_4K: dict[str, tuple[int, int]] = {
     "16:9": (5504, 3072), "21:9": (6336, 2688),
 }
 
+
 @dataclass(frozen=True, eq=False)
 class ModelSpec:
     """What the stand-in knows about one image model."""
@@ -46,11 +47,16 @@ class ModelSpec:
     max_input_images: int
     thinking: bool
     search: bool
+    real_mime: str  # what the live model answers: Pro JPEG, Flash PNG
+    # Per size label: the amplitude of the noise that, with real sizes on, brings the
+    # encoded bytes to the sizes measured on the live API (see gemini-wire notes).
+    real_noise: Mapping[str, int]
 
     @property
     def has_sizes(self) -> bool:
         """True when the model accepts ``imageConfig.imageSize``."""
         return len(self.pixels) > 1
+
 
 _FLASH = ModelSpec(
     name="gemini-2.5-flash-image",
@@ -59,6 +65,8 @@ _FLASH = ModelSpec(
     max_input_images=3,
     thinking=False,
     search=False,
+    real_mime="image/png",
+    real_noise={"1K": 2},  # about 1.4 MB at 1024x1024
 )
 _PRO = ModelSpec(
     name="gemini-3-pro-image-preview",
@@ -67,6 +75,8 @@ _PRO = ModelSpec(
     max_input_images=14,
     thinking=True,
     search=True,
+    real_mime="image/jpeg",
+    real_noise={"1K": 24, "2K": 27, "4K": 6},  # 16:9: about 1.35, 5.6 and 7.6 MB
 )
 KNOWN_MODELS: dict[str, ModelSpec] = {
     "gemini-2.5-flash-image": _FLASH,
@@ -74,15 +84,18 @@ KNOWN_MODELS: dict[str, ModelSpec] = {
     "gemini-3-pro-image-preview": _PRO,
 }
 
+
 def model_id(model: str) -> str:
     """Strip any leading ``models/`` from a model name."""
     while model.startswith("models/"):
         model = model[len("models/"):]
     return model
 
+
 def resolve_model(model: str) -> ModelSpec | None:
     """The spec for ``model`` (``X`` or ``models/X``), or None when unknown."""
     return KNOWN_MODELS.get(model_id(model))
+
 
 def image_size_for(
     model: str, aspect_ratio: str | None, image_size: str | None
@@ -102,6 +115,7 @@ def image_size_for(
     if label not in spec.pixels:
         raise ValueError(f"unsupported image size: {label}")
     return spec.pixels[label][ratio]
+
 
 def closest_ratio(width: int, height: int) -> str:
     """The supported aspect ratio closest (in log space) to width:height."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from offline_gemini.request import Thumb
+from offline_gemini.texture import add_noise
 
 # Output frames are palette PNGs. Palette layout (indices):
 _GRADIENT_LEVELS = 128  # 0..127 background gradient
@@ -43,6 +44,8 @@ class RenderJob:
     color_seed: bytes
     thumbs: tuple[Thumb, ...] = ()
     thought: bool = False
+    mime: str = "image/png"  # or image/jpeg
+    noise: int = 0  # amplitude of the texture that gives real-size frames real bytes
 
 
 def _mix(a: RGB, b: RGB, t: float) -> RGB:
@@ -156,7 +159,30 @@ def _fit_lines(lines: list[str], max_lines: int) -> list[str]:
 
 
 def render_png(job: RenderJob) -> bytes:
-    """Render one preview frame as a PNG of exactly ``job.width`` x ``job.height``."""
+    """Render one preview frame as a PNG of exactly ``job.width`` x ``job.height``.
+
+    The PNG is in palette mode; ``job.mime`` and ``job.noise`` are ignored.
+    """
+    out = io.BytesIO()
+    _draw(job).save(out, "PNG", compress_level=1)
+    return out.getvalue()
+
+
+def render_image(job: RenderJob) -> bytes:
+    """Render one frame as ``job.mime`` (PNG or baseline JPEG), textured by ``job.noise``."""
+    if job.mime == "image/png" and not job.noise:
+        return render_png(job)
+    frame = add_noise(_draw(job).convert("RGB"), job.noise)
+    out = io.BytesIO()
+    if job.mime == "image/jpeg":
+        frame.save(out, "JPEG", quality=95, subsampling=0)
+    else:
+        frame.save(out, "PNG", compress_level=1)
+    return out.getvalue()
+
+
+def _draw(job: RenderJob) -> Image.Image:
+    """The frame as a palette image."""
     width, height = job.width, job.height
     unit = min(width, height) / 100
     pad = max(4, round(4 * unit))
@@ -172,9 +198,7 @@ def render_png(job: RenderJob) -> bytes:
         bottom = box[1] - pad
     _draw_prompt(canvas, job, unit, (pad, top, width - pad, bottom))
     canvas.putpalette(_palette(job.color_seed, job.thought, thumb_palette))
-    out = io.BytesIO()
-    canvas.save(out, "PNG", compress_level=1)
-    return out.getvalue()
+    return canvas
 
 
 def _draw_band(canvas: Image.Image, job: RenderJob, unit: float, pad: int) -> int:
@@ -318,10 +342,10 @@ def _quantized_tiles(images: Sequence[Image.Image], cell: int) -> tuple[list[Ima
 
 
 
-render_cached = functools.lru_cache(maxsize=16)(render_png)
+render_cached = functools.lru_cache(maxsize=16)(render_image)
 
 
 def render_frame(job: RenderJob) -> bytes:
     """Render a frame; identical jobs without thumbnails (which hold unhashable images)
     reuse the last frames, so a burst of equal requests costs one render."""
-    return render_cached(job) if not job.thumbs else render_png(job)
+    return render_cached(job) if not job.thumbs else render_image(job)

@@ -15,9 +15,10 @@ from typing import Any
 
 from aiohttp import web
 
-from offline_gemini.answers import answer_body, answer_chunks, build_answer
+from offline_gemini.answers import AnswerOptions, answer_body, answer_chunks, build_answer
 from offline_gemini.faults import Faults, status_error
 from offline_gemini.models import KNOWN_MODELS, model_id, resolve_model
+from offline_gemini.signatures import REAL_SIGNATURE_BYTES, SMALL_SIGNATURE_BYTES
 from offline_gemini.validation import MAX_REQUEST_BYTES, parse_request
 from offline_gemini.wire import STATUS_MESSAGES, ApiError, invalid, load_json
 
@@ -61,6 +62,11 @@ class OfflineGemini:
         api_key: the key requests must carry; None accepts any non-empty key.
         strict_signatures: refuse histories with missing or wrong thought signatures.
         banner: text drawn at the top of every image.
+        real_sizes: answer the live API's formats and byte sizes (Pro: JPEG of about
+            1.35/5.6/7.8 MB at 1K/2K/4K; Flash: PNG of about 1.5 MB) instead of small
+            palette PNGs.
+        signature_bytes: length of each thought signature; by default about 1 MB with
+            ``real_sizes`` (as live) and 36 bytes without.
 
     Attributes:
         requests: every request received, in order (`RecordedRequest`).
@@ -74,10 +80,18 @@ class OfflineGemini:
         api_key: str | None = "offline-key",
         strict_signatures: bool = True,
         banner: str = "OFFLINE PREVIEW",
+        real_sizes: bool = False,
+        signature_bytes: int | None = None,
     ) -> None:
         self.api_key = api_key
         self.strict_signatures = strict_signatures
         self.banner = banner
+        self.real_sizes = real_sizes
+        if signature_bytes is None:
+            signature_bytes = REAL_SIGNATURE_BYTES if real_sizes else SMALL_SIGNATURE_BYTES
+        if signature_bytes < SMALL_SIGNATURE_BYTES:
+            raise ValueError(f"signature_bytes must be at least {SMALL_SIGNATURE_BYTES}")
+        self.signature_bytes = signature_bytes
         self.requests: list[RecordedRequest] = []
         self.faults = Faults()
         self.base_url = ""
@@ -174,7 +188,7 @@ class OfflineGemini:
         parsed = await asyncio.to_thread(
             parse_request, record.body, len(raw), model, spec, strict=self.strict_signatures
         )
-        answer = await build_answer(parsed, self.faults.take(early=False), self.banner)
+        answer = await build_answer(parsed, self.faults.take(early=False), self._options())
         await _sleep_until(deadline)
         response_id = secrets.token_urlsafe(17)
         if record.method == "generateContent":
@@ -182,6 +196,9 @@ class OfflineGemini:
         chunks = answer_chunks(answer, model, response_id)
         record.status = 200
         return await _stream(request, chunks, sse=request.query.get("alt") == "sse")
+
+    def _options(self) -> AnswerOptions:
+        return AnswerOptions(self.banner, self.real_sizes, self.signature_bytes)
 
     def _check_key(self, request: web.Request) -> None:
         key = request.headers.get("x-goog-api-key") or request.query.get("key") or ""

@@ -1,7 +1,8 @@
 """Thought signatures: issuing them, where they go in a model turn, and checking them.
 
-A signature is ``b"sig1" + HMAC-SHA256(secret, sha256(part content))``, so it can be
-verified without server state.
+A signature is ``b"sig1" + HMAC-SHA256(secret, sha256(content) + length)`` followed by
+filler derived from that HMAC up to the signature's length (the live API's are about
+1 MB), so the whole of it can be verified without server state.
 """
 
 from __future__ import annotations
@@ -16,19 +17,26 @@ from offline_gemini.wire import decode_base64, invalid
 
 _SIGNATURE_SECRET = b"imagebot/offline-gemini/thought-signature/v1"
 _SIGNATURE_PREFIX = b"sig1"
+SMALL_SIGNATURE_BYTES = len(_SIGNATURE_PREFIX) + hashlib.sha256().digest_size
+REAL_SIGNATURE_BYTES = 1024 * 1024
 # Google's documented stand-ins for a signature the client never had.
 _DUMMY_SIGNATURES = frozenset(
     {"skip_thought_signature_validator", "context_engineering_is_the_way_to_go"}
 )
 
 
-def thought_signature_for(payload: bytes) -> bytes:
-    """The signature the stand-in issues for a part with this content.
+def thought_signature_for(payload: bytes, size: int = SMALL_SIGNATURE_BYTES) -> bytes:
+    """The signature of ``size`` bytes the stand-in issues for a part with this content.
 
     ``payload`` is the UTF-8 text of a text part or the decoded bytes of an image.
+    Raises ValueError when ``size`` is below `SMALL_SIGNATURE_BYTES`.
     """
-    digest = hashlib.sha256(payload).digest()
-    return _SIGNATURE_PREFIX + hmac.new(_SIGNATURE_SECRET, digest, hashlib.sha256).digest()
+    if size < SMALL_SIGNATURE_BYTES:
+        raise ValueError(f"a thought signature has at least {SMALL_SIGNATURE_BYTES} bytes")
+    message = hashlib.sha256(payload).digest() + size.to_bytes(8, "big")
+    mac = hmac.new(_SIGNATURE_SECRET, message, hashlib.sha256).digest()
+    filler = hashlib.shake_256(mac).digest(size - SMALL_SIGNATURE_BYTES) if size > SMALL_SIGNATURE_BYTES else b""
+    return _SIGNATURE_PREFIX + mac + filler
 
 
 def signature_slots(parts: Sequence[tuple[PartKind, bool]]) -> list[int]:
@@ -91,5 +99,12 @@ def _check_signature(part: Part, content_pos: int, part_pos: int) -> None:
         given = b""
     if given.decode("latin-1") in _DUMMY_SIGNATURES:
         return
-    if not hmac.compare_digest(given, thought_signature_for(part.payload())):
+    if not _verifies(given, part.payload()):
         raise invalid(f"Corrupted thought signature {where}")
+
+
+def _verifies(given: bytes, payload: bytes) -> bool:
+    """True when ``given`` is, byte for byte, the signature of its length for ``payload``."""
+    if len(given) < SMALL_SIGNATURE_BYTES or not given.startswith(_SIGNATURE_PREFIX):
+        return False
+    return hmac.compare_digest(given, thought_signature_for(payload, len(given)))

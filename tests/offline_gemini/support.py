@@ -16,6 +16,7 @@ FLASH = "gemini-2.5-flash-image"
 PRO = "gemini-3-pro-image-preview"
 KEY = "offline-key"
 
+
 def png_bytes(size: tuple[int, int] = (64, 48), color: tuple[int, int, int] = (200, 40, 40)) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", size, color).save(out, "PNG")
