@@ -221,7 +221,8 @@ class ConversationService:
                 else settings, author_id=author.id, author_name=author.name,
                 prompt=plan.prompt, options=dict(view.options), refs=list(view.refs),
                 reply=view.reply, model=plan.options.model, usage=reply.usage.__dict__,
-                images=len(reply.images), created_at=view.created_at))
+                images=len(reply.images), created_at=view.created_at,
+                known_hashes=_known_hashes(refs, reply)))
         self._emit("turn", {"model": plan.options.model, "elapsed": elapsed,
                             "usage": reply.usage, "images": len(reply.images), "key": key})
         return _with_view(reply, view)
@@ -407,6 +408,16 @@ def _reply_image(blob: types.Blob) -> ReplyImage:
         mime, width, height = blob.mime_type or "image/png", 0, 0
     return ReplyImage(data=data, mime_type=mime, width=width, height=height,
                       sha256=images.sha256(data))
+
+
+def _known_hashes(refs: list[images.PreparedImage], reply: Reply) -> dict[int, str]:
+    """Digests computed once this turn, by the identity of the bytes (which the Contents
+    being stored share), so the store does not hash the same image again."""
+    known = {id(r.data): r.sha256 for r in refs}
+    for part in (*reply.parts, *reply.thoughts):
+        if part.image is not None:
+            known[id(part.image.data)] = part.image.sha256
+    return known
 
 
 def _options_dict(options: Options) -> dict[str, Any]:
