@@ -20,7 +20,7 @@ from typing import Any
 
 from google.genai import types
 
-from bot import images, messages
+from bot import budget, images, messages
 from bot.config import Settings
 from bot.errors import (
     AttachmentError,
@@ -202,18 +202,17 @@ class ConversationService:
                                      waited=time.monotonic() - queued))
         started = time.monotonic()
         async with self._gate:
-            history = await self.store.load_history(key)
             user = types.Content(role="user", parts=[types.Part(text=plan.prompt)] + [
                 types.Part(inline_data=types.Blob(data=r.data, mime_type=r.mime_type))
                 for r in refs])
+            history, notices = await self._history_for(key, user)
             contents = [*history, user]
-            self._check_size(contents, len(history))
             config = build_config(plan.options)
         answer = await self.gemini.generate(plan.options.model, contents, config)
         elapsed = time.monotonic() - started
         async with self._gate:
             reply = await asyncio.to_thread(self._reply, key, answer, plan.options, elapsed,
-                                            refs)
+                                            refs, notices)
             view = _view(reply, author, plan, refs)
             await self.store.commit_turn(NewTurn(
                 turn_id=reply.turn_id, key=key, contents=[user, answer.content],
@@ -242,24 +241,33 @@ class ConversationService:
                 max_pixels=self.settings.max_image_pixels))
         return prepared
 
-    def _check_size(self, contents: list[types.Content], history_len: int) -> None:
-        size = request_size(contents)
+    async def _history_for(self, key: ThreadKey, user: types.Content
+                           ) -> tuple[list[types.Content], list[str]]:
+        """The stored turns that fit in one request with ``user``, newest first to go in,
+        and a notice when older turns had to be left out (they stay stored).
+
+        Raises:
+            TooLargeError: ``user``'s own attachments are over the request limit.
+        """
         limit = self.settings.max_request_bytes
-        if size <= limit:
-            return
-        new = request_size(contents[-1:])
-        if new > limit or history_len == 0:
+        new = request_size([user])
+        if new > limit:
             raise TooLargeError(
                 f"The attached images add up to {messages.size_text(new)} once encoded, over "
                 f"Gemini's {messages.size_text(limit)} request limit. Attach fewer or smaller "
                 "images.")
-        raise TooLargeError(
-            f"This thread's history has grown to {messages.size_text(size)} with this message, "
-            f"over Gemini's {messages.size_text(limit)} limit for one request. Start a new "
-            "thread (attach the image you want to keep working on), or delete earlier results.")
+        stored = await self.store.load_stored(key)
+        sizes = await self.store.blob_sizes({h for c in stored for h in c.blob_hashes()})
+        fit = budget.fit_history(stored, sizes, limit - new)
+        if not fit.left_out:
+            return await self.store.inflate(fit.kept), []
+        logger.info("thread %s: %d of %d turns left out of the request to fit %d bytes",
+                    key, fit.left_out, fit.turns, limit)
+        notice = budget.left_out_notice(fit.left_out, fit.turns, limit)
+        return await self.store.inflate(fit.kept), [notice]
 
     def _reply(self, key: ThreadKey, answer: Answer, options: Options, elapsed: float,
-               refs: list[images.PreparedImage]) -> Reply:
+               refs: list[images.PreparedImage], extra_notices: list[str]) -> Reply:
         parts: list[ReplyPart] = []
         thoughts: list[ReplyPart] = []
         for part in answer.content.parts or ():
@@ -268,7 +276,7 @@ class ConversationService:
                 target.append(ReplyPart(kind="image", image=_reply_image(part.inline_data)))
             elif part.text:
                 target.append(ReplyPart(kind="text", text=part.text))
-        notices = [r.notice for r in refs if r.notice]
+        notices = [r.notice for r in refs if r.notice] + extra_notices
         if not any(p.kind == "image" for p in parts):
             notices.append(messages.NO_IMAGE_NOTICE)
         if self.offline:
