@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
-import json
 import logging
 import re
 import secrets
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
-from offline_gemini.answers import AnswerOptions, answer_body, answer_chunks, build_answer
+from offline_gemini.answers import AnswerOptions, answer_body, build_answer
 from offline_gemini.clock import Clock
 from offline_gemini.faults import Faults, status_error
 from offline_gemini.file_routes import FilesApi
 from offline_gemini.files import FileStore
 from offline_gemini.models import KNOWN_MODELS, model_id, resolve_model
 from offline_gemini.signatures import REAL_SIGNATURE_BYTES, SMALL_SIGNATURE_BYTES
+from offline_gemini.streaming import answer_chunks, write_stream
 from offline_gemini.validation import (
     MAX_REQUEST_BYTES,
     FileAccess,
@@ -76,6 +74,9 @@ class OfflineGemini:
         signature_bytes: length of each thought signature; by default about 1 MB with
             ``real_sizes`` (as live) and 36 bytes without.
         refuse_model_files: answer 400 to image ``fileData`` parts in model turns.
+        trailing_signature: in streams, the last image comes unsigned and its signature
+            follows on a trailing ``{"text": ""}`` part.
+        stream_gap: seconds between stream chunks.
         clock: the time files expire by; tests advance it (``server.clock.advance(hours=49)``).
 
     Attributes:
@@ -95,6 +96,8 @@ class OfflineGemini:
         real_sizes: bool = False,
         signature_bytes: int | None = None,
         refuse_model_files: bool = False,
+        trailing_signature: bool = False,
+        stream_gap: float = 0.0,
         clock: Clock | None = None,
     ) -> None:
         self.api_key = api_key
@@ -107,6 +110,8 @@ class OfflineGemini:
             raise ValueError(f"signature_bytes must be at least {SMALL_SIGNATURE_BYTES}")
         self.signature_bytes = signature_bytes
         self.refuse_model_files = refuse_model_files
+        self.trailing_signature = trailing_signature
+        self.stream_gap = stream_gap
         self.clock = clock or Clock()
         self.files = FileStore(self.clock)
         self._files_api = FilesApi(self.files, self._check_key, lambda: self.base_url)
@@ -223,9 +228,11 @@ class OfflineGemini:
         response_id = secrets.token_urlsafe(17)
         if record.method == "generateContent":
             return web.json_response(answer_body(answer, model, response_id))
-        chunks = answer_chunks(answer, model, response_id)
+        chunks = answer_chunks(answer, model, response_id,
+                               trailing_signature=self.trailing_signature)
         record.status = 200
-        return await _stream(request, chunks, sse=request.query.get("alt") == "sse")
+        sse = request.query.get("alt") == "sse"
+        return await write_stream(request, chunks, sse=sse, gap=self.stream_gap)
 
     def _file_bytes(self, uri: str) -> bytes:
         return self.files.by_uri(uri, self.base_url).data
@@ -277,24 +284,5 @@ def _model_info(name: str) -> dict[str, Any]:
         "supportedGenerationMethods": ["generateContent", "countTokens"],
         "thinking": spec.thinking,
     }
-
-
-async def _stream(request: web.Request, chunks: Sequence[dict[str, Any]], *, sse: bool) -> web.StreamResponse:
-    """Write chunks as SSE events, or as one JSON array when ``alt=sse`` is absent."""
-    content_type = "text/event-stream" if sse else "application/json"
-    response = web.StreamResponse(status=200, headers={"Content-Type": content_type})
-    await response.prepare(request)
-    with contextlib.suppress(ConnectionResetError):
-        for index, chunk in enumerate(chunks):
-            data = json.dumps(chunk, ensure_ascii=False)
-            if sse:
-                await response.write(f"data: {data}\r\n\r\n".encode())
-            else:
-                prefix = "[" if index == 0 else ",\r\n"
-                await response.write((prefix + data).encode())
-        if not sse:
-            await response.write(b"]")
-        await response.write_eof()
-    return response
 
 
