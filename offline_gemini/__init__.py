@@ -2,7 +2,7 @@
 
 `OfflineGemini` is an aiohttp server speaking the REST protocol google-genai 3.x uses
 for image models (``:generateContent``, ``:streamGenerateContent``, ListModels, the
-Files API). It
+Files API, the Batch API, Imagen's ``:predict``). It
 validates requests as the real API does and answers with deterministic preview images
 of the documented pixel sizes. Everything in an answer except ``responseId`` is a pure
 function of the request; thought signatures verify without server state; queued faults
