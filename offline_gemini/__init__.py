@@ -1,14 +1,17 @@
 """Offline stand-in for the Gemini REST API, for demos and tests without network.
 
 `OfflineGemini` is an aiohttp server speaking the REST protocol google-genai 3.x uses
-for image models (``:generateContent``, ``:streamGenerateContent``, ListModels). It
-validates requests as the real API does and answers with deterministic preview images
-of the documented pixel sizes. Everything in an answer except ``responseId`` is a pure
-function of the request; thought signatures verify without server state; queued faults
-are FIFO (transport faults before validation, answer faults after it).
+for image models: ``:generateContent``, ``:streamGenerateContent``, ListModels, the
+Files API, the Batch API and Imagen's ``:predict``. It validates requests as the real
+API does and answers with deterministic preview images of the documented pixel sizes.
+Everything in an answer except ``responseId`` is a pure function of the request;
+thought signatures verify without server state; queued faults are FIFO (transport
+faults before validation, answer faults after it) and apply to generate requests only.
 """
 
+from offline_gemini.clock import Clock
 from offline_gemini.faults import Faults
+from offline_gemini.files import FileStore, StoredFile
 from offline_gemini.models import (
     ASPECT_RATIOS,
     IMAGE_SIZES,
@@ -30,6 +33,8 @@ __all__ = [
     "KNOWN_MODELS",
     "MAX_REQUEST_BYTES",
     "ApiError",
+    "Clock",
+    "FileStore",
     "Faults",
     "ModelSpec",
     "OfflineGemini",
@@ -37,6 +42,7 @@ __all__ = [
     "PartKind",
     "RecordedRequest",
     "RenderJob",
+    "StoredFile",
     "camelize_keys",
     "decode_base64",
     "image_size_for",

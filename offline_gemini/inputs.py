@@ -50,7 +50,8 @@ def load_thumbs(last: Content) -> tuple[tuple[Thumb, ...], tuple[int, int] | Non
         elif part.kind == "image":
             image, (width, height) = _thumbnail(part.data)
             first_size = first_size or (width, height)
-            thumbs.append(Thumb(image, f"#{number} {width}x{height}"))
+            source = " file" if part.uri else ""
+            thumbs.append(Thumb(image, f"#{number}{source} {width}x{height}"))
     return tuple(thumbs), first_size
 
 

@@ -10,6 +10,8 @@ from typing import Any, Literal
 from offline_gemini.render import RenderJob
 from offline_gemini.request import ParsedRequest
 
+_PROMPT_SHOWN = 4000
+
 
 @dataclass(frozen=True)
 class Item:
@@ -59,7 +61,8 @@ def _image_job(req: ParsedRequest, look: Look, heading: str, variant: int, *, th
         title=look.banner,
         info=_info_line(req, width, height),
         heading=heading,
-        body=req.prompt or "(no text in the last user turn)",
+        # A frame shows at most a few hundred words; Pillow refuses strings over 1M chars.
+        body=req.prompt[:_PROMPT_SHOWN] or "(no text in the last user turn)",
         footer=_footer(req),
         color_seed=seed,
         thumbs=req.thumbs,

@@ -5,16 +5,17 @@ from __future__ import annotations
 import binascii
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from offline_gemini.inputs import check_history_images, load_thumbs
 from offline_gemini.models import ASPECT_RATIOS, IMAGE_SIZES, ModelSpec, closest_ratio
 from offline_gemini.request import Content, ParsedRequest, Part
 from offline_gemini.signatures import check_signatures
-from offline_gemini.wire import camelize_keys, decode_base64, invalid
+from offline_gemini.wire import ApiError, camelize_keys, decode_base64, invalid
 
-MAX_REQUEST_BYTES = 20 * 1024 * 1024
+MAX_REQUEST_BYTES = 100 * 1024 * 1024  # inline, since January 2026 (20 MB before)
 
 _ALLOWED_MIME = ("image/png", "image/jpeg", "image/webp", "image/heic", "image/heif")
 _DATA_FIELDS = (
@@ -23,16 +24,40 @@ _DATA_FIELDS = (
 )
 
 
+@dataclass(frozen=True)
+class FileAccess:
+    """How ``fileData`` parts are read.
+
+    Attributes:
+        resolve: the bytes of the file a URI names; raises ApiError (400 for a URI of
+            the wrong form, 403 for an unknown or expired file).
+        refuse_model_files: refuse image files in model turns, as a model that only
+            takes its own images back inline would.
+    """
+
+    resolve: Callable[[str], bytes]
+    refuse_model_files: bool = False
+
+
+def payload_too_large() -> ApiError:
+    """The live API's answer to a request over `MAX_REQUEST_BYTES`."""
+    return invalid(f"Request payload size exceeds the limit: {MAX_REQUEST_BYTES} bytes.")
+
+
 def parse_request(
-    body: Any, size: int, model: str, spec: ModelSpec, *, strict: bool
+    body: Any, size: int, model: str, spec: ModelSpec, *, strict: bool,
+    files: FileAccess | None = None,
 ) -> ParsedRequest:
-    """Validate a generate request like the real API and reduce it. Raises ApiError."""
+    """Validate a generate request like the real API and reduce it. Raises ApiError.
+
+    Without ``files``, ``fileData`` parts are kept unread (kind ``file``).
+    """
     if size > MAX_REQUEST_BYTES:
-        raise invalid(f"Request payload size exceeds the limit: {MAX_REQUEST_BYTES} bytes.")
+        raise payload_too_large()
     if not isinstance(body, dict):
         raise invalid("Invalid JSON payload received. Expected a JSON object.")
     request = camelize_keys(body)
-    contents = _parse_contents(request.get("contents"))
+    contents = _parse_contents(request.get("contents"), files)
     config = request.get("generationConfig") or {}
     if not isinstance(config, dict):
         raise invalid("Invalid JSON payload received. 'generationConfig' must be an object.")
@@ -67,10 +92,10 @@ def parse_request(
     )
 
 
-def _parse_contents(raw: Any) -> tuple[Content, ...]:
+def _parse_contents(raw: Any, files: FileAccess | None) -> tuple[Content, ...]:
     if not isinstance(raw, list) or not raw:
         raise invalid("* GenerateContentRequest.contents: contents is not specified\n")
-    contents = tuple(_parse_content(item, ci) for ci, item in enumerate(raw))
+    contents = tuple(_parse_content(item, ci, files) for ci, item in enumerate(raw))
     if contents[-1].role != "user":
         raise invalid(
             "Please ensure that the last content in contents has the role 'user' "
@@ -79,7 +104,7 @@ def _parse_contents(raw: Any) -> tuple[Content, ...]:
     return contents
 
 
-def _parse_content(raw: Any, ci: int) -> Content:
+def _parse_content(raw: Any, ci: int, files: FileAccess | None) -> Content:
     if not isinstance(raw, dict):
         raise invalid(f"Invalid JSON payload received. contents[{ci}] must be an object.")
     role = raw.get("role") or "user"
@@ -90,7 +115,22 @@ def _parse_content(raw: Any, ci: int) -> Content:
         raise invalid(
             f"* GenerateContentRequest.contents[{ci}].parts: contents.parts must not be empty.\n"
         )
-    return Content(role, tuple(_parse_part(part, ci, pi) for pi, part in enumerate(parts)))
+    parsed = tuple(_parse_part(part, ci, pi) for pi, part in enumerate(parts))
+    if files is not None:
+        parsed = tuple(_read_file(part, role, f"contents[{ci}].parts[{pi}]", files)
+                       if part.kind == "file" else part for pi, part in enumerate(parsed))
+    return Content(role, parsed)
+
+
+def _read_file(part: Part, role: str, where: str, files: FileAccess) -> Part:
+    """A ``fileData`` part as an image part holding the file's bytes."""
+    if role == "model" and files.refuse_model_files:
+        raise invalid(
+            f"* GenerateContentRequest.{where}.file_data: file data is not supported in "
+            "model content; send model images inline.\n"
+        )
+    data = files.resolve(part.uri)
+    return replace(part, kind="image", data=data)
 
 
 def _parse_part(raw: Any, ci: int, pi: int) -> Part:

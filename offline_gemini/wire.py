@@ -63,15 +63,24 @@ def b64(data: bytes) -> str:
 class ApiError(Exception):
     """An error answered as Google's ``{"error": {...}}`` JSON body."""
 
-    def __init__(self, code: int, message: str, details: list[dict[str, Any]] | None = None):
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        details: list[dict[str, Any]] | None = None,
+        *,
+        status: str | None = None,
+    ):
         super().__init__(message)
         self.code = code
         self.message = message
         self.details = details
+        self._status = status
 
     @property
     def status(self) -> str:
-        return _STATUS_NAMES.get(self.code, "UNKNOWN")
+        """The canonical status name, e.g. ``INVALID_ARGUMENT``."""
+        return self._status or _STATUS_NAMES.get(self.code, "UNKNOWN")
 
     def body(self) -> dict[str, Any]:
         error: dict[str, Any] = {"code": self.code, "message": self.message, "status": self.status}

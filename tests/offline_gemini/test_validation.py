@@ -123,10 +123,17 @@ async def test_raw_validation_errors(server: OfflineGemini, body: dict[str, Any]
 
 
 async def test_payload_limit(server: OfflineGemini) -> None:
-    body = json.dumps(user_text("x" * (20 * 1024 * 1024))).encode()
+    """100 MB inline since January 2026: 25 MB passes, just over 100 MB does not."""
+    png = png_bytes((2, 2))
+    padding = {"text": "x" * (25 * 1024 * 1024)}
+    body = {"contents": [{"role": "user", "parts": [padding, inline(png)]}]}
+    status, _, payload = await post_raw(server.base_url, body)
+    assert status == 200, payload
+    body = json.dumps(user_text("x" * (100 * 1024 * 1024))).encode()
     status, _, payload = await post_raw(server.base_url, body)
     assert status == 400
-    assert payload["error"]["message"] == "Request payload size exceeds the limit: 20971520 bytes."
+    assert payload["error"]["message"] == "Request payload size exceeds the limit: 104857600 bytes."
+    assert server.requests[-1].body is None, "an oversized body is refused before parsing"
 
 
 async def test_snake_case_and_standard_base64_accepted(server: OfflineGemini) -> None:
