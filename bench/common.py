@@ -38,12 +38,15 @@ async def bench_core(**overrides: Any) -> AsyncIterator[tuple[OfflineGemini, Cor
 
 
 @contextlib.asynccontextmanager
-async def stand_in_process(latency: float) -> AsyncIterator[str]:
-    """The stand-in in a separate process, so its work does not share the measured loop."""
+async def stand_in_process(latency: float, *, real_sizes: bool = False) -> AsyncIterator[str]:
+    """The stand-in in a separate process, so its work does not share the measured loop.
+
+    With ``real_sizes`` it answers as the live API does (Pro JPEG, ~1 MB signatures).
+    """
     proc = await asyncio.create_subprocess_exec(
         "nice", "-n", "19", sys.executable, "-m", "adapters", "offline-gemini", "--port", "0",
-        "--api-key", KEY,
-        "--latency", str(latency), stdout=asyncio.subprocess.PIPE)
+        "--api-key", KEY, "--latency", str(latency),
+        *(["--real-sizes"] if real_sizes else []), stdout=asyncio.subprocess.PIPE)
     try:
         assert proc.stdout is not None
         line = await asyncio.wait_for(proc.stdout.readline(), timeout=30)

@@ -2,7 +2,9 @@
 event-loop lag seen meanwhile. Targets: total <= 3 s, lag <= 50 ms.
 
 The stand-in runs in its own process, as Gemini would be elsewhere: the loop measured is the
-bot's alone. (Run with --in-process to see both sharing one loop.)
+bot's alone. (Run with --in-process to see both sharing one loop.) With --real-sizes the
+stand-in answers as the live API does: 1K Pro JPEGs of ~1.35 MB, two thought images and
+~1 MB thought signatures per answer, all of which the bot parses and stores.
 """
 
 from __future__ import annotations
@@ -33,13 +35,13 @@ async def lag_probe(stop: asyncio.Event, interval: float = 0.005) -> float:
 
 
 @contextlib.asynccontextmanager
-async def core_for_run(in_process: bool):
+async def core_for_run(in_process: bool, real_sizes: bool):
     if in_process:
         async with bench_core() as (stand_in, core):
             stand_in.faults.latency = LATENCY
             yield core
         return
-    async with stand_in_process(LATENCY) as url:
+    async with stand_in_process(LATENCY, real_sizes=real_sizes) as url:
         with tempfile.TemporaryDirectory() as tmp:
             async with open_core(settings_for(url, Path(tmp) / "b.sqlite3"),
                                  offline=False) as core:
@@ -48,7 +50,8 @@ async def core_for_run(in_process: bool):
 
 async def main() -> None:
     in_process = "--in-process" in sys.argv
-    async with core_for_run(in_process) as core:
+    real_sizes = "--real-sizes" in sys.argv
+    async with core_for_run(in_process, real_sizes) as core:
         # Warm the code paths once.
         await core.service.handle(ThreadKey("bench", "", "", "warm"),
                                   IncomingMessage(author=Author("b"), text="warm up"))
@@ -57,14 +60,17 @@ async def main() -> None:
         start = time.perf_counter()
         replies = await asyncio.gather(*(
             core.service.handle(ThreadKey("bench", "", "", f"t{i}"),
-                                IncomingMessage(author=Author("b"), text="a concert poster"))
+                                IncomingMessage(author=Author("b"),
+                                                text="a concert poster"))
             for i in range(THREADS)))
         total = time.perf_counter() - start
         stop.set()
         lag = await probe
     assert all(r.images for r in replies)
     where = "in this process" if in_process else "in its own process"
-    print(f"concurrency: {THREADS} threads, stand-in latency {LATENCY:.1f} s, stand-in {where}")
+    sizes = "real sizes (1K JPEG ~1.35 MB, ~1 MB signatures)" if real_sizes else "small images"
+    print(f"concurrency: {THREADS} threads, stand-in latency {LATENCY:.1f} s, stand-in {where}, "
+          f"{sizes}")
     print(f"  total wall time {total:.2f} s (target <= 3 s)")
     print(f"  worst event-loop lag {lag * 1000:.1f} ms (target <= 50 ms)")
 

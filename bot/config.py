@@ -46,7 +46,7 @@ class Settings:
     max_reference_edge: int = 3072
     max_image_pixels: int = 50_000_000
     max_attachment_bytes: int = 30 * 1024 * 1024
-    max_request_bytes: int = 20 * 1024 * 1024
+    max_request_bytes: int = 100 * 1024 * 1024
     models: Mapping[str, ModelCaps] = field(default_factory=lambda: dict(DEFAULT_MODELS))
     offline: bool = False
     slack_bot_token: str | None = field(default=None, repr=False)

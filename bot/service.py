@@ -20,7 +20,7 @@ from typing import Any
 
 from google.genai import types
 
-from bot import images, messages
+from bot import budget, images, messages
 from bot.config import Settings
 from bot.errors import (
     AttachmentError,
@@ -214,18 +214,17 @@ class ConversationService:
                                      waited=time.monotonic() - queued))
         started = time.monotonic()
         async with self._gate:
-            history = await self.store.load_history(key)
             user = types.Content(role="user", parts=[types.Part(text=plan.prompt)] + [
                 types.Part(inline_data=types.Blob(data=r.data, mime_type=r.mime_type))
                 for r in refs])
+            history, notices = await self._history_for(key, user)
             contents = [*history, user]
-            self._check_size(contents, len(history))
             config = build_config(plan.options)
         answer = await self.gemini.generate(plan.options.model, contents, config)
         elapsed = time.monotonic() - started
         async with self._gate:
             reply = await asyncio.to_thread(self._reply, key, answer, plan.options, elapsed,
-                                            refs)
+                                            refs, notices)
             view = _view(reply, author, plan, refs)
             await self.store.commit_turn(NewTurn(
                 turn_id=reply.turn_id, key=key, contents=[user, answer.content],
@@ -233,7 +232,8 @@ class ConversationService:
                 else settings, author_id=author.id, author_name=author.name,
                 prompt=plan.prompt, options=dict(view.options), refs=list(view.refs),
                 reply=view.reply, model=plan.options.model, usage=reply.usage.__dict__,
-                images=len(reply.images), created_at=view.created_at))
+                images=len(reply.images), created_at=view.created_at,
+                known_hashes=_known_hashes(refs, reply)))
         self._emit("turn", {"model": plan.options.model, "elapsed": elapsed,
                             "usage": reply.usage, "images": len(reply.images), "key": key})
         return _with_view(reply, view)
@@ -257,24 +257,33 @@ class ConversationService:
                     max_pixels=self.settings.max_image_pixels))
         return prepared
 
-    def _check_size(self, contents: list[types.Content], history_len: int) -> None:
-        size = request_size(contents)
+    async def _history_for(self, key: ThreadKey, user: types.Content
+                           ) -> tuple[list[types.Content], list[str]]:
+        """The stored turns that fit in one request with ``user``, newest first to go in,
+        and a notice when older turns had to be left out (they stay stored).
+
+        Raises:
+            TooLargeError: ``user``'s own attachments are over the request limit.
+        """
         limit = self.settings.max_request_bytes
-        if size <= limit:
-            return
-        new = request_size(contents[-1:])
-        if new > limit or history_len == 0:
+        new = request_size([user])
+        if new > limit:
             raise TooLargeError(
                 f"The attached images add up to {messages.size_text(new)} once encoded, over "
                 f"Gemini's {messages.size_text(limit)} request limit. Attach fewer or smaller "
                 "images.")
-        raise TooLargeError(
-            f"This thread's history has grown to {messages.size_text(size)} with this message, "
-            f"over Gemini's {messages.size_text(limit)} limit for one request. Start a new "
-            "thread (attach the image you want to keep working on), or delete earlier results.")
+        stored = await self.store.load_stored(key)
+        sizes = await self.store.blob_sizes({h for c in stored for h in c.blob_hashes()})
+        fit = budget.fit_history(stored, sizes, limit - new)
+        if not fit.left_out:
+            return await self.store.inflate(fit.kept), []
+        logger.info("thread %s: %d of %d turns left out of the request to fit %d bytes",
+                    key, fit.left_out, fit.turns, limit)
+        notice = budget.left_out_notice(fit.left_out, fit.turns, limit)
+        return await self.store.inflate(fit.kept), [notice]
 
     def _reply(self, key: ThreadKey, answer: Answer, options: Options, elapsed: float,
-               refs: list[images.PreparedImage]) -> Reply:
+               refs: list[images.PreparedImage], extra_notices: list[str]) -> Reply:
         parts: list[ReplyPart] = []
         thoughts: list[ReplyPart] = []
         for part in answer.content.parts or ():
@@ -283,7 +292,7 @@ class ConversationService:
                 target.append(ReplyPart(kind="image", image=_reply_image(part.inline_data)))
             elif part.text:
                 target.append(ReplyPart(kind="text", text=part.text))
-        notices = [r.notice for r in refs if r.notice]
+        notices = [r.notice for r in refs if r.notice] + extra_notices
         if not any(p.kind == "image" for p in parts):
             notices.append(messages.NO_IMAGE_NOTICE)
         if self.offline:
@@ -423,6 +432,16 @@ def _reply_image(blob: types.Blob) -> ReplyImage:
         mime, width, height = blob.mime_type or "image/png", 0, 0
     return ReplyImage(data=data, mime_type=mime, width=width, height=height,
                       sha256=images.sha256(data))
+
+
+def _known_hashes(refs: list[images.PreparedImage], reply: Reply) -> dict[int, str]:
+    """Digests computed once this turn, by the identity of the bytes (which the Contents
+    being stored share), so the store does not hash the same image again."""
+    known = {id(r.data): r.sha256 for r in refs}
+    for part in (*reply.parts, *reply.thoughts):
+        if part.image is not None:
+            known[id(part.image.data)] = part.image.sha256
+    return known
 
 
 def _options_dict(options: Options) -> dict[str, Any]:

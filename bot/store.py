@@ -1,9 +1,11 @@
 """SQLite persistence (aiosqlite): threads and their settings, history Contents, image blobs,
 turn records for buttons, a usage ledger and processed event ids.
 
-History rows hold each Content as JSON with image bytes replaced by the hash of a row in
-``blobs``, so rows stay small and an image is stored once. A turn's rows are written in one
-transaction after the answer arrived, so a failure or a crash leaves the thread as it was.
+History rows hold each Content as JSON with image bytes and large thought signatures
+replaced by the hash of a row in ``blobs`` (see :mod:`bot.history`), so rows stay small and
+bytes are stored once. A turn's blobs are written first, each in its own short statement,
+and its rows then in one short transaction: a failure or a crash leaves the thread as it
+was (at worst with unreferenced blobs, which are harmless).
 """
 
 from __future__ import annotations
@@ -13,22 +15,41 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 from google.genai import types
 
+from bot import history
 from bot.errors import ConfigError, NotFoundError
-from bot.images import sha256
+from bot.history import StoredContent
 from bot.model import Author, StoredImage, StoredReply, ThreadKey, ThreadSummary, TurnView
 from bot.options import OptionInput
 
 logger = logging.getLogger(__name__)
 
-MIGRATIONS: tuple[str, ...] = (
+Migration = str | Callable[[aiosqlite.Connection], Awaitable[None]]
+
+
+async def _signatures_to_blobs(db: aiosqlite.Connection) -> None:
+    """Schema 2: large thought signatures move out of history rows into blobs."""
+    async with db.execute("SELECT id, content FROM contents ORDER BY id") as cur:
+        rows = await cur.fetchall()
+    for row_id, text in rows:
+        moved = history.migrate_row(text)
+        if moved is None:
+            continue
+        new_text, blobs = moved
+        await db.executemany(
+            "INSERT OR IGNORE INTO blobs (sha256, mime_type, size, data) VALUES (?,?,?,?)",
+            [(h, mime, len(data), data) for h, (mime, data) in blobs.items()])
+        await db.execute("UPDATE contents SET content=? WHERE id=?", (new_text, row_id))
+
+
+MIGRATIONS: tuple[Migration, ...] = (
     # 1: initial schema
     """
     CREATE TABLE threads (
@@ -95,6 +116,8 @@ MIGRATIONS: tuple[str, ...] = (
         seen_at REAL NOT NULL
     );
     """,
+    # 2: thought signatures over 1 KiB become blobs
+    _signatures_to_blobs,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -117,6 +140,8 @@ class NewTurn:
     usage: dict[str, int]
     images: int
     created_at: float
+    #: sha256 digests already computed this turn, by ``id()`` of the bytes they hash.
+    known_hashes: Mapping[int, str] = field(default_factory=dict)
 
 
 class HistoryStore:
@@ -159,9 +184,19 @@ class HistoryStore:
                 f"({SCHEMA_VERSION}); upgrade imagebot")
         for number in range(version + 1, SCHEMA_VERSION + 1):
             logger.info("migrating %s to schema %d", self.path, number)
-            await self.db.executescript(
-                "BEGIN IMMEDIATE;\n" + MIGRATIONS[number - 1]
-                + f"\nPRAGMA user_version = {number};\nCOMMIT;")
+            step = MIGRATIONS[number - 1]
+            if isinstance(step, str):
+                await self.db.executescript(
+                    "BEGIN IMMEDIATE;\n" + step + f"\nPRAGMA user_version = {number};\nCOMMIT;")
+                continue
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                await step(self.db)
+                await self.db.execute(f"PRAGMA user_version = {number}")
+                await self.db.execute("COMMIT")
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
 
     async def schema_version(self) -> int:
         async with self.db.execute("PRAGMA user_version") as cur:
@@ -261,17 +296,39 @@ class HistoryStore:
 
     async def load_history(self, key: ThreadKey) -> list[types.Content]:
         """The thread's Contents in order, with image bytes and signatures restored."""
+        return await self.inflate(await self.load_stored(key))
+
+    async def load_stored(self, key: ThreadKey) -> list[StoredContent]:
+        """The thread's Contents as stored: small rows naming blobs, no blob read."""
         thread_id = await self._thread_id(key)
         if thread_id is None:
             return []
         async with self.db.execute(
-            "SELECT content FROM contents WHERE thread_id=? ORDER BY position", (thread_id,)
-        ) as cur:
-            rows = [json.loads(r[0]) for r in await cur.fetchall()]
-        hashes = {p["inline_data"]["blob"] for row in rows for p in row.get("parts", ())
-                  if "blob" in p.get("inline_data", {})}
+            "SELECT turn_id, role, content FROM contents WHERE thread_id=? ORDER BY position",
+            (thread_id,)) as cur:
+            return [history.parse_row(r[0], r[1], r[2]) for r in await cur.fetchall()]
+
+    async def inflate(self, stored: Sequence[StoredContent]) -> list[types.Content]:
+        """SDK Contents for stored ones, reading only the blobs they name."""
+        hashes = {h for item in stored for h in item.blob_hashes()}
         blobs = await self.get_blobs(hashes)
-        return await asyncio.to_thread(_inflate_contents, rows, blobs)
+        return await asyncio.to_thread(history.inflate, stored, blobs)
+
+    async def blob_sizes(self, hashes: set[str] | list[str]) -> dict[str, int]:
+        """Byte sizes of blobs, without reading them."""
+        return {h: size for h, (_, size) in (await self._blob_meta(hashes)).items()}
+
+    async def _blob_meta(self, hashes: set[str] | list[str]) -> dict[str, tuple[str, int]]:
+        wanted = list(hashes)
+        found: dict[str, tuple[str, int]] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            async with self.db.execute(
+                f"SELECT sha256, mime_type, size FROM blobs WHERE sha256 IN ({marks})", chunk
+            ) as cur:
+                found.update({r[0]: (r[1], int(r[2])) for r in await cur.fetchall()})
+        return found
 
     async def get_blobs(self, hashes: set[str] | list[str]) -> dict[str, bytes]:
         wanted = list(hashes)
@@ -282,22 +339,27 @@ class HistoryStore:
             async with self.db.execute(
                 f"SELECT sha256, data FROM blobs WHERE sha256 IN ({marks})", chunk
             ) as cur:
-                found.update({r[0]: bytes(r[1]) for r in await cur.fetchall()})
+                # sqlite3 hands BLOB columns out as bytes already: no copy needed.
+                found.update({r[0]: r[1] for r in await cur.fetchall()})
         missing = set(wanted) - set(found)
         if missing:
             raise NotFoundError(f"{len(missing)} image(s) are missing from imagebot's store.")
         return found
 
     async def commit_turn(self, turn: NewTurn) -> None:
-        """Writes a whole turn atomically: thread, settings, contents, blobs, record, usage."""
-        rows, blobs = await asyncio.to_thread(_deflate_contents, turn.contents)
+        """Writes a whole turn: blobs first, then thread, contents, record and usage at once.
+
+        Rows are built and blobs hashed outside the write lock; blobs already stored are not
+        written again, and each new blob is its own short write, so concurrent turns
+        interleave instead of queueing whole turns behind one long transaction.
+        """
+        rows, blobs = await asyncio.to_thread(history.deflate, turn.contents,
+                                              turn.known_hashes)
+        await self._write_blobs(blobs)
         now = turn.created_at
         async with self._transaction():
             thread_id = await self._upsert_thread(turn.key, turn.settings,
                                                   title=turn.prompt[:80])
-            await self.db.executemany(
-                "INSERT OR IGNORE INTO blobs (sha256, mime_type, size, data) VALUES (?,?,?,?)",
-                [(h, mime, len(data), data) for h, (mime, data) in blobs.items()])
             async with self.db.execute(
                 "SELECT COALESCE(MAX(position), -1) FROM contents WHERE thread_id=?",
                 (thread_id,)) as cur:
@@ -323,6 +385,16 @@ class HistoryStore:
                  turn.key.thread, turn.author_id, turn.model, u.get("prompt_tokens", 0),
                  u.get("output_tokens", 0), u.get("thought_tokens", 0),
                  u.get("total_tokens", 0), turn.images, now))
+
+    async def _write_blobs(self, blobs: history.Blobs) -> None:
+        stored = await self._blob_meta(list(blobs))
+        for digest, (mime, data) in blobs.items():
+            if digest in stored:
+                continue
+            async with self._write_lock:
+                await self.db.execute(
+                    "INSERT OR IGNORE INTO blobs (sha256, mime_type, size, data) "
+                    "VALUES (?,?,?,?)", (digest, mime, len(data), data))
 
     # --- turn records --------------------------------------------------------------------
 
@@ -416,38 +488,3 @@ def _turn_record(row: aiosqlite.Row) -> TurnView:
         platform_refs=json.loads(row["platform_refs"]),
         deleted=bool(row["deleted"]), created_at=float(row["created_at"]),
     )
-
-
-def _deflate_contents(contents: Sequence[types.Content]
-                      ) -> tuple[list[tuple[str, str]], dict[str, tuple[str, bytes]]]:
-    """Contents to JSON rows, with image bytes moved out into content-addressed blobs."""
-    rows: list[tuple[str, str]] = []
-    blobs: dict[str, tuple[str, bytes]] = {}
-    for content in contents:
-        stripped = []
-        for part in content.parts or ():
-            blob = part.inline_data
-            if blob is not None and blob.data is not None:
-                digest = sha256(blob.data)
-                blobs[digest] = (blob.mime_type or "application/octet-stream", blob.data)
-                part = part.model_copy(update={"inline_data": types.Blob(
-                    mime_type=blob.mime_type, display_name=blob.display_name)})
-                dumped = part.model_dump(mode="json", exclude_none=True)
-                dumped.setdefault("inline_data", {})["blob"] = digest
-            else:
-                dumped = part.model_dump(mode="json", exclude_none=True)
-            stripped.append(dumped)
-        row = {"role": content.role, "parts": stripped}
-        rows.append((content.role or "user", json.dumps(row, separators=(",", ":"))))
-    return rows, blobs
-
-
-def _inflate_contents(rows: list[dict[str, Any]], blobs: dict[str, bytes]) -> list[types.Content]:
-    contents = []
-    for row in rows:
-        for part in row.get("parts", ()):
-            inline = part.get("inline_data")
-            if inline and "blob" in inline:
-                inline["data"] = blobs[inline.pop("blob")]
-        contents.append(types.Content.model_validate(row))
-    return contents

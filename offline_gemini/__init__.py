@@ -1,12 +1,12 @@
 """Offline stand-in for the Gemini REST API, for demos and tests without network.
 
 `OfflineGemini` is an aiohttp server speaking the REST protocol google-genai 3.x uses
-for image models (``:generateContent``, ``:streamGenerateContent``, ListModels, the
-Files API). It
-validates requests as the real API does and answers with deterministic preview images
-of the documented pixel sizes. Everything in an answer except ``responseId`` is a pure
-function of the request; thought signatures verify without server state; queued faults
-are FIFO (transport faults before validation, answer faults after it).
+for image models: ``:generateContent``, ``:streamGenerateContent``, ListModels, the
+Files API, the Batch API and Imagen's ``:predict``. It validates requests as the real
+API does and answers with deterministic preview images of the documented pixel sizes.
+Everything in an answer except ``responseId`` is a pure function of the request;
+thought signatures verify without server state; queued faults are FIFO (transport
+faults before validation, answer faults after it) and apply to generate requests only.
 """
 
 from offline_gemini.clock import Clock

@@ -34,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
                         help="answer real formats and byte sizes (Pro JPEG, ~1 MB signatures)")
     parser.add_argument("--signature-bytes", type=int, default=None,
                         help="bytes per thought signature (default: 1 MiB with --real-sizes, else 36)")
+    parser.add_argument("--refuse-model-files", action="store_true",
+                        help="refuse image fileData parts in model turns (400)")
+    parser.add_argument("--trailing-signature", action="store_true",
+                        help="in streams, send the last image's signature on a trailing empty text")
+    parser.add_argument("--stream-gap", type=float, default=0.0,
+                        help="seconds between stream chunks (default 0)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds to wait per request")
     return parser
 
@@ -45,6 +51,9 @@ async def _serve(args: argparse.Namespace) -> None:
         banner=args.banner,
         real_sizes=args.real_sizes,
         signature_bytes=args.signature_bytes,
+        refuse_model_files=args.refuse_model_files,
+        trailing_signature=args.trailing_signature,
+        stream_gap=args.stream_gap,
     )
     server.faults.latency = args.latency
     url = await server.start(args.host, args.port)

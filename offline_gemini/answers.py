@@ -1,5 +1,5 @@
-"""Building answers: planning the parts, rendering them, signing them, and shaping the
-result into one response body or a list of stream chunks."""
+"""Building answers: rendering the planned parts, signing them, and shaping the result
+into one response body."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ class AnswerOptions:
     banner: str = "OFFLINE PREVIEW"
     real_sizes: bool = False
     signature_bytes: int = SMALL_SIGNATURE_BYTES
+    trailing_signature: bool = False
 
 
 def _wire_parts(
@@ -59,7 +60,8 @@ class Answer:
     prompt_feedback: dict[str, Any] | None = None
 
 
-def _candidate(parts: list[dict[str, Any]], finish: str | None, grounding: dict[str, Any] | None) -> dict[str, Any]:
+def candidate(parts: list[dict[str, Any]], finish: str | None, grounding: dict[str, Any] | None) -> dict[str, Any]:
+    """One ``candidates[]`` entry; parts, finishReason and grounding only when given."""
     candidate: dict[str, Any] = {}
     if parts:
         candidate["content"] = {"role": "model", "parts": parts}
@@ -71,29 +73,18 @@ def _candidate(parts: list[dict[str, Any]], finish: str | None, grounding: dict[
     return candidate
 
 
-def _envelope(model: str, response_id: str, **fields: Any) -> dict[str, Any]:
+def envelope(model: str, response_id: str, **fields: Any) -> dict[str, Any]:
+    """A response body: the given fields, then modelVersion and responseId."""
     return {**fields, "modelVersion": model, "responseId": response_id}
 
 
 def answer_body(answer: Answer, model: str, response_id: str) -> dict[str, Any]:
+    """The whole answer as one ``:generateContent`` response body."""
     if answer.prompt_feedback is not None:
-        return _envelope(model, response_id, promptFeedback=answer.prompt_feedback,
+        return envelope(model, response_id, promptFeedback=answer.prompt_feedback,
                          usageMetadata=answer.usage)
-    candidate = _candidate(answer.parts, answer.finish_reason, answer.grounding)
-    return _envelope(model, response_id, candidates=[candidate], usageMetadata=answer.usage)
-
-
-def answer_chunks(answer: Answer, model: str, response_id: str) -> list[dict[str, Any]]:
-    """One chunk per part; the last one carries finishReason, grounding and usage."""
-    if answer.prompt_feedback is not None or len(answer.parts) <= 1:
-        return [answer_body(answer, model, response_id)]
-    chunks = [
-        _envelope(model, response_id, candidates=[_candidate([part], None, None)])
-        for part in answer.parts[:-1]
-    ]
-    last = _candidate(answer.parts[-1:], answer.finish_reason, answer.grounding)
-    chunks.append(_envelope(model, response_id, candidates=[last], usageMetadata=answer.usage))
-    return chunks
+    only = candidate(answer.parts, answer.finish_reason, answer.grounding)
+    return envelope(model, response_id, candidates=[only], usageMetadata=answer.usage)
 
 
 _SAFETY_CATEGORIES = (

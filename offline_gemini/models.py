@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 ASPECT_RATIOS: tuple[str, ...] = (
     "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9",
@@ -127,3 +128,44 @@ def closest_ratio(width: int, height: int) -> str:
 
     return min(ASPECT_RATIOS, key=distance)
 
+
+
+@dataclass(frozen=True)
+class ImagenSpec:
+    """What the stand-in knows about one Imagen 4 model (``:predict``)."""
+
+    name: str
+    max_samples: int
+    sizes: tuple[str, ...]  # sampleImageSize values it takes
+
+
+# Imagen's output sizes (Google's Imagen documentation; not in the Gemini image seed).
+IMAGEN_RATIOS: tuple[str, ...] = ("1:1", "3:4", "4:3", "9:16", "16:9")
+IMAGEN_PIXELS: dict[str, dict[str, tuple[int, int]]] = {
+    "1K": {"1:1": (1024, 1024), "3:4": (896, 1280), "4:3": (1280, 896),
+           "9:16": (768, 1408), "16:9": (1408, 768)},
+    "2K": {"1:1": (2048, 2048), "3:4": (1792, 2560), "4:3": (2560, 1792),
+           "9:16": (1536, 2816), "16:9": (2816, 1536)},
+}
+IMAGEN_MODELS: dict[str, ImagenSpec] = {
+    "imagen-4.0-generate-001": ImagenSpec("imagen-4.0-generate-001", 4, ("1K", "2K")),
+    "imagen-4.0-ultra-generate-001": ImagenSpec("imagen-4.0-ultra-generate-001", 1, ("1K", "2K")),
+    "imagen-4.0-fast-generate-001": ImagenSpec("imagen-4.0-fast-generate-001", 4, ("1K",)),
+}
+
+
+def model_info(name: str) -> dict[str, Any]:
+    """The ``Model`` resource ListModels answers for a known model name."""
+    if name in IMAGEN_MODELS:
+        return {"name": f"models/{name}", "displayName": f"{name} (offline)",
+                "inputTokenLimit": 480, "outputTokenLimit": 8192,
+                "supportedGenerationMethods": ["predict"]}
+    spec = KNOWN_MODELS[name]
+    return {
+        "name": f"models/{name}",
+        "displayName": f"{name} (offline)",
+        "inputTokenLimit": 65536 if spec.thinking else 32768,
+        "outputTokenLimit": 32768,
+        "supportedGenerationMethods": ["generateContent", "countTokens", "batchGenerateContent"],
+        "thinking": spec.thinking,
+    }

@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
-import json
 import logging
 import re
 import secrets
-from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
 
-from offline_gemini.answers import AnswerOptions, answer_body, answer_chunks, build_answer
+from offline_gemini.answers import AnswerOptions, answer_body, build_answer
+from offline_gemini.batch_routes import BatchApi
 from offline_gemini.clock import Clock
 from offline_gemini.faults import Faults, status_error
 from offline_gemini.file_routes import FilesApi
 from offline_gemini.files import FileStore
-from offline_gemini.models import KNOWN_MODELS, model_id, resolve_model
+from offline_gemini.imagen import parse_predict, predict
+from offline_gemini.models import (
+    IMAGEN_MODELS,
+    KNOWN_MODELS,
+    model_id,
+    model_info,
+    resolve_model,
+)
 from offline_gemini.signatures import REAL_SIGNATURE_BYTES, SMALL_SIGNATURE_BYTES
+from offline_gemini.streaming import answer_chunks, write_stream
 from offline_gemini.validation import (
     MAX_REQUEST_BYTES,
     FileAccess,
@@ -33,6 +40,7 @@ from offline_gemini.wire import STATUS_MESSAGES, ApiError, load_json
 _log = logging.getLogger(__name__)
 
 _PATH = re.compile(r"^/(v1|v1beta)/models/(.+?):(generateContent|streamGenerateContent)$")
+_PREDICT = re.compile(r"^/(v1|v1beta)/models/(.+?):predict$")
 _MODELS_PATH = re.compile(r"^/(v1|v1beta)/models(?:/(.+))?$")
 _MISSING_KEY = (
     "Method doesn't allow unregistered callers (callers without established identity). "
@@ -76,12 +84,18 @@ class OfflineGemini:
         signature_bytes: length of each thought signature; by default about 1 MB with
             ``real_sizes`` (as live) and 36 bytes without.
         refuse_model_files: answer 400 to image ``fileData`` parts in model turns.
+        trailing_signature: in streams, the last image comes unsigned and its signature
+            follows on a trailing ``{"text": ""}`` part.
+        stream_gap: seconds between stream chunks.
+        batch_turnaround: clock time from creating a batch to its results (it runs
+            from a tenth of it on); over 48 hours, batches expire instead.
         clock: the time files expire by; tests advance it (``server.clock.advance(hours=49)``).
 
     Attributes:
         requests: every request received, in order (`RecordedRequest`).
         faults: the fault queue and latency (`Faults`).
         files: the Files API's store (`FileStore`); ``files.add(...)`` plants a file.
+        batches: the Batch API (`BatchApi`): ``batches.jobs``, ``batches.turnaround``.
         clock: the `Clock` of file expiry.
         base_url: ``http://127.0.0.1:PORT`` once started.
     """
@@ -95,6 +109,9 @@ class OfflineGemini:
         real_sizes: bool = False,
         signature_bytes: int | None = None,
         refuse_model_files: bool = False,
+        trailing_signature: bool = False,
+        stream_gap: float = 0.0,
+        batch_turnaround: timedelta = timedelta(minutes=10),
         clock: Clock | None = None,
     ) -> None:
         self.api_key = api_key
@@ -107,9 +124,13 @@ class OfflineGemini:
             raise ValueError(f"signature_bytes must be at least {SMALL_SIGNATURE_BYTES}")
         self.signature_bytes = signature_bytes
         self.refuse_model_files = refuse_model_files
+        self.trailing_signature = trailing_signature
+        self.stream_gap = stream_gap
         self.clock = clock or Clock()
         self.files = FileStore(self.clock)
         self._files_api = FilesApi(self.files, self._check_key, lambda: self.base_url)
+        self.batches = BatchApi(self.files, self.clock, self._check_key, self._answer_one)
+        self.batches.turnaround = batch_turnaround
         self.requests: list[RecordedRequest] = []
         self.faults = Faults()
         self.base_url = ""
@@ -185,6 +206,12 @@ class OfflineGemini:
             if "upload_id" not in request.query and request.can_read_body:
                 record.body = load_json(await request.read())
             return await self._files_api.handle(request)
+        if (predict := _PREDICT.match(request.path)) is not None:
+            return await self._predict(request, record, predict)
+        if self.batches.owns(request.path):
+            if request.can_read_body:
+                record.body = load_json(await request.read())
+            return await self.batches.handle(request)
         return await self._other(request)
 
     async def _generate(
@@ -223,9 +250,39 @@ class OfflineGemini:
         response_id = secrets.token_urlsafe(17)
         if record.method == "generateContent":
             return web.json_response(answer_body(answer, model, response_id))
-        chunks = answer_chunks(answer, model, response_id)
+        chunks = answer_chunks(answer, model, response_id,
+                               trailing_signature=self.trailing_signature)
         record.status = 200
-        return await _stream(request, chunks, sse=request.query.get("alt") == "sse")
+        sse = request.query.get("alt") == "sse"
+        return await write_stream(request, chunks, sse=sse, gap=self.stream_gap)
+
+    async def _predict(
+        self, request: web.Request, record: RecordedRequest, match: re.Match[str]
+    ) -> web.StreamResponse:
+        """Imagen 4: ``:predict`` with ``instances`` and ``parameters``."""
+        if request.method != "POST":
+            raise ApiError(404, f"Method not found: {request.method} {request.path}")
+        self._check_key(request)
+        record.model, record.method = model_id(match.group(2)), "predict"
+        spec = IMAGEN_MODELS.get(record.model)
+        if spec is None:
+            raise ApiError(404, f"models/{record.model} is not found for API version "
+                                f"{match.group(1)}, or is not supported for predict.")
+        record.body = load_json(await request.read())
+        answer = await predict(parse_predict(record.body, spec), spec, self.banner)
+        return web.json_response(answer)
+
+    async def _answer_one(self, body: Any, model: str) -> dict[str, Any]:
+        """One batch request's response body (faults and latency do not apply)."""
+        spec = resolve_model(model)
+        if spec is None:
+            raise ApiError(404, _not_found(model, "v1beta"))
+        parsed = await asyncio.to_thread(
+            parse_request, body, 0, model, spec, strict=self.strict_signatures,
+            files=FileAccess(self._file_bytes, self.refuse_model_files),
+        )
+        answer = await build_answer(parsed, None, self._options())
+        return answer_body(answer, model, secrets.token_urlsafe(17))
 
     def _file_bytes(self, uri: str) -> bytes:
         return self.files.by_uri(uri, self.base_url).data
@@ -246,11 +303,12 @@ class OfflineGemini:
             raise ApiError(404, f"Method not found: {request.method} {request.path}")
         self._check_key(request)
         if match.group(2) is None:
-            return web.json_response({"models": [_model_info(name) for name in KNOWN_MODELS]})
+            names = [*KNOWN_MODELS, *IMAGEN_MODELS]
+            return web.json_response({"models": [model_info(name) for name in names]})
         model = model_id(match.group(2))
-        if model not in KNOWN_MODELS:
+        if model not in KNOWN_MODELS and model not in IMAGEN_MODELS:
             raise ApiError(404, _not_found(model, match.group(1)))
-        return web.json_response(_model_info(model))
+        return web.json_response(model_info(model))
 
 
 async def _sleep_until(deadline: float) -> None:
@@ -265,36 +323,5 @@ def _not_found(model: str, version: str) -> str:
         "generateContent. Call ListModels to see the list of available models and their "
         "supported methods."
     )
-
-
-def _model_info(name: str) -> dict[str, Any]:
-    spec = KNOWN_MODELS[name]
-    return {
-        "name": f"models/{name}",
-        "displayName": f"{name} (offline)",
-        "inputTokenLimit": 65536 if spec.thinking else 32768,
-        "outputTokenLimit": 32768,
-        "supportedGenerationMethods": ["generateContent", "countTokens"],
-        "thinking": spec.thinking,
-    }
-
-
-async def _stream(request: web.Request, chunks: Sequence[dict[str, Any]], *, sse: bool) -> web.StreamResponse:
-    """Write chunks as SSE events, or as one JSON array when ``alt=sse`` is absent."""
-    content_type = "text/event-stream" if sse else "application/json"
-    response = web.StreamResponse(status=200, headers={"Content-Type": content_type})
-    await response.prepare(request)
-    with contextlib.suppress(ConnectionResetError):
-        for index, chunk in enumerate(chunks):
-            data = json.dumps(chunk, ensure_ascii=False)
-            if sse:
-                await response.write(f"data: {data}\r\n\r\n".encode())
-            else:
-                prefix = "[" if index == 0 else ",\r\n"
-                await response.write((prefix + data).encode())
-        if not sse:
-            await response.write(b"]")
-        await response.write_eof()
-    return response
 
 

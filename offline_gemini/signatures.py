@@ -11,6 +11,7 @@ import binascii
 import hashlib
 import hmac
 from collections.abc import Sequence
+from dataclasses import replace
 
 from offline_gemini.request import Content, Part, PartKind
 from offline_gemini.wire import decode_base64, invalid
@@ -64,13 +65,29 @@ def check_signatures(contents: Sequence[Content]) -> None:
     """Refuse a history whose model turns lack a signature or carry a wrong one.
 
     Consecutive model contents count as one turn (a streamed chat stores one content
-    per chunk). Raises ApiError.
+    per chunk). An unsigned image directly followed by a signed ``{"text": ""}`` part
+    takes that part's signature: a stream may deliver it so. Raises ApiError.
     """
     for turn in _model_turns(contents):
         kinds = [(part.kind, part.thought) for _, _, part in turn]
         for slot in signature_slots(kinds):
             ci, pi, part = turn[slot]
+            carrier = _trailing_carrier(turn, slot)
+            if carrier is not None:
+                ci, pi, signed = carrier
+                part = replace(part, signature=signed.signature)
             _check_signature(part, ci + 1, pi + 1)
+
+
+def _trailing_carrier(turn: Sequence[tuple[int, int, Part]], slot: int) -> tuple[int, int, Part] | None:
+    """The signed empty text right after an unsigned image, if that is what follows."""
+    part = turn[slot][2]
+    if part.kind != "image" or part.signature or slot + 1 >= len(turn):
+        return None
+    after = turn[slot + 1][2]
+    if after.kind == "text" and after.text == "" and not after.thought and after.signature:
+        return turn[slot + 1]
+    return None
 
 
 def _model_turns(contents: Sequence[Content]) -> list[list[tuple[int, int, Part]]]:

@@ -307,7 +307,7 @@ async def test_oversized_reference_refused(core_factory, stand_in):
             await core.service.handle(KEY, msg("x", ("big.png", corpus.noise_png())))
 
 
-async def test_history_over_request_limit(core, stand_in):
+async def test_history_over_request_limit_leaves_out_oldest_turns(core, stand_in):
     from dataclasses import replace
 
     from bot.gemini import request_size
@@ -315,13 +315,31 @@ async def test_history_over_request_limit(core, stand_in):
     await core.service.handle(KEY, msg("a fox"))
     one_turn = request_size(await core.service.store.load_history(KEY))
     core.service.settings = replace(core.service.settings, max_request_bytes=int(one_turn * 1.5))
-    await core.service.handle(KEY, msg("still fits"))
-    sent, before = len(stand_in.requests), await history_rows(core)
-    with pytest.raises(TooLargeError) as err:
-        await core.service.handle(KEY, msg("one too many"))
-    assert "history" in err.value.user_message and "new thread" in err.value.user_message
-    assert len(stand_in.requests) == sent, "no request is sent"
-    assert await history_rows(core) == before
+    fits = await core.service.handle(KEY, msg("still fits"))
+    assert not any("left out" in n for n in fits.notices)
+    stored_before = await history_rows(core)
+    reply = await core.service.handle(KEY, msg("one too many"))
+    sent = stand_in.requests[-1].body["contents"]
+    assert [c["role"] for c in sent] == ["user", "model", "user"], "whole turns only"
+    assert sent[0]["parts"][0]["text"] == "still fits", "the oldest turn went, the newest stayed"
+    notice = next(n for n in reply.notices if "left out" in n)
+    assert "1 earliest turn was left out" in notice and "turn 1 of 2" in notice
+    assert reply.view is not None and notice in reply.view.reply.notices
+    after = await history_rows(core)
+    assert after[:4] == stored_before, "the stored history keeps every turn"
+    assert len(after) == 6
+
+
+async def test_attachments_alone_over_request_limit_are_refused(core_factory, stand_in):
+    image = corpus.noise_png()
+    async with core_factory(max_request_bytes=len(image)) as core:
+        await core.service.handle(KEY, msg("a fox"))
+        sent, before = len(stand_in.requests), await history_rows(core)
+        with pytest.raises(TooLargeError) as err:
+            await core.service.handle(KEY, msg("use this", ("big.png", image)))
+        assert "attached images add up to" in err.value.user_message
+        assert len(stand_in.requests) == sent, "no request is sent"
+        assert await history_rows(core) == before
 
 
 async def test_downscaled_reference_reaches_model_small(core_factory, stand_in):

@@ -20,6 +20,7 @@ from offline_gemini import (
     RenderJob,
     render_png,
 )
+from offline_gemini.models import IMAGEN_MODELS
 from tests.offline_gemini.support import (
     FLASH,
     KEY,
@@ -50,7 +51,7 @@ async def test_list_models(server: OfflineGemini) -> None:
     async with aiohttp.ClientSession(headers={"x-goog-api-key": KEY}) as session:
         async with session.get(f"{server.base_url}/v1beta/models") as resp:
             names = {m["name"] for m in (await resp.json())["models"]}
-    assert names == {f"models/{name}" for name in KNOWN_MODELS}
+    assert names == {f"models/{name}" for name in [*KNOWN_MODELS, *IMAGEN_MODELS]}
 
 
 def test_image_generation_speed() -> None:
