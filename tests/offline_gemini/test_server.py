@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
+import json
 import subprocess
 import sys
 import time
@@ -24,6 +26,7 @@ from offline_gemini.models import IMAGEN_MODELS
 from tests.offline_gemini.support import (
     FLASH,
     KEY,
+    PRO,
     post_raw,
     user_text,
 )
@@ -76,3 +79,31 @@ async def test_cli_prints_base_url() -> None:
     finally:
         proc.terminate()
         await proc.wait()
+
+
+async def test_cli_switches_reach_the_server() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "offline_gemini", "--port", "0", "--real-sizes",
+        "--signature-bytes", "4096", "--trailing-signature", cwd=REPO, stdout=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        url = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode().strip()
+        status, text, _ = await post_raw(url, user_text("hi"), model=PRO,
+                                         method="streamGenerateContent", query="?alt=sse")
+    finally:
+        proc.terminate()
+        await proc.wait()
+    assert status == 200
+    last = json.loads(text.split("\r\n\r\n")[-2].removeprefix("data: "))
+    part = last["candidates"][0]["content"]["parts"][0]
+    assert part["text"] == "" and len(base64.b64decode(part["thoughtSignature"])) == 4096
+    assert '"mimeType": "image/jpeg"' in text
+
+
+def test_the_package_imports_nothing_from_the_bot() -> None:
+    code = ("import sys, offline_gemini, offline_gemini.__main__; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'bot', 'adapters'}))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"
