@@ -289,7 +289,8 @@ def load_settings(
             values[name] = value
     values.update(_database(values.get("database_url"), sources.get("database_url"), env))
     settings = Settings(**values)
-    _check(settings, lambda name: sources.get(name) or ENV.get(name) or name)
+    _check(settings, lambda name: sources.get(name) or ENV.get(name) or name,
+           configured=set(sources) - set(overrides))
     return settings
 
 
@@ -310,8 +311,12 @@ def _database(url: str | None, source: str | None, env: Mapping[str, str]) -> di
     return {"database_url": f"sqlite:///{path}", "database_source": label}
 
 
-def _check(s: Settings, label: Any) -> None:
-    """Checks values that parse but cannot work, so they fail at start, not at a turn."""
+def _check(s: Settings, label: Any, configured: set[str]) -> None:
+    """Checks values that parse but cannot work, so they fail at start, not at a turn.
+
+    ``configured`` names the settings that came from the environment or the file: limits
+    that no real image fits are refused there, while code (tests) may pass tiny ones.
+    """
     if not 0 <= s.port <= 65535:
         raise ConfigError(f"{label('port')} must be a port number from 1 to 65535, "
                           f"got {s.port}")
@@ -333,7 +338,8 @@ def _check(s: Settings, label: Any) -> None:
     if size != "AUTO" and size not in IMAGE_SIZES:
         raise ConfigError(f"{label('default_size')} must be auto or one of "
                           f"{', '.join(IMAGE_SIZES)}, got {s.default_size!r}")
-    if s.max_attachment_bytes < MIN_ATTACHMENT_BYTES:
+    if s.max_attachment_bytes <= 0 or (s.max_attachment_bytes < MIN_ATTACHMENT_BYTES
+                                       and "max_attachment_bytes" in configured):
         raise ConfigError(
             f"{label('max_attachment_bytes')} must be at least {MIN_ATTACHMENT_BYTES} "
             f"({format_size(MIN_ATTACHMENT_BYTES)}), got {s.max_attachment_bytes} "
