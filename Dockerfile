@@ -1,5 +1,5 @@
 # imagebot: one process serving Slack, Discord and the web playground.
-FROM python:3.12-slim
+FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -13,12 +13,12 @@ RUN useradd --create-home --uid 10001 imagebot \
     && mkdir -p /data && chown imagebot:imagebot /data
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY bot ./bot
 COPY adapters ./adapters
 COPY offline_gemini ./offline_gemini
 COPY config ./config
-RUN pip install '.[slack,discord]'
+RUN pip install -c constraints.txt '.[slack,discord]'
 
 USER imagebot
 VOLUME ["/data"]

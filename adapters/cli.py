@@ -17,6 +17,8 @@ from bot.options import OptionInput
 from bot.presentation import footer
 from bot.runtime import Core
 
+PLATFORMS = ("cli", "web", "slack", "discord")
+
 
 def thread_key(name: str) -> ThreadKey:
     return ThreadKey(platform="cli", workspace="", channel="", thread=name)
@@ -32,13 +34,14 @@ def _file_attachment(path: Path) -> Attachment:
 
 
 async def chat(core: Core, *, thread: str, prompt: str, image_paths: Sequence[str],
-               options: OptionInput, out_dir: str, out: TextIO = sys.stdout) -> Reply:
+               options: OptionInput, out_dir: str, out: TextIO | None = None) -> Reply:
     """Runs one turn and prints the text, the saved image paths, sources and usage.
 
     Raises:
         ImagebotError: on any failure (the caller prints it as one line and exits 1).
         FileNotFoundError: for a missing ``--image`` path.
     """
+    out = out or sys.stdout
     paths = [Path(p) for p in image_paths]
     for path in paths:
         if not path.is_file():
@@ -84,24 +87,67 @@ def print_reply(reply: Reply, saved: list[Path], out: TextIO) -> None:
           f"thinking = {u.total_tokens} tokens · {reply.elapsed:.1f}s · {reply.model}", file=out)
 
 
-async def list_threads(core: Core, out: TextIO = sys.stdout) -> None:
+def thread_name(key: ThreadKey) -> str:
+    """How ``imagebot threads`` names a thread: its bare name for CLI threads, else the whole
+    key (``web///ea38…``, ``slack/T1/C1/1712.5``); ``history --thread`` takes either."""
+    return key.thread if key.platform == "cli" else str(key)
+
+
+def _key_candidates(name: str) -> list[ThreadKey]:
+    parts = name.split("/")
+    keys = [thread_key(name)]
+    if len(parts) == 4 and parts[0] in PLATFORMS and parts[3]:
+        keys.insert(0, ThreadKey(*parts))
+    return keys
+
+
+async def find_thread(core: Core, name: str) -> ThreadKey | None:
+    """The stored thread ``name`` stands for (any name :func:`thread_name` gives)."""
+    for key in _key_candidates(name):
+        if await core.service.is_session(key):
+            return key
+    return None
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+async def list_threads(core: Core, out: TextIO | None = None) -> None:
+    """Prints stored threads as an aligned table, newest first."""
+    out = out or sys.stdout
     threads = await core.service.threads()
     if not threads:
         print("no threads yet", file=out)
+        return
+    rows = [("THREAD", "TURNS", "UPDATED", "SETTINGS", "TITLE")]
     for t in threads:
-        when = datetime.fromtimestamp(t.updated_at).strftime("%Y-%m-%d %H:%M")
-        name = t.key.thread if t.key.platform == "cli" else str(t.key)
-        settings = " ".join(f"{k}={v}" for k, v in sorted(t.settings.items()))
-        print(f"{name}\t{t.turns} turns\t{when}\t{settings}\t{t.title}", file=out)
+        settings = " ".join(f"{k}={v}" for k, v in sorted(t.settings.items())) or "defaults"
+        rows.append((thread_name(t.key), str(t.turns),
+                     datetime.fromtimestamp(t.updated_at).strftime("%Y-%m-%d %H:%M"),
+                     settings, " ".join(t.title.split())))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        cells = [row[0].ljust(widths[0]), row[1].rjust(widths[1]), row[2].ljust(widths[2]),
+                 row[3].ljust(widths[3]), row[4]]
+        print("  ".join(cells).rstrip(), file=out)
+    print(plural(len(threads), "thread"), file=out)
 
 
-async def show_history(core: Core, thread: str, out: TextIO = sys.stdout) -> bool:
-    key = thread_key(thread)
-    if not await core.service.is_session(key):
+async def show_history(core: Core, thread: str, out: TextIO | None = None) -> bool:
+    """Prints a thread's turns; ``thread`` is any name ``imagebot threads`` prints.
+
+    Returns:
+        False when there is no such thread.
+    """
+    out = out or sys.stdout
+    key = await find_thread(core, thread)
+    if key is None:
         return False
     turns = await core.service.history(key)
     settings = (await core.service.settings_of(key)).given()
-    print(f"thread {thread}: {len(turns)} turns; settings {settings or 'defaults'}", file=out)
+    print(f"thread {thread}: {plural(len(turns), 'turn')}; settings {settings or 'defaults'}",
+          file=out)
     for n, turn in enumerate(turns, start=1):
         when = datetime.fromtimestamp(turn.created_at).strftime("%Y-%m-%d %H:%M:%S")
         print(f"[{n}] {when} {turn.author.name}: {turn.prompt}", file=out)

@@ -39,7 +39,7 @@ TOKEN_FORMATS: dict[str, tuple[str, str]] = {
 
 
 def token_checks(settings: Settings) -> list[Check]:
-    checks = []
+    checks: list[Check | None] = []
     for field, (pattern, fix) in TOKEN_FORMATS.items():
         value = getattr(settings, field)
         if not value:
@@ -47,11 +47,43 @@ def token_checks(settings: Settings) -> list[Check]:
         ok = re.fullmatch(pattern, value) is not None
         checks.append(Check(f"{field} format", ok, "looks right" if ok else "unexpected format",
                             "" if ok else fix))
-    if not settings.gemini_api_key:
-        checks.append(Check("gemini key", not (settings.slack_bot_token or settings.discord_token),
-                            "not set: serve runs the offline stand-in (previews only)",
-                            "set GEMINI_API_KEY to use Gemini"))
-    return checks
+    checks.append(gemini_key_check(settings))
+    if settings.slack_bot_token:
+        checks.append(slack_mode_check(settings))
+    return [c for c in checks if c is not None]
+
+
+def gemini_key_check(settings: Settings) -> Check | None:
+    """What ``imagebot serve`` does without a key (see ``adapters.serve.plan``): with Slack or
+    Discord tokens it refuses to start; without, it serves the playground offline."""
+    if settings.gemini_api_key:
+        return None
+    platforms = [name for name, token in (("Slack", settings.slack_bot_token),
+                                          ("Discord", settings.discord_token)) if token]
+    if platforms:
+        return Check("gemini key", False,
+                     f"not set, but {' and '.join(platforms)} "
+                     f"{'is' if len(platforms) == 1 else 'are'} configured: `imagebot serve` "
+                     "refuses to start (unless --offline: clearly marked offline previews)",
+                     "set GEMINI_API_KEY (create one at https://aistudio.google.com/apikey)")
+    return Check("gemini key", True,
+                 "not set: `imagebot serve` runs only the web playground, on the offline "
+                 "stand-in (previews, not Gemini)", "")
+
+
+def slack_mode_check(settings: Settings) -> Check:
+    """Slack needs SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode)."""
+    if settings.slack_app_token:
+        return Check("slack mode", True, "Socket Mode (SLACK_APP_TOKEN is set)")
+    if settings.slack_signing_secret:
+        return Check("slack mode", True,
+                     "HTTP mode (SLACK_SIGNING_SECRET is set, SLACK_APP_TOKEN is not): Slack "
+                     "must reach this server's /slack/events")
+    return Check("slack mode", False,
+                 "SLACK_BOT_TOKEN is set but neither SLACK_APP_TOKEN nor SLACK_SIGNING_SECRET "
+                 "is: `imagebot serve` refuses to start",
+                 "set SLACK_APP_TOKEN (xapp-…, Basic Information → App-Level Tokens, with "
+                 "connections:write) for Socket Mode, or SLACK_SIGNING_SECRET for HTTP mode")
 
 
 async def database_check(settings: Settings) -> Check:
@@ -113,8 +145,9 @@ async def endpoint_checks(settings: Settings) -> list[Check]:
     return checks
 
 
-async def doctor(settings: Settings, out: TextIO = sys.stdout) -> int:
+async def doctor(settings: Settings, out: TextIO | None = None) -> int:
     """Prints one line per check; returns 0 when everything passed, else 1."""
+    out = out or sys.stdout
     checks = token_checks(settings)
     checks.append(await database_check(settings))
     checks.extend(await endpoint_checks(settings))
@@ -122,6 +155,7 @@ async def doctor(settings: Settings, out: TextIO = sys.stdout) -> int:
                                  ("slack", settings.slack_bot_token),
                                  ("discord", settings.discord_token)) if v]
     print(f"configured: {', '.join(configured) or 'nothing (offline playground only)'}", file=out)
+    print(f"database: {settings.database_description()}", file=out)
     for check in checks:
         print(f"[{'ok' if check.ok else 'FAIL'}] {check.name}: {check.detail}", file=out)
         if check.fix:

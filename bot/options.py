@@ -101,6 +101,8 @@ class Options:
 
 
 _FLAG_TOKEN = re.compile(r"(?<!\S)(?:--|\u2014|\u2013)([a-zA-Z][a-zA-Z-]*)(?:=(\S+))?(?!\S)")
+# The one-dash short flags: ``-m flash``.
+_SHORT_FLAG = re.compile(r"-(m)(?:=(\S+))?")
 _VALUE_FLAGS = {
     "ar": "aspect_ratio", "aspect": "aspect_ratio", "aspect-ratio": "aspect_ratio",
     "ratio": "aspect_ratio",
@@ -113,7 +115,7 @@ _BOOL_FLAGS = {
     "with-text": ("image_only", False),
 }
 KNOWN_FLAGS = (
-    "--ar RATIO", "--size 1K|2K|4K", "--model flash|pro|<model id>",
+    "--ar RATIO", "--size 1K|2K|4K", "--model (-m) flash|pro|<model id>",
     "--search", "--no-search", "--image-only", "--with-text",
 )
 
@@ -133,7 +135,7 @@ def parse_inline(text: str) -> tuple[str, OptionInput]:
     kept: list[str] = []
     i = 0
     while i < len(tokens):
-        match = _FLAG_TOKEN.fullmatch(tokens[i])
+        match = _FLAG_TOKEN.fullmatch(tokens[i]) or _SHORT_FLAG.fullmatch(tokens[i])
         if not match:
             kept.append(tokens[i])
             i += 1
@@ -146,7 +148,8 @@ def parse_inline(text: str) -> tuple[str, OptionInput]:
         elif name in _VALUE_FLAGS:
             if inline_value is None:
                 if i + 1 >= len(tokens):
-                    raise OptionError(f"`--{name}` needs a value. Flags: {', '.join(KNOWN_FLAGS)}.")
+                    shown = f"-{name}" if len(name) == 1 else f"--{name}"
+                    raise OptionError(f"`{shown}` needs a value. Flags: {', '.join(KNOWN_FLAGS)}.")
                 inline_value = tokens[i + 1]
                 i += 1
             given[_VALUE_FLAGS[name]] = inline_value
@@ -237,9 +240,4 @@ def _resolve_size(value: str | None, given_now: bool, model: str, caps: ModelCap
     if size not in caps.sizes:
         raise OptionError(f"{caps.label} supports sizes {', '.join(caps.sizes)}, not {size}.")
     return size
-
-
-def sticky_update(settings: OptionInput, turn: OptionInput) -> OptionInput:
-    """The thread's settings after a turn: what was given now sticks for later turns."""
-    return turn.over(settings)
 

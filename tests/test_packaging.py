@@ -88,3 +88,39 @@ async def _serve_and_health(bin_dir: Path, env: dict[str, str], cwd: Path) -> No
     finally:
         proc.terminate()
         await proc.wait()
+
+
+def test_docker_runs_the_python_the_tests_run_on():
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    tested = re.search(r'^python_version = "(3\.\d+)"', pyproject, flags=re.M).group(1)
+    assert re.search(rf"^FROM python:{re.escape(tested)}-slim", DOCKERFILE, flags=re.M)
+
+
+def test_runtime_dependencies_are_pinned_for_docker_and_tests():
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"not pinned: {line}"
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    runtime = re.search(r"^dependencies = \[(.*?)\]", pyproject, flags=re.M | re.S).group(1)
+    extras = re.findall(r'^(?:slack|discord) = \[(.*?)\]', pyproject, flags=re.M)
+    for requirement in re.findall(r'"([A-Za-z0-9_.\-]+)', runtime + " ".join(extras)):
+        assert re.sub(r"[-_.]+", "-", requirement).lower() in pins, requirement
+    assert not {"pytest", "ruff", "mypy", "playwright"} & set(pins)
+    _, runs = dockerfile_steps()
+    assert runs and all("-c constraints.txt" in run for run in runs)
+    assert "-c constraints.txt" in (ROOT / "scripts" / "test").read_text()
+
+
+def test_compose_starts_without_an_env_file():
+    compose = (ROOT / "docker-compose.yml").read_text()
+    assert re.search(r"env_file:\s*\n\s*- path: imagebot\.env\s*\n\s*required: false", compose)
+
+
+def test_example_config_names_itself():
+    example = ROOT / "config" / "imagebot.example.toml"
+    for named in re.findall(r"--config (\S+)", example.read_text()):
+        assert (ROOT / named.strip("`")).is_file(), named

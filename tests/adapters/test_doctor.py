@@ -2,7 +2,10 @@
 
 import io
 
+import pytest
+
 from adapters.doctor import doctor
+from adapters.serve import StartupError, plan
 from tests.emulators.discord import DiscordEmulator
 from tests.emulators.slack import SlackEmulator
 
@@ -50,3 +53,50 @@ async def test_problems_are_reported_with_fixes(make_settings, tmp_path):
     assert "[FAIL] gemini endpoint" in text and "did not answer" in text
     assert "[FAIL] slack auth.test" in text
     assert "not-a-key" not in text and "xoxp-user-token" not in text
+
+
+def no_endpoints(make_settings, **overrides):
+    """Settings whose endpoints are a closed local port: nothing leaves the machine."""
+    return make_settings("http://127.0.0.1:9", slack_api_url="http://127.0.0.1:9/api/",
+                         discord_api_base="http://127.0.0.1:9/api/v10", **overrides)
+
+
+async def test_no_key_and_no_tokens_is_the_offline_playground(make_settings):
+    settings = no_endpoints(make_settings, gemini_api_key=None)
+    plan(settings)  # serve starts
+    out = io.StringIO()
+    assert await doctor(settings, out) == 0
+    text = out.getvalue()
+    assert "[ok] gemini key: not set: `imagebot serve` runs only the web playground" in text
+    assert f"database: {settings.database_path} (from" in text
+
+
+async def test_no_key_with_tokens_says_serve_refuses_to_start(make_settings):
+    settings = no_endpoints(make_settings, gemini_api_key=None, discord_token=GOOD_DISCORD)
+    with pytest.raises(StartupError):
+        plan(settings)  # what serve does, and what doctor must say
+    out = io.StringIO()
+    assert await doctor(settings, out) == 1
+    text = out.getvalue()
+    assert "[FAIL] gemini key: not set, but Discord is configured: `imagebot serve` refuses" \
+        in text
+    assert "offline stand-in" not in text
+
+
+@pytest.mark.parametrize(("extra", "ok", "words"), [
+    ({}, False, "neither SLACK_APP_TOKEN nor SLACK_SIGNING_SECRET"),
+    ({"slack_app_token": "xapp-1-A0-123"}, True, "Socket Mode"),
+    ({"slack_signing_secret": "0" * 32}, True, "HTTP mode"),
+])
+async def test_slack_needs_an_app_token_or_a_signing_secret(make_settings, extra, ok, words):
+    settings = no_endpoints(make_settings, gemini_api_key=GOOD_GEMINI,
+                            slack_bot_token=GOOD_SLACK, **extra)
+    if ok:
+        plan(settings)
+    else:
+        with pytest.raises(StartupError):
+            plan(settings)
+    out = io.StringIO()
+    await doctor(settings, out)
+    line = next(ln for ln in out.getvalue().splitlines() if "slack mode" in ln)
+    assert line.startswith("[ok]" if ok else "[FAIL]") and words in line, line

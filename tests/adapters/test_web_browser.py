@@ -116,11 +116,20 @@ async def first_turn(page: Page) -> None:
     await page.select_option("#ratio", "16:9")
     await page.select_option("#size", "2K")
     await page.fill("#prompt", "a lighthouse in a storm")
+    # The turn request is held until the live timer has been seen counting, however slowly
+    # the machine runs: the test waits for conditions, never for a fixed time.
+    seen_counting = asyncio.Event()
+
+    async def held_back(route: Route) -> None:
+        await seen_counting.wait()
+        await route.continue_()
+
     await page.route("**/turns", held_back)
     await page.click("#send")
     timer = page.locator(".pending-turn .timer")
     await expect(timer).to_have_text(re.compile(r"^(0\.[5-9]|[1-9]\d*\.\d)s$"))
     await expect(page.locator(".pending-turn")).to_contain_text("Nano Banana Pro · 2K · 16:9")
+    seen_counting.set()
     turns = page.locator("#turns li.turn[data-turn]")
     await expect(turns).to_have_count(1)
     await page.unroute("**/turns", held_back)
@@ -128,12 +137,6 @@ async def first_turn(page: Page) -> None:
     assert (await turns.nth(0).locator(".parts img").get_attribute("src")).startswith(
         "/api/images/")
     await expect(page.locator("#ref-tray .ref-item")).to_have_count(0)
-
-
-async def held_back(route: Route) -> None:
-    """Holds the turn request for a moment, so the live timer can be seen counting."""
-    await asyncio.sleep(0.8)
-    await route.continue_()
 
 
 DROP_AND_PASTE = """png => {

@@ -28,9 +28,19 @@ def test_equals_form_and_dashes_from_chat_apps():
     assert given == OptionInput(aspect_ratio="9:16", image_only=True)
 
 
+def test_documented_aliases_inline():
+    prompt, given = parse_inline("a fox -m flash --ratio 3:2 --res 2k --no-search --with-text")
+    assert prompt == "a fox"
+    assert given == OptionInput(model="flash", aspect_ratio="3:2", size="2k", search=False,
+                                image_only=False)
+    assert parse_inline("a fox -m=pro")[1] == OptionInput(model="pro")
+    with pytest.raises(OptionError, match="`-m` needs a value"):
+        parse_inline("a fox -m")
+
+
 def test_prose_with_dashes_is_not_a_flag():
-    prompt, given = parse_inline("a well-known logo -- bold, 2--3 colours")
-    assert prompt == "a well-known logo -- bold, 2--3 colours"
+    prompt, given = parse_inline("a well-known logo -- bold, 2--3 colours - x -mm")
+    assert prompt == "a well-known logo -- bold, 2--3 colours - x -mm"
     assert given == OptionInput()
 
 

@@ -19,6 +19,7 @@ from bot.errors import (
     ServiceError,
     TooLargeError,
 )
+from bot.gemini import GeminiSession
 from bot.model import Attachment, Author, IncomingMessage, ThreadKey
 from bot.options import FLASH, PRO, OptionInput
 from tests import corpus
@@ -352,15 +353,25 @@ async def test_downscaled_reference_reaches_model_small(core_factory, stand_in):
     assert Image.open(io.BytesIO(data)).size == (128, 64)
 
 
-async def test_threads_run_in_parallel(core, stand_in):
-    stand_in.faults.latency = 0.5
-    loop = asyncio.get_running_loop()
-    start = loop.time()
+async def test_threads_run_in_parallel(core, stand_in, monkeypatch):
+    # No call is let through to Gemini until all eight are in flight at once: threads that
+    # ran one after another would never get there. Overlap, not wall-clock time.
     keys = [ThreadKey("test", "w", "c", f"t{i}") for i in range(8)]
+    all_in_flight = asyncio.Barrier(len(keys))
+    calls = GeminiSession.generate
+
+    async def generate(self, *args, **kwargs):
+        try:
+            await asyncio.wait_for(all_in_flight.wait(), timeout=30)
+        except TimeoutError:
+            pytest.fail(f"only {all_in_flight.n_waiting} of {len(keys)} threads were in "
+                        "flight at once")
+        return await calls(self, *args, **kwargs)
+
+    monkeypatch.setattr(GeminiSession, "generate", generate)
     replies = await asyncio.gather(*(core.service.handle(k, msg("fox")) for k in keys))
-    elapsed = loop.time() - start
     assert all(r.images for r in replies)
-    assert elapsed < 1.5, f"8 threads at 0.5 s latency took {elapsed:.2f}s"
+    assert len(stand_in.requests) == len(keys)
 
 
 async def test_one_thread_runs_turns_in_arrival_order(core, stand_in):
