@@ -358,7 +358,9 @@ async def test_threads_in_chromium(browser: Browser, make_settings) -> None:
         await expect(page.locator("#thread-title")).to_have_text("New thread")
         await page.fill("#prompt", "a blue whale")
         await page.press("#prompt", "Enter")
+        await expect(page.locator("#turns li.turn[data-turn]")).to_have_count(1)
         await expect(page.locator(".thread-link")).to_have_count(2)
+        await expect(page.locator(".thread-link .busy-dot")).to_have_count(0)
         whale = await page.locator(".thread-link").first.get_attribute("data-thread")
         assert await listed_ids(page) == [whale, fox]
         await switching_shows_a_loading_state(page, fox)
