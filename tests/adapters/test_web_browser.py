@@ -112,6 +112,17 @@ async def check_history(page: Page) -> None:
     assert await reference.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [320, 200]
 
 
+class Gate:
+    """Holds matching requests until the test has seen what it wanted, then lets them go."""
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+
+    async def route(self, route: Route) -> None:
+        await self.open.wait()
+        await route.continue_()
+
+
 async def first_turn(page: Page) -> None:
     await page.click("#new-thread")
     async with page.expect_file_chooser() as chooser_info:
@@ -128,16 +139,18 @@ async def first_turn(page: Page) -> None:
     await page.select_option("#ratio", "16:9")
     await page.select_option("#size", "2K")
     await page.fill("#prompt", "a lighthouse in a storm")
-    await page.route("**/turns", held_back)
+    gate = Gate()  # the request waits until the live timer has been seen counting
+    await page.route("**/turns", gate.route)
     await page.click("#send")
     await page.wait_for_url(re.compile(r"#/t/[0-9a-f]{32}$"))
     await expect_placeholder_ratio(page, "16:9")
     timer = page.locator(".pending-turn .timer")
     await expect(timer).to_have_text(re.compile(r"^(0\.[5-9]|[1-9]\d*\.\d)s$"))
     await expect(page.locator(".pending-turn")).to_contain_text("Nano Banana Pro · 2K · 16:9")
+    gate.open.set()
     turns = page.locator("#turns li.turn[data-turn]")
     await expect(turns).to_have_count(1)
-    await page.unroute("**/turns", held_back)
+    await page.unroute("**/turns", gate.route)
     assert await natural_size(turns.nth(0)) == (2752, 1536)
     assert (await turns.nth(0).locator(".parts img").get_attribute("src")).startswith(
         "/api/images/")
@@ -151,12 +164,6 @@ async def expect_placeholder_ratio(page: Page, ratio: str) -> None:
     box = await shimmer.bounding_box()
     width, height = (int(n) for n in ratio.split(":"))
     assert box is not None and abs(box["width"] / box["height"] - width / height) < 0.02, box
-
-
-async def held_back(route: Route) -> None:
-    """Holds the turn request for a moment, so the live timer can be seen counting."""
-    await asyncio.sleep(0.8)
-    await route.continue_()
 
 
 DROP_AND_PASTE = """png => {
@@ -277,17 +284,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-class Gate:
-    """Holds matching requests until the test has seen what it wanted, then lets them go."""
-
-    def __init__(self) -> None:
-        self.open = asyncio.Event()
-
-    async def route(self, route: Route) -> None:
-        await self.open.wait()
-        await route.continue_()
 
 
 async def listed_ids(page: Page) -> list[str]:
