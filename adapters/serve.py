@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import ipaddress
 import logging
 import signal
@@ -18,6 +19,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from adapters.composition import open_app
+from adapters.web.headers import add_security_headers
 from bot.config import Settings
 from bot.errors import ImagebotError
 from bot.metrics import CONTENT_TYPE, Metrics
@@ -113,6 +115,8 @@ def build_adapters(core: Core, run: Plan) -> list[Adapter]:
 
 def make_app(core: Core, adapters: list[Adapter], metrics: Metrics) -> web.Application:
     app = web.Application(client_max_size=64 * 2**20)
+    # A signal, not a middleware, so aiohttp's own 404/405 answers get the headers too.
+    app.on_response_prepare.append(add_security_headers)
 
     async def healthz(request: web.Request) -> web.Response:
         writable = await core.service.healthy()
@@ -130,7 +134,30 @@ def make_app(core: Core, adapters: list[Adapter], metrics: Metrics) -> web.Appli
     app.router.add_get("/metrics", metrics_view)
     for adapter in adapters:
         adapter.mount(app)
+    if not any(adapter.name == "web" for adapter in adapters):
+        page = web_off_page(core.settings)
+
+        async def web_off(request: web.Request) -> web.Response:
+            return web.Response(text=page, content_type="text/html")
+
+        app.router.add_get("/", web_off)
     return app
+
+
+def web_off_page(settings: Settings) -> str:
+    """What ``/`` says when the playground is off: why, and how to turn it on."""
+    host = html.escape(settings.host)
+    return f"""<!doctype html><meta charset="utf-8"><title>imagebot</title>
+<body style="font:16px system-ui;max-width:38em;margin:4em auto;padding:0 1em">
+<h1>The web playground is off</h1>
+<p>imagebot is running, but it listens on <code>{host}</code>, which is not a loopback
+address, and <code>IMAGEBOT_WEB_TOKEN</code> is not set, so the playground is not served here
+(anyone who can reach this address could otherwise use it).
+<code>/healthz</code>, <code>/metrics</code> and <code>/slack/events</code> still work.</p>
+<p>To turn it on, set <code>IMAGEBOT_WEB_TOKEN</code> to a long random secret, restart, and
+open <code>/?token=&lt;your token&gt;</code> once; or serve on <code>127.0.0.1</code> and
+open it from this machine.</p>
+"""
 
 
 @contextlib.asynccontextmanager

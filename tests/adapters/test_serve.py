@@ -68,6 +68,8 @@ async def test_non_loopback_without_token_serves_health_not_playground(stand_in,
             async with http.get(url + "/healthz") as resp:
                 assert resp.status == 200
             async with http.get(url + "/") as resp:
+                assert resp.status == 200 and "playground is off" in await resp.text()
+            async with http.get(url + "/api/threads") as resp:
                 assert resp.status == 404
     assert [a.name for a in server.adapters] == []
 

@@ -13,8 +13,9 @@ from PIL import Image
 
 from adapters.serve import make_app
 from adapters.web import COOKIE, WebPlayground
+from adapters.web.errors import for_selectors
 from bot.metrics import Metrics
-from bot.options import FLASH, PRO
+from bot.options import FLASH, PRO, OptionInput
 from bot.runtime import Core
 from tests import corpus
 
@@ -96,10 +97,15 @@ async def test_page_and_static_files_carry_security_headers(client):
     assert (await client.get("/static/secrets.txt")).status == 404
 
 
-async def test_create_thread_lists_it_and_settings_stick(client):
+async def listed(client: TestClient) -> list[dict[str, Any]]:
+    response = await client.get("/api/threads")
+    assert response.status == 200
+    return (await response.json())["threads"]
+
+
+async def test_create_thread_settings_stick_and_it_is_listed_once_it_has_a_turn(client):
     thread = await new_thread(client, model="flash", aspect_ratio="4:3")
-    listed = (await (await client.get("/api/threads")).json())["threads"]
-    assert [t["id"] for t in listed] == [thread] and listed[0]["turns"] == 0
+    assert await listed(client) == [], "a thread of settings alone is not listed"
 
     settings = (await (await client.get(f"/api/threads/{thread}/settings")).json())["settings"]
     assert settings["model"] == FLASH and settings["aspect_ratio"] == "4:3"
@@ -118,6 +124,23 @@ async def test_create_thread_lists_it_and_settings_stick(client):
     body = await bad.json()
     assert body["kind"] == "option" and "16:9" in body["error"]
     assert (await client.get("/api/threads/doesnotexist")).status == 404
+
+    status, _ = await post_turn(client, thread, turn_form("a fox"))
+    assert status == 201
+    threads = await listed(client)
+    assert [t["id"] for t in threads] == [thread] and threads[0]["turns"] == 1
+
+
+async def test_a_page_made_thread_exists_only_once_its_first_turn_succeeds(client, stand_in):
+    thread = "0123456789abcdef0123456789abcdef"  # the page picks the id of a new thread
+    stand_in.faults.queue_finish("IMAGE_SAFETY")
+    status, _ = await post_turn(client, thread, turn_form("something unsafe"))
+    assert status == 422
+    assert await listed(client) == []
+    assert (await client.get(f"/api/threads/{thread}")).status == 404
+    status, _ = await post_turn(client, thread, turn_form("a calm lake"))
+    assert status == 201
+    assert [t["title"] for t in await listed(client)] == ["a calm lake"]
 
 
 async def test_turn_with_reference_returns_image_at_documented_size(client, stand_in):
@@ -278,3 +301,198 @@ async def test_delete_turn_removes_it_from_history(client):
     assert [t["id"] for t in (await history(client, thread))["turns"]] == [second["turn"]["id"]]
     again = await client.delete(f"/api/turns/{first['turn']['id']}", headers=WRITE)
     assert again.status == 404
+
+
+async def test_rename_and_delete_a_thread(client):
+    thread = await new_thread(client)
+    await post_turn(client, thread, turn_form("a red kite"))
+    rename = f"/api/threads/{thread}"
+    response = await client.patch(rename, json={"title": "  Kites \n for the  fair "},
+                                  headers=WRITE)
+    assert response.status == 200 and (await response.json())["title"] == "Kites for the fair"
+    await post_turn(client, thread, turn_form("make it night"))
+    assert (await history(client, thread))["title"] == "Kites for the fair", "a turn keeps it"
+    assert [t["title"] for t in await listed(client)] == ["Kites for the fair"]
+
+    assert (await client.patch(rename, json={"title": "x"})).status == 403, "CSRF header"
+    bad = await client.patch(rename, json={"title": "   "}, headers=WRITE)
+    assert bad.status == 400 and "title" in (await bad.json())["error"]
+    assert (await client.patch(rename, json={"title": 3}, headers=WRITE)).status == 400
+    assert (await client.patch("/api/threads/nothere", json={"title": "x"},
+                               headers=WRITE)).status == 404
+
+    assert (await client.delete(rename)).status == 403, "CSRF header"
+    response = await client.delete(rename, headers=WRITE)
+    assert response.status == 200 and (await response.json())["deleted"] == thread
+    assert (await client.get(rename)).status == 404
+    assert await listed(client) == []
+    assert (await client.delete(rename, headers=WRITE)).status == 404
+
+
+# --- inline flags and selector wording ---------------------------------------------------
+
+
+async def test_inline_flags_win_over_the_selectors(client, stand_in):
+    thread = await new_thread(client)
+    selected = {"model": "pro", "size": "4K", "aspect_ratio": "16:9", "search": "true"}
+    status, body = await post_turn(client, thread, turn_form(
+        "a dog --ar 1:1 --size 1K --no-search", **selected))
+    assert status == 201, body
+    turn = body["turn"]
+    assert turn["prompt"] == "a dog"
+    image = next(p for p in turn["parts"] if p["kind"] == "image")
+    assert (image["width"], image["height"]) == (1024, 1024)
+    assert await image_size(client, image["url"]) == (1024, 1024)
+    assert turn["settings"] == "Nano Banana Pro · 1K · 1:1" and not turn["sources"]
+    sent = stand_in.requests[-1].body
+    assert sent["generationConfig"]["imageConfig"] == {"aspectRatio": "1:1", "imageSize": "1K"}
+    assert not any("googleSearch" in tool for tool in sent.get("tools", []))
+
+    before = len(stand_in.requests)
+    status, body = await post_turn(client, thread, turn_form("a cat --ar 7:5", **selected))
+    assert status == 400 and body["kind"] == "option"
+    assert "7:5" in body["error"] and "1:1, 2:3, 3:2" in body["error"] and "21:9" in body["error"]
+    assert len(stand_in.requests) == before, "nothing was sent to Gemini"
+
+
+async def test_errors_about_selector_values_name_the_selector(client):
+    thread = await new_thread(client)
+    response = await client.put(f"/api/threads/{thread}/settings", headers=WRITE,
+                                json={"model": "flash", "search": True})
+    message = (await response.json())["error"]
+    assert response.status == 400 and "Model selector" in message and "--" not in message
+
+    pngs = [(f"{i}.png", corpus.png(20, 20), "image/png") for i in range(4)]
+    status, body = await post_turn(client, thread, turn_form("merge these", *pngs,
+                                                             model="flash"))
+    assert status == 400 and body["kind"] == "attachment"
+    assert "choose Nano Banana Pro in the Model selector" in body["error"]
+
+    status, body = await post_turn(client, thread, turn_form("x", model="flash", size="2K"))
+    assert status == 400 and "Model selector" in body["error"] and "--size" not in body["error"]
+
+
+async def test_errors_about_typed_flags_keep_the_flags(client):
+    thread = await new_thread(client)
+    status, body = await post_turn(client, thread, turn_form("x --size 2K", model="flash"))
+    assert status == 400 and "Drop `--size`" in body["error"]
+    pngs = [(f"{i}.png", corpus.png(20, 20), "image/png") for i in range(4)]
+    status, body = await post_turn(client, thread, turn_form("merge --model flash", *pngs))
+    assert status == 400 and "Model selector" not in body["error"]
+
+
+@pytest.mark.parametrize(("core_text", "web_text"), [
+    ("Nano Banana cannot ground on Google Search. Use `--model pro` for search.",
+     "Nano Banana cannot ground on Google Search. To use Google Search, choose Nano Banana "
+     "Pro in the Model selector."),
+    ("Nano Banana takes at most 3 reference images; `--model pro` takes up to 14.",
+     "Nano Banana takes at most 3 reference images; Nano Banana Pro (in the Model selector) "
+     "takes up to 14."),
+    ("Gemini does not know this model (x). Use `--model flash` or `--model pro`.",
+     "Gemini does not know this model (x). Choose Nano Banana or Nano Banana Pro in the "
+     "Model selector."),
+])
+def test_selector_wording(core_text, web_text):
+    assert for_selectors(core_text) == web_text
+    assert for_selectors(core_text, OptionInput(model="flash")) == core_text
+
+
+# --- malformed requests -----------------------------------------------------------------
+
+BOUNDARY = "imagebotTestBoundary"
+MULTIPART = {**WRITE, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+
+
+def multipart_field(name: str, value: bytes, filename: str | None = None) -> bytes:
+    disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+    return (f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n\r\n").encode() + value
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    (multipart_field("prompt", b"\xff\xfe a cat") + f"\r\n--{BOUNDARY}--\r\n".encode(),
+     "UTF-8"),
+    (multipart_field("prompt", b"a cat") + b"\r\n"
+     + multipart_field("refs", corpus.png(30, 30)[:40], filename="ref.png"), "cut off"),
+    (b"not multipart at all", "malformed"),
+])
+async def test_malformed_multipart_is_a_400_with_a_clear_message(client, stand_in, body, words):
+    thread = await new_thread(client)
+    response = await client.post(f"/api/threads/{thread}/turns", data=body, headers=MULTIPART)
+    assert response.status == 400
+    answer = await response.json()
+    assert answer["kind"] == "request" and words in answer["error"]
+    assert stand_in.requests == []
+
+
+# --- who may call the playground ---------------------------------------------------------
+
+
+async def test_foreign_host_is_refused_before_any_route_runs(client, stand_in):
+    """DNS rebinding: a page on attacker.example re-pointed at 127.0.0.1 sends its own Host."""
+    port = client.server.port
+    thread = await new_thread(client)
+    evil = f"attacker.example:{port}"
+    for path in ("/api/threads", "/api/config", f"/api/threads/{thread}", "/"):
+        response = await client.get(path, headers={"Host": evil})
+        assert response.status == 421, path
+    refused = await client.get("/api/threads", headers={"Host": evil})
+    assert (await refused.json())["kind"] == "host"
+    page = await client.get("/", headers={"Host": evil})
+    assert "IMAGEBOT_WEB_TOKEN" in await page.text()
+
+    form = turn_form("a cat")
+    response = await client.post(f"/api/threads/{thread}/turns", data=form, headers={
+        **WRITE, "Host": evil, "Origin": f"http://{evil}"})
+    assert response.status == 421 and stand_in.requests == []
+    for host in (f"localhost.evil.example:{port}", "localhost:1", f"127.0.0.1.nip.io:{port}",
+                 f"[::2]:{port}", f"0.0.0.0:{port}", "", f"localhost:{port}x"):
+        assert (await client.get("/api/threads", headers={"Host": host})).status == 421, host
+
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"127.5.6.7:{port}",
+                 f"[::1]:{port}", "localhost", "LOCALHOST", "[::1]"):
+        assert (await client.get("/api/threads", headers={"Host": host})).status == 200, host
+    local = f"localhost:{port}"
+    response = await client.post("/api/threads", json={}, headers={
+        **WRITE, "Host": local, "Origin": f"http://{local}"})
+    assert response.status == 201
+    assert (await client.get("/healthz", headers={"Host": evil})).status == 200, "not the web's"
+
+
+async def test_with_a_token_any_host_may_use_it(core_factory):
+    async with core_factory(web_token="s3cret") as core, _client(core) as client:
+        bearer = {"Authorization": "Bearer s3cret", "Host": "imagebot.example.org"}
+        assert (await client.get("/api/threads", headers=bearer)).status == 200
+        response = await client.post("/api/threads", json={}, headers={
+            **bearer, **WRITE, "Origin": "https://imagebot.example.org"})
+        assert response.status == 201
+        response = await client.post("/api/threads", json={}, headers={
+            **bearer, **WRITE, "Origin": "https://attacker.example"})
+        assert response.status == 403
+
+
+async def test_every_response_carries_security_headers(client):
+    answers = [
+        await client.get("/nope"), await client.post("/healthz"), await client.get("/healthz"),
+        await client.get("/metrics"), await client.put("/api/config", headers=WRITE),
+        await client.get("/api/threads/nothere"), await client.get("/"),
+        await client.get("/api/threads", headers={"Host": "attacker.example"}),
+    ]
+    assert [a.status for a in answers] == [404, 405, 200, 200, 405, 404, 200, 421]
+    for answer in answers:
+        assert answer.headers["X-Content-Type-Options"] == "nosniff", answer.url
+        assert answer.headers["X-Frame-Options"] == "DENY"
+        assert answer.headers["Referrer-Policy"] == "no-referrer"
+        assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
+
+
+async def test_web_off_page_says_why_and_how_to_turn_it_on(core_factory):
+    async with core_factory(host="0.0.0.0") as core:
+        app = make_app(core, [], Metrics(core.service))
+        async with TestClient(TestServer(app)) as client:
+            page = await client.get("/")
+            assert page.status == 200 and page.content_type == "text/html"
+            text = await page.text()
+            assert "playground is off" in text and "0.0.0.0" in text
+            assert "IMAGEBOT_WEB_TOKEN" in text and "/?token=" in text
+            assert page.headers["X-Frame-Options"] == "DENY"
+            assert (await client.get("/api/threads")).status == 404

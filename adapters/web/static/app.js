@@ -14,7 +14,10 @@
     drop: $('drop-overlay'), toasts: $('toasts'), lightbox: $('lightbox'),
     lbImg: $('lightbox-img'), lbCaption: $('lightbox-caption'), lbDownload: $('lightbox-download'),
     lbClose: $('lightbox-close'), lbPrev: $('lightbox-prev'), lbNext: $('lightbox-next'),
+    titleInput: $('title-input'), actions: $('thread-actions'), rename: $('rename-thread'),
+    deleteThread: $('delete-thread'),
   };
+  const LAST_THREAD = 'imagebot.lastThread';
 
   const EXAMPLES = [
     'A cozy reading nook in a treehouse at golden hour',
@@ -258,7 +261,8 @@
   async function saveSettings() {
     updateOptionStates();
     const id = state.threadId;
-    if (!id) return;
+    // A draft thread is not on the server yet: its first turn carries the selectors.
+    if (!id || !state.thread || !state.thread.saved) return;
     try {
       const data = await api(`/api/threads/${id}/settings`, { method: 'PUT', json: selectedOptions() });
       if (state.threadId === id && state.thread) state.thread.settings = data.settings;
@@ -277,7 +281,16 @@
         break;
       }
       const isImage = (file.type || '').startsWith('image/');
-      state.refs.push({ file, name: file.name || 'pasted image', url: isImage ? URL.createObjectURL(file) : null });
+      const ref = { file, name: file.name || 'pasted image', url: isImage ? URL.createObjectURL(file) : null };
+      if (ref.url) {
+        const probe = new Image();
+        probe.addEventListener('load', () => {
+          ref.width = probe.naturalWidth;
+          ref.height = probe.naturalHeight;
+        }, { once: true });
+        probe.src = ref.url;
+      }
+      state.refs.push(ref);
     }
     renderRefTray();
   }
@@ -304,6 +317,33 @@
     return match ? match[1] : null;
   }
 
+  /** A new thread's id, made here: the server keeps the thread once its first turn succeeds. */
+  function newThreadId() {
+    const bytes = crypto.getRandomValues(new Uint8Array(16)); // randomUUID needs https
+    return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('');
+  }
+
+  function rememberThread(id) {
+    try {
+      if (id) localStorage.setItem(LAST_THREAD, id);
+      else localStorage.removeItem(LAST_THREAD);
+    } catch (err) {
+      // storage may be off (private mode); reopening the last thread is only a convenience
+    }
+  }
+
+  /** Where `/` starts: the thread open last time, else the most recent one, else a new one. */
+  function startingThread() {
+    let last = null;
+    try {
+      last = localStorage.getItem(LAST_THREAD);
+    } catch (err) {
+      last = null;
+    }
+    if (last && state.threads.some((t) => t.id === last)) return last;
+    return state.threads.length ? state.threads[0].id : null;
+  }
+
   function relativeTime(seconds) {
     const delta = Date.now() / 1000 - seconds;
     if (delta < 60) return 'just now';
@@ -322,13 +362,19 @@
   }
 
   function renderThreads() {
-    if (!state.threads.length) {
+    // A new thread whose first turn is running shows up at once; it is listed for good
+    // once that turn succeeds (a failed first turn leaves nothing behind).
+    const starting = [...state.pending].filter(([id, p]) => !p.error
+      && !state.threads.some((t) => t.id === id))
+      .map(([id, p]) => ({ id, title: '', turns: 0, updated_at: p.startedAt }));
+    const threads = [...starting, ...state.threads];
+    if (!threads.length) {
       els.threads.replaceChildren(h('div', { class: 'threads-empty', text: 'No threads yet.' }));
       return;
     }
-    els.threads.replaceChildren(...state.threads.map((thread) => {
+    els.threads.replaceChildren(...threads.map((thread) => {
       const pending = state.pending.get(thread.id);
-      const turns = `${thread.turns} turn${thread.turns === 1 ? '' : 's'}`;
+      const turns = thread.turns ? `${thread.turns} turn${thread.turns === 1 ? '' : 's'}` : 'generating';
       return h('a', {
         class: `thread-link${thread.id === state.threadId ? ' active' : ''}`,
         href: `#/t/${thread.id}`, 'data-thread': thread.id,
@@ -340,46 +386,45 @@
     }));
   }
 
-  async function createThread() {
-    const data = await api('/api/threads', { method: 'POST', json: selectedOptions() });
-    state.threads.unshift({ id: data.id, title: '', turns: 0, updated_at: Date.now() / 1000 });
-    return data.id;
-  }
-
-  async function newThread() {
+  function newThread() {
     closeNav();
-    const thread = state.thread;
-    if (thread && thread.id && !thread.turns.length && !state.pending.has(thread.id)) {
-      els.prompt.focus(); // this thread is still empty: use it rather than make another
+    if (state.threadId === null) {
+      els.prompt.focus(); // already on a new, empty thread
       return;
     }
-    try {
-      const id = await createThread();
-      location.hash = `#/t/${id}`;
-      els.prompt.focus();
-    } catch (err) {
-      toast(err.message);
-    }
+    location.hash = '#/';
+    els.prompt.focus();
   }
 
   async function openThread(id) {
     const seq = ++state.openSeq;
     state.threadId = id;
     closeNav();
+    stopRenaming();
     renderThreads();
     if (!id) {
       state.thread = { id: null, title: '', turns: [] };
       renderThread();
       return;
     }
-    state.thread = { id, title: '', turns: [] };
+    const known = state.threads.find((t) => t.id === id);
+    // Shown until the turns arrive, so the previous thread's turns never linger.
+    state.thread = { id, title: known ? known.title : '', turns: [], loading: true };
+    renderThread();
     try {
       const data = await api(`/api/threads/${id}`);
       if (seq !== state.openSeq) return;
-      state.thread = data;
+      state.thread = { ...data, saved: true };
       applySettings(data.settings);
+      rememberThread(id);
     } catch (err) {
       if (seq !== state.openSeq) return;
+      if (err.status === 404 && state.pending.has(id)) {
+        state.thread = { id, title: '', turns: [] }; // a new thread whose first turn failed
+        renderThread();
+        return;
+      }
+      state.thread = { id, title: '', turns: [] };
       toast(err.status === 404 ? 'That thread does not exist here. Start a new one.' : err.message);
       if (err.status === 404) location.hash = '#/';
       else renderThread();
@@ -395,16 +440,77 @@
     const thread = state.thread || { turns: [] };
     const pending = state.threadId ? state.pending.get(state.threadId) : null;
     const nodes = thread.turns.map(renderTurn);
-    if (pending) nodes.push(renderPending(pending));
+    if (thread.loading) {
+      nodes.push(h('li', { class: 'thread-loading', role: 'status' }, h('span', { class: 'spinner' }),
+        h('span', { text: 'Loading thread…' })));
+    } else if (pending) nodes.push(renderPending(pending));
     els.turns.replaceChildren(...nodes);
     els.empty.hidden = nodes.length > 0;
     const first = thread.turns[0];
-    const title = thread.title || (first && first.prompt) || (pending && pending.prompt) || 'New thread';
+    const fallback = thread.loading ? 'Loading…' : 'New thread';
+    const title = thread.title || (first && first.prompt) || (pending && pending.prompt) || fallback;
     els.title.textContent = title;
     document.title = `${title} · imagebot`;
     const count = thread.turns.length;
     els.meta.textContent = count ? `${count} turn${count === 1 ? '' : 's'}` : '';
+    els.actions.hidden = !thread.saved;
     scrollToEnd(false);
+  }
+
+  // ---------------------------------------------------------------- renaming and deleting
+
+  function startRenaming() {
+    if (!state.thread || !state.thread.saved) return;
+    els.titleInput.value = els.title.textContent;
+    els.title.hidden = true;
+    els.titleInput.hidden = false;
+    els.titleInput.focus();
+    els.titleInput.select();
+  }
+
+  function stopRenaming() {
+    els.titleInput.hidden = true;
+    els.title.hidden = false;
+  }
+
+  async function finishRenaming() {
+    if (els.titleInput.hidden) return;
+    const id = state.threadId;
+    const title = els.titleInput.value.trim();
+    stopRenaming();
+    if (!title || title === els.title.textContent) return;
+    try {
+      const data = await api(`/api/threads/${id}`, { method: 'PATCH', json: { title } });
+      if (state.thread && state.thread.id === id) state.thread.title = data.title;
+      const listed = state.threads.find((t) => t.id === id);
+      if (listed) listed.title = data.title;
+      renderThread();
+      renderThreads();
+    } catch (err) {
+      toast(err.message);
+    }
+  }
+
+  async function deleteThread() {
+    const id = state.threadId;
+    if (!id || !state.thread || !state.thread.saved) return;
+    const running = state.pending.get(id);
+    if (running && !running.error) {
+      toast('A turn is still running in this thread. Delete it once the turn has finished.');
+      return;
+    }
+    if (!window.confirm('Delete this thread and all its turns? This cannot be undone.')) return;
+    try {
+      await api(`/api/threads/${id}`, { method: 'DELETE' });
+    } catch (err) {
+      toast(err.message);
+      return;
+    }
+    state.pending.delete(id);
+    state.threads = state.threads.filter((t) => t.id !== id);
+    rememberThread(null);
+    const next = state.threads.length ? `#/t/${state.threads[0].id}` : '#/';
+    location.hash = next;
   }
 
   function scrollToEnd(smooth) {
@@ -418,6 +524,7 @@
     const strip = refs.length ? h('div', { class: 'ref-strip' }, refs.map((ref) => {
       const button = h('button', {
         type: 'button', class: 'ref-thumb', title: ref.name, 'data-lightbox': ref.url ? '' : null,
+        'data-group': 'refs',
         'data-full': ref.url, 'data-download': ref.download_url || ref.url,
         'data-caption': `Reference · ${ref.name}`,
       }, thumb(ref.url, ref.name));
@@ -433,7 +540,7 @@
     });
     image.addEventListener('load', () => scrollToEnd(false));
     const open = h('button', {
-      type: 'button', class: 'open', 'data-lightbox': '', 'data-full': part.url,
+      type: 'button', class: 'open', 'data-lightbox': '', 'data-group': 'images', 'data-full': part.url,
       'data-download': part.download_url, 'data-caption': `${caption} · ${part.width}×${part.height}`,
       'aria-label': 'Open full size',
     }, image);
@@ -535,10 +642,15 @@
       return h('li', { class: 'turn failed' }, user, h('div', { class: 'bot-msg' }, card));
     }
     const timer = h('span', { class: 'timer', 'data-started': String(pending.started), text: '0.0s' });
+    const shimmer = h('div', { class: 'shimmer', 'data-ratio': pending.ratio.join(':') });
+    const [width, height] = pending.ratio;
+    // As big as the image will be shown, within 420 × 360.
+    shimmer.style.width = `${Math.round(Math.min(420, (360 * width) / height))}px`;
+    shimmer.style.aspectRatio = `${width} / ${height}`;
     const card = h('div', { class: 'bot-card' },
       h('div', { class: 'pending' }, h('span', { class: 'spinner' }),
         h('span', { text: `Generating with ${pending.summary}…` }), timer),
-      h('div', { class: 'shimmer' }));
+      shimmer);
     return h('li', { class: 'turn pending-turn' }, user, h('div', { class: 'bot-msg' }, card));
   }
 
@@ -556,6 +668,19 @@
   }
 
   // ---------------------------------------------------------------- sending
+
+  const INLINE_RATIO = /(?:^|\s)(?:--|\u2014|\u2013)(?:ar|aspect|aspect-ratio|ratio)(?:=|\s+)(\S+)/gi;
+
+  /** The aspect ratio the turn will use, as [w, h]: an inline flag wins over the selector. */
+  function effectiveRatio(prompt, files) {
+    const typed = [...prompt.matchAll(INLINE_RATIO)].map((m) => m[1]).pop();
+    const ratios = state.config ? state.config.ratios : [];
+    const chosen = typed && (ratios.includes(typed) || typed.toLowerCase() === 'auto')
+      ? typed : els.ratio.value;
+    if (ratios.includes(chosen)) return chosen.split(':').map(Number);
+    const first = files.find((f) => f.width && f.height); // auto matches the input image
+    return first ? [first.width, first.height] : [1, 1];
+  }
 
   function setBusy() {
     const busy = Boolean(state.threadId && state.pending.get(state.threadId)
@@ -575,23 +700,22 @@
     let id = state.threadId;
     const current = id && state.pending.get(id);
     if (current && !current.error) return;
-    try {
-      if (!id) {
-        id = await createThread();
-        state.threadId = id;
-        state.thread = { id, title: '', turns: [] };
-        history.pushState(null, '', `#/t/${id}`);
-      }
-    } catch (err) {
-      toast(err.message);
-      return;
+    if (state.thread && state.thread.loading) return;
+    if (!id) {
+      id = newThreadId();
+      state.threadId = id;
+      state.thread = { id, title: '', turns: [] };
+      history.pushState(null, '', `#/t/${id}`);
     }
     const files = state.refs;
     const form = new FormData();
     form.append('prompt', prompt);
     for (const [key, value] of Object.entries(selectedOptions())) form.append(key, String(value));
     for (const ref of files) form.append('refs', ref.file, ref.name);
-    const pending = { prompt, files, started: performance.now(), summary: summary(), error: null };
+    const pending = {
+      prompt, files, started: performance.now(), startedAt: Date.now() / 1000,
+      summary: summary(), ratio: effectiveRatio(prompt, files), error: null,
+    };
     state.pending.set(id, pending);
     state.refs = [];
     els.prompt.value = '';
@@ -604,7 +728,11 @@
       const data = await api(`/api/threads/${id}/turns`, { method: 'POST', form });
       state.pending.delete(id);
       files.forEach((f) => f.url && URL.revokeObjectURL(f.url));
-      if (state.thread && state.thread.id === id) state.thread.turns.push(data.turn);
+      if (state.thread && state.thread.id === id) {
+        state.thread.turns.push(data.turn);
+        state.thread.saved = true;
+        rememberThread(id);
+      }
     } catch (err) {
       pending.error = err;
       pending.finished = performance.now();
@@ -648,7 +776,11 @@
   // ---------------------------------------------------------------- lightbox
 
   function openLightbox(trigger) {
-    const items = [...els.turns.querySelectorAll('[data-lightbox]')];
+    // Steps through what can be seen of the same kind: results (drafts only while their
+    // "Thinking" is open) or references, so "3 / 5" counts what the arrows show.
+    const group = trigger.dataset.group;
+    const items = [...els.turns.querySelectorAll(`[data-lightbox][data-group="${group}"]`)]
+      .filter((item) => item === trigger || item.checkVisibility());
     state.lightbox = { items, index: Math.max(0, items.indexOf(trigger)) };
     showLightboxItem();
     if (!els.lightbox.open) els.lightbox.showModal();
@@ -727,6 +859,14 @@
       select.addEventListener('change', saveSettings);
     }
     els.newThread.addEventListener('click', newThread);
+    els.rename.addEventListener('click', startRenaming);
+    els.title.addEventListener('dblclick', startRenaming);
+    els.titleInput.addEventListener('keydown', (event) => {
+      if (event.key === 'Enter') finishRenaming();
+      if (event.key === 'Escape') stopRenaming();
+    });
+    els.titleInput.addEventListener('blur', finishRenaming);
+    els.deleteThread.addEventListener('click', deleteThread);
     els.menu.addEventListener('click', () => {
       els.app.classList.add('nav-open');
       els.scrim.hidden = false;
@@ -782,6 +922,10 @@
     setupSelectors(state.config);
     applySettings(state.config.defaults);
     await loadThreads();
+    if (!location.hash) { // a plain `/`; `#/` is a new thread on purpose
+      const last = startingThread();
+      if (last) history.replaceState(null, '', `#/t/${last}`);
+    }
     await openThread(threadFromHash());
     setBusy();
     document.body.dataset.ready = 'true';
