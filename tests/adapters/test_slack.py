@@ -538,3 +538,33 @@ async def test_a_turn_cut_short_by_a_shutdown_says_so(core_factory, slack: Slack
     [error] = finals(slack, CHANNEL, mention["ts"])
     assert "restarting" in shown(error)
     assert len(bot_messages(slack, CHANNEL, mention["ts"])) == 1
+
+
+# --------------------------------------------------------------------------- escaping
+
+
+def posted_texts(slack: SlackEmulator) -> list[str]:
+    """The notification ``text`` of every message posted or updated."""
+    return [str(c.params.get("text") or "") for c in slack.calls
+            if c.method in ("chat.postMessage", "chat.update")]
+
+
+async def test_user_content_never_pings_from_notification_text(
+        bot: Bot, slack: SlackEmulator) -> None:
+    trap = slack.add_file(name="<!channel> <@U123>.png", mimetype="image/png",
+                          content=corpus.PDF, user=ALICE)
+    mention = slack.app_mention_event(CHANNEL, ALICE, "use this", files=[trap])
+    await bot.event(mention)
+    [error] = await bot.results(mention["ts"], 1)
+    assert "&lt;!channel&gt; &lt;@U123&gt;.png" in error["text"]
+
+    await bot.command("<!here> fox")
+    await slack.wait_for(lambda: any(m.get("bot_id") and "fox" in m.get("text", "")
+                                     for m in slack.messages(CHANNEL)))
+    root = next(m for m in slack.messages(CHANNEL) if "fox" in m.get("text", ""))
+    await bot.results(root["ts"], 1)
+    assert "&lt;!here&gt; fox" in root["text"]
+    texts = posted_texts(slack)
+    assert len(texts) >= 4
+    for text in texts:
+        assert "<!" not in text and "<@" not in text, text
