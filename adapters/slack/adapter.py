@@ -22,7 +22,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -30,6 +30,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.download import download
@@ -53,6 +54,7 @@ from adapters.slack.events import (
     verdict,
 )
 from adapters.slack.reporter import SLACK_FAILURES, TurnReporter, slack_error
+from adapters.slack.signing import Refused, WithoutBodies, refuse, signed_request
 from adapters.turns import TurnRunner
 from bot import messages
 from bot.errors import AttachmentError
@@ -90,11 +92,14 @@ class SlackAdapter:
             retry_handlers=[AsyncConnectionErrorRetryHandler(),
                             AsyncRateLimitErrorRetryHandler(max_retry_count=3),
                             AsyncServerErrorRetryHandler(max_retry_count=2)])
+        # Socket Mode traffic is authenticated by the connection, not signed; HTTP requests
+        # are checked by ``signed_request`` before bolt (which checks them again).
+        self._verifier = (None if self.socket_mode
+                          else SignatureVerifier(settings.slack_signing_secret or ""))
         self.app = AsyncApp(
             client=self.client, signing_secret=settings.slack_signing_secret or "",
-            # Socket Mode traffic is authenticated by the connection, not signed.
             request_verification_enabled=not self.socket_mode,
-            process_before_response=False, logger=logging.getLogger(f"{__name__}.bolt"))
+            process_before_response=False, logger=_bolt_logger())
         self.app.event("app_mention")(self._on_event)
         self.app.event("message")(self._on_event)
         self.app.command("/imagine")(self._on_imagine)
@@ -140,8 +145,12 @@ class SlackAdapter:
         if self.runner.stopping:
             # Unacknowledged, Slack delivers it again later, to the next process.
             return web.Response(status=503, text="imagebot is restarting")
-        response = await self.app.async_dispatch(await to_bolt_request(request))
-        return await to_aiohttp_response(response)
+        assert self._verifier is not None  # mounted in HTTP mode only
+        try:
+            bolt_request = await signed_request(request, self._verifier)
+        except Refused as refused:
+            return refuse(request, refused)
+        return await to_aiohttp_response(await self.app.async_dispatch(bolt_request))
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -355,3 +364,11 @@ class SlackAdapter:
         if not url:
             raise AttachmentError(f"Slack gave no download address for `{file.name}`.")
         return str(url)
+
+
+def _bolt_logger() -> logging.Logger:
+    """The logger bolt logs through (and copies to its middleware), without request bodies."""
+    bolt = logging.getLogger(f"{__name__}.bolt")
+    if not any(isinstance(f, WithoutBodies) for f in bolt.filters):
+        bolt.addFilter(WithoutBodies())
+    return bolt
