@@ -16,9 +16,11 @@ import discord.http
 import pytest
 
 from adapters.discord import DiscordAdapter, render
+from adapters.discord.reporter import StatusMessage, TurnReporter
 from adapters.serve import running
 from bot import messages
-from bot.model import ThreadKey
+from bot.images import image_info, sha256
+from bot.model import Reply, ReplyImage, ReplyPart, ThreadKey, Usage
 from bot.options import PRO
 from bot.runtime import Core
 from tests import corpus
@@ -360,6 +362,38 @@ async def test_a_refused_upload_is_reported(bot: tuple[Core, DiscordAdapter],
     posted = bot_messages(emulator, starter["id"])
     assert len(posted) == 1 and "HTTP 413" in posted[0]["content"]
     assert posted[0]["embeds"] and custom_ids(posted[0]), "footer and buttons still shown"
+
+
+async def test_a_refused_upload_after_a_long_answer_still_says_so(
+        bot: tuple[Core, DiscordAdapter], emulator: DiscordEmulator) -> None:
+    """About 24k characters and an image: the note about the image is never cut off."""
+    _core, adapter = bot
+    emulator.guild_upload_limit = 100  # the guild's tier says 10 MiB; Discord says no
+    channel = adapter.bot.get_channel(int(emulator.channel_id))
+    assert isinstance(channel, discord.TextChannel)
+    data = corpus.png()
+    assert len(data) > emulator.guild_upload_limit
+    mime_type, width, height = image_info(data)
+    paragraphs = "\n\n".join(f"{k} " + "word " * 397 for k in range(12))
+    reply = Reply(turn_id="f" * 32, thread=key_for(emulator, emulator.channel_id),
+                  parts=(ReplyPart(kind="text", text=paragraphs),
+                         ReplyPart(kind="image", image=ReplyImage(
+                             data, mime_type, width, height, sha256(data)))),
+                  model=PRO, elapsed=1.0, usage=Usage(total_tokens=1))
+    reporter = TurnReporter(StatusMessage(channel), channel,
+                            upload_limit=channel.guild.filesize_limit, tick=0.2)
+    refs = await reporter.finished(reply)
+
+    posted = bot_messages(emulator, emulator.channel_id)
+    statuses = [c.status for c in
+                emulator.rest_calls("POST", f"/channels/{emulator.channel_id}/messages")]
+    assert statuses.count(413) == 1
+    *answer, note = posted
+    assert "".join(m["content"] for m in answer).count("word") == 12 * 397
+    assert note["content"].startswith("⚠️ Discord did not accept the upload of the image")
+    assert note["content"].endswith("Reroll makes a new one.")
+    assert note["embeds"] and custom_ids(note), "the note closes the reply"
+    assert refs["messages"] == [[emulator.channel_id, m["id"]] for m in posted]
 
 
 async def test_a_reconnect_during_a_generation_loses_and_repeats_nothing(
