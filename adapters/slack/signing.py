@@ -4,13 +4,12 @@ request reaches slack-bolt.
 Bolt verifies signatures too, but it logs the whole body of every refused request (a
 forged log line, megabytes of log, the legacy verification token) and answers a body it
 cannot parse with a 500 and a traceback. Here a refused request costs one short log line
-and a 4xx, and bolt's own loggers never print a request body.
+and a 4xx (``library_logs`` keeps bodies out of bolt's own log lines).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 
 from aiohttp import web
 from slack_bolt.request.async_request import AsyncBoltRequest
@@ -22,8 +21,6 @@ logger = logging.getLogger(__name__)
 MAX_BODY = 2**20
 #: Slack refuses signatures older than five minutes; so does this gate.
 MAX_AGE = 5 * 60
-#: A bolt log line is cut to this many characters (bodies are withheld before that).
-LOG_LIMIT = 300
 
 
 class Refused(Exception):
@@ -86,23 +83,3 @@ def refuse(request: web.Request, refused: Refused) -> web.Response:
     logger.warning("refused a request to %s from %s: %s (HTTP %d)", request.path,
                    request.remote or "?", refused.reason, refused.status)
     return web.Response(status=refused.status, text=refused.reason)
-
-
-#: Where bolt puts a request body in a log message; everything after it is withheld.
-_BODY = re.compile(r"(body: |Request body: |for the request \(|Unhandled request \().*",
-                   re.DOTALL)
-
-
-class WithoutBodies(logging.Filter):
-    """Rewrites slack-bolt's log records: request bodies withheld, one line, bounded.
-
-    Installed on the logger given to ``AsyncApp``; bolt copies a base logger's filters
-    to the loggers of its middleware and listener runners.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = _BODY.sub(r"\1[body withheld]", record.getMessage(), count=1)
-        lines = message.splitlines() or [""]
-        record.msg = lines[0][:LOG_LIMIT]
-        record.args = None
-        return True

@@ -15,7 +15,7 @@ import pytest
 from slack_sdk.signature import SignatureVerifier
 
 from adapters.serve import running
-from adapters.slack.signing import LOG_LIMIT, WithoutBodies
+from adapters.slack.library_logs import LOG_LIMIT, BoltLogFilter
 from offline_gemini import OfflineGemini
 from tests.emulators.slack import SlackEmulator
 
@@ -136,7 +136,7 @@ def test_bolt_log_lines_lose_bodies_and_line_breaks() -> None:
         "slack_bolt.AsyncRequestVerification", logging.INFO, __file__, 1,
         "Invalid request signature detected (signature: %s, timestamp: %s, body: %s)",
         ("v0=abc", "1", 'token=secret\nFORGED LINE' + "x" * 10**6), None)
-    assert WithoutBodies().filter(record)
+    assert BoltLogFilter().filter(record)
     message = record.getMessage()
     assert message.endswith("body: [body withheld]")
     assert "secret" not in message and "\n" not in message and len(message) <= LOG_LIMIT
