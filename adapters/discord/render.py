@@ -171,6 +171,11 @@ def upload_failed(count: int, reason: str) -> str:
         "part of this conversation, so follow-ups build on it; Reroll makes a new one.")
 
 
+def download_failed(name: str, exc: BaseException) -> str:
+    return (f"Could not download `{name}` from Discord ({type(exc).__name__}). Attach it "
+            "again.")
+
+
 def thread_failed(reason: str) -> str:
     return error_text(
         f"I could not open a thread here ({reason}). Give me the Create Public Threads "

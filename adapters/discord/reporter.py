@@ -223,8 +223,10 @@ class TurnReporter:
         except discord.HTTPException as exc:
             reason = failure_reason(exc)
             logger.warning("could not open a thread on the result: %s", reason)
-            with contextlib.suppress(discord.HTTPException):
+            try:
                 await self.channel.send(render.thread_failed(reason))
+            except discord.HTTPException as again:
+                logger.warning("could not say so either: %s", failure_reason(again))
             return None
 
     async def _show_status(self, text: str) -> None:

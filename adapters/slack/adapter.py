@@ -397,10 +397,15 @@ class SlackAdapter:
     async def _download(self, file: SlackFile) -> bytes:
         url = file.url or await self._file_url(file)
         token = self.core.settings.slack_bot_token or ""
-        data, content_type = await download(
-            self._http(), url, name=file.name, allowed_hosts=self._hosts,
-            max_bytes=self.core.settings.max_attachment_bytes,
-            headers={"Authorization": f"Bearer {token}"})
+        try:
+            data, content_type = await download(
+                self._http(), url, name=file.name, allowed_hosts=self._hosts,
+                max_bytes=self.core.settings.max_attachment_bytes,
+                headers={"Authorization": f"Bearer {token}"})
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            # A refused, reset or stalled connection is the file's failure, not ours.
+            logger.info("downloading a file failed: %s", type(exc).__name__)
+            raise AttachmentError(render.download_failed(file.name, exc)) from exc
         if looks_like_html(data, content_type):
             raise AttachmentError(render.files_read_missing(file.name))
         return data

@@ -241,6 +241,10 @@ def upload_failed_post(count: int, error: str) -> TextPost:
         "of this conversation, so follow-ups build on it; Reroll makes a new one.")
 
 
+def download_failed(name: str, exc: BaseException) -> str:
+    return f"Could not download `{name}` from Slack ({type(exc).__name__}). Attach it again."
+
+
 def not_in_channel_text() -> str:
     return ("I can't post in this channel. Invite me first (`/invite @imagebot`), "
             "then run the command again.")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -394,6 +395,52 @@ async def test_a_refused_upload_after_a_long_answer_still_says_so(
     assert note["content"].endswith("Reroll makes a new one.")
     assert note["embeds"] and custom_ids(note), "the note closes the reply"
     assert refs["messages"] == [[emulator.channel_id, m["id"]] for m in posted]
+
+
+async def test_an_unreachable_cdn_is_reported_with_the_files_name(
+        bot: tuple[Core, DiscordAdapter], emulator: DiscordEmulator, stand_in: Any) -> None:
+    _core, adapter = bot
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    photo = emulator.add_attachment("sunset.png", corpus.png(), "image/png")
+    for field in ("url", "proxy_url"):  # the CDN is down: nothing listens there
+        photo[field] = re.sub(r"//127\.0\.0\.1:\d+/", f"//127.0.0.1:{closed}/", photo[field])
+    starter = await emulator.send_message(emulator.channel_id, USER, "warmer colours",
+                                          mentions_bot=True, attachments=[photo])
+    thread_id = starter["id"]
+    await emulator.wait_for(lambda: any(m["content"].startswith("⚠️")
+                                        for m in bot_messages(emulator, thread_id)))
+    await settled(emulator, adapter)
+    [error] = bot_messages(emulator, thread_id)
+    assert "Could not download `sunset.png`" in error["content"]
+    assert messages.INTERNAL_ERROR not in error["content"]
+    assert not stand_in.requests
+
+
+async def test_a_gateway_that_failed_is_logged_at_stop(
+        open_bot: Opener, emulator: DiscordEmulator, caplog: pytest.LogCaptureFixture) -> None:
+    async with open_bot() as (_core, adapter):
+        await emulator.close_gateway(4004, "Authentication failed.")
+        await emulator.wait_for(lambda: adapter.bot.is_closed())
+    assert any("gateway connection had failed" in r.getMessage() and "4004" in r.getMessage()
+               for r in caplog.records)
+
+
+async def test_a_thread_that_cannot_be_opened_nor_reported_is_logged(
+        bot: tuple[Core, DiscordAdapter], emulator: DiscordEmulator,
+        caplog: pytest.LogCaptureFixture) -> None:
+    _core, adapter = bot
+    # Both the thread and the message saying so are refused (Missing Permissions).
+    emulator.queue_error("POST", f"/channels/{emulator.channel_id}/messages", status=403,
+                         times=2)
+    record = await emulator.slash_command("imagine", {"prompt": "a lantern"}, user_id=USER,
+                                          channel_id=emulator.channel_id)
+    await emulator.wait_for(lambda: bool(record.original and record.original["attachments"]))
+    await settled(emulator, adapter)
+    logged = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("could not open a thread on the result: HTTP 403") for m in logged)
+    assert any(m.startswith("could not say so either: HTTP 403") for m in logged)
 
 
 async def test_a_reconnect_during_a_generation_loses_and_repeats_nothing(

@@ -15,10 +15,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import discord
 import pytest
 
 from adapters.discord import DiscordAdapter
+from adapters.serve import running
 from adapters.slack import SlackAdapter
 from bot.errors import ErrorKind, ImagebotError
 from offline_gemini import OfflineGemini
@@ -169,3 +171,23 @@ async def test_starting_makes_no_noise(core_factory: Any, slack: SlackEmulator,
     assert "will be unused" not in text
     assert "voice will NOT be supported" not in text
     assert not any(r.levelno >= logging.WARNING for r in caplog.records), text
+
+
+async def test_a_failing_stop_is_logged_and_the_rest_still_stop(
+        slack: SlackEmulator, stand_in: OfflineGemini, make_settings: Any,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    async def broken_stop(self: SlackAdapter) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(SlackAdapter, "stop", broken_stop)
+    settings = make_settings(stand_in.base_url, slack_bot_token=slack.bot_token,
+                             slack_api_url=slack.api_url,
+                             slack_signing_secret=slack.signing_secret)
+    async with running(settings, port=0) as server:
+        assert [a.name for a in server.adapters] == ["web", "slack"]
+        url = server.url
+    assert any(r.getMessage() == "stopping the slack adapter failed (RuntimeError)"
+               for r in caplog.records)
+    with pytest.raises(aiohttp.ClientConnectionError):
+        async with aiohttp.ClientSession() as http, http.get(url + "/healthz"):
+            pass
