@@ -180,13 +180,12 @@ async def running(settings: Settings, *, offline: bool = False,
         app = make_app(core, adapters, metrics)
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound = runner.addresses[0][1] if runner.addresses else port
-        server = Server(core=core, adapters=adapters, url=f"http://{host}:{bound}", plan=run,
-                        metrics=metrics)
         started: list[Adapter] = []
-        try:
+        try:  # from here on, a failure or a cancelled start-up still cleans up
+            await web.TCPSite(runner, host, port).start()
+            bound = runner.addresses[0][1] if runner.addresses else port
+            server = Server(core=core, adapters=adapters, url=f"http://{host}:{bound}",
+                            plan=run, metrics=metrics)
             for adapter in adapters:
                 await adapter.start()
                 started.append(adapter)
@@ -196,8 +195,12 @@ async def running(settings: Settings, *, offline: bool = False,
         finally:
             await core.service.shutdown(SHUTDOWN_GRACE)
             for adapter in reversed(started):
-                with contextlib.suppress(Exception):
+                try:
                     await adapter.stop()
+                except Exception as exc:  # the other adapters still get stopped
+                    logger.warning("stopping the %s adapter failed (%s)", adapter.name,
+                                   type(exc).__name__)
+                    logger.debug("the %s adapter's stop failure", adapter.name, exc_info=True)
             await runner.cleanup()
 
 
@@ -212,19 +215,32 @@ class Server:
 
 async def serve(settings: Settings, *, host: str | None = None, port: int | None = None,
                 offline: bool = False) -> int:
-    """Runs until SIGTERM or SIGINT; returns the process exit code."""
+    """Runs until SIGTERM or SIGINT; returns the process exit code.
+
+    A signal during start-up (a platform slow to connect) cancels the start-up: whatever
+    already started is stopped, and the process exits cleanly.
+    """
     stop = asyncio.Event()
+    serving = asyncio.Event()
+    work = asyncio.create_task(_serve(settings, stop, serving, host=host, port=port,
+                                      offline=offline))
+
+    def on_signal() -> None:
+        stop.set()
+        if not serving.is_set() and not work.done():
+            work.cancel()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+        with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows
+            loop.add_signal_handler(sig, on_signal)
     try:
-        async with running(settings, offline=offline, host=host, port=port) as server:
-            print(f"imagebot is running at {server.url}"
-                  + ("  (OFFLINE PREVIEW: no Gemini key)" if server.core.offline else ""),
-                  flush=True)
-            await stop.wait()
-            logger.info("shutting down: finishing turns in flight (up to %.0fs)", SHUTDOWN_GRACE)
+        return await work
+    except asyncio.CancelledError:
+        if not (stop.is_set() and work.cancelled()):
+            raise  # cancelled from outside, not by a signal
+        print("imagebot: stopped during start-up", flush=True)
+        return 0
     except StartupError as exc:
         print(f"imagebot: {exc}", flush=True)
         return 2
@@ -235,4 +251,19 @@ async def serve(settings: Settings, *, host: str | None = None, port: int | None
         print(f"imagebot: cannot listen on {host or settings.host}:{port or settings.port}: "
               f"{exc.strerror or exc}", flush=True)
         return 2
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(sig)
+
+
+async def _serve(settings: Settings, stop: asyncio.Event, serving: asyncio.Event, *,
+                 host: str | None, port: int | None, offline: bool) -> int:
+    async with running(settings, offline=offline, host=host, port=port) as server:
+        serving.set()
+        print(f"imagebot is running at {server.url}"
+              + ("  (OFFLINE PREVIEW: no Gemini key)" if server.core.offline else ""),
+              flush=True)
+        await stop.wait()
+        logger.info("shutting down: finishing turns in flight (up to %.0fs)", SHUTDOWN_GRACE)
     return 0

@@ -58,7 +58,7 @@ from adapters.download import download
 from adapters.turns import TurnRunner
 from bot import messages
 from bot.config import DEFAULT_DISCORD_API_BASE, DEFAULT_DISCORD_GATEWAY_URL
-from bot.errors import ErrorKind, ImagebotError
+from bot.errors import AttachmentError, ErrorKind, ImagebotError
 from bot.model import Attachment, Author, IncomingMessage, Reply, ThreadKey, TurnView
 from bot.options import OptionInput
 from bot.planning import display_prompt
@@ -198,12 +198,21 @@ class DiscordAdapter:
                     invite_url(self.bot.application_id or 0))
 
     async def _teardown(self) -> None:
-        with contextlib.suppress(Exception):
+        try:
             await self.bot.close()
-        if self._runner is not None:
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(self._runner, 10)
-            self._runner = None
+        except Exception as exc:  # the gateway task and the session still get closed
+            logger.warning("closing the Discord client failed: %s", failure_reason(exc))
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            try:
+                await asyncio.wait_for(runner, 10)
+            except TimeoutError:
+                logger.warning("the Discord gateway did not close within 10 s; cancelled it")
+            except asyncio.CancelledError:
+                logger.debug("the Discord gateway task was cancelled")
+            except Exception as exc:
+                logger.warning("the Discord gateway connection had failed: %s",
+                               _gateway_failure(exc))
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -437,9 +446,15 @@ class DiscordAdapter:
     async def _download(self, ref: FileRef) -> bytes:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120))
-        data, _ = await download(self._session, ref.url, name=ref.name,
-                                 allowed_hosts=self._hosts,
-                                 max_bytes=self.core.settings.max_attachment_bytes)
+        try:
+            data, _ = await download(self._session, ref.url, name=ref.name,
+                                     allowed_hosts=self._hosts,
+                                     max_bytes=self.core.settings.max_attachment_bytes)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            # A refused, reset or stalled connection is the file's failure, told to the
+            # user with its name, not an internal error.
+            logger.info("downloading an attachment failed: %s", type(exc).__name__)
+            raise AttachmentError(render.download_failed(ref.name, exc)) from exc
         return data
 
     def _thread_channel(self, key: ThreadKey) -> discord.abc.Messageable:

@@ -60,6 +60,9 @@ class ImageBot(discord.Client):
         # The connection identifies with this very object, so setup_hook can still
         # drop Message Content before the gateway connects.
         self.requested_intents = intents
+        # imagebot has no voice: no "PyNaCl/davey is not installed" warning on every start.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none(),
                          guild_ready_timeout=guild_ready_timeout)
         self.handlers = handlers

@@ -71,10 +71,18 @@ class MessagePayload:
     embed: dict[str, Any] | None = None
     buttons: tuple[Button, ...] = ()
 
-    def without_uploads(self, note: str) -> MessagePayload:
-        """The same message with a note in place of its files (after a refused upload)."""
+    def without_uploads(self, note: str) -> tuple[MessagePayload, ...]:
+        """The same message with a note in place of its files (after a refused upload).
+
+        The note is never cut: when it does not fit beside the text it becomes a message
+        of its own, which then carries the embed and the buttons (they close a reply).
+        """
+        note = _clip(note, MESSAGE_LIMIT)
         content = "\n\n".join(t for t in (self.content, note) if t)
-        return replace(self, uploads=(), content=_clip(content, MESSAGE_LIMIT))
+        if len(content) <= MESSAGE_LIMIT:
+            return (replace(self, uploads=(), content=content),)
+        return (replace(self, uploads=(), embed=None, buttons=()),
+                MessagePayload(content=note, embed=self.embed, buttons=self.buttons))
 
 
 def reply_payloads(reply: Reply, *, upload_limit: int, alt: str = "") -> list[MessagePayload]:
@@ -161,6 +169,11 @@ def upload_failed(count: int, reason: str) -> str:
     return error_text(
         f"Discord did not accept the upload of the {noun} ({reason}). The result is still "
         "part of this conversation, so follow-ups build on it; Reroll makes a new one.")
+
+
+def download_failed(name: str, exc: BaseException) -> str:
+    return (f"Could not download `{name}` from Discord ({type(exc).__name__}). Attach it "
+            "again.")
 
 
 def thread_failed(reason: str) -> str:

@@ -17,6 +17,7 @@ import contextlib
 import io
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, Protocol
 
@@ -38,6 +39,8 @@ TICK = 5.0
 THREAD_ARCHIVE_MINUTES: Final = 1440
 Posted = list[tuple[int, int]]
 Post = Callable[[MessagePayload], Awaitable[discord.Message]]
+#: A posted message (if any) and the payloads that must follow it.
+Delivered = tuple[discord.Message | None, tuple[MessagePayload, ...]]
 
 
 class Head(Protocol):
@@ -165,43 +168,51 @@ class TurnReporter:
 
     async def _post_all(self, payloads: Sequence[MessagePayload]) -> Posted:
         posted: Posted = []
-        first = await self._post_head(payloads[0])
+        first, pending = await self._post_head(payloads[0])
         target = self.channel
         if first is not None:
             posted.append((first.channel.id, first.id))
             target = await self._thread_on(first) or target
-        for payload in payloads[1:]:
-            message = await self._deliver(_sender(target), payload)
+        queue = deque([*pending, *payloads[1:]])
+        while queue:
+            message, more = await self._deliver(_sender(target), queue.popleft())
             if message is not None:
                 posted.append((message.channel.id, message.id))
+            queue.extendleft(reversed(more))
         return posted
 
     async def close(self) -> None:
         await self._stop_ticker()
 
-    async def _post_head(self, payload: MessagePayload) -> discord.Message | None:
-        message = await self._deliver(self.head.show, payload)
+    async def _post_head(self, payload: MessagePayload) -> Delivered:
+        message, more = await self._deliver(self.head.show, payload)
         if message is None:
             # The head is gone (deleted, or its interaction expired): post the result anew.
-            message = await self._deliver(_sender(self.channel), payload)
-        return message
+            message, more = await self._deliver(_sender(self.channel), payload)
+        return message, more
 
-    async def _deliver(self, post: Post, payload: MessagePayload) -> discord.Message | None:
-        """Posts one payload; a refused upload is posted again as text saying so."""
+    async def _deliver(self, post: Post, payload: MessagePayload) -> Delivered:
+        """Posts one payload; a refused upload is posted again as text saying so.
+
+        Returns:
+            The message (``None`` when it could not be posted), and what still has to
+            follow it: the upload-failure note, when it did not fit in the message.
+        """
         try:
-            return await post(payload)
+            return await post(payload), ()
         except discord.HTTPException as exc:
             reason = failure_reason(exc)
             if not payload.uploads:
                 logger.error("posting a result message failed: %s", reason)
-                return None
+                return None, ()
             logger.error("upload of %d image(s) failed: %s", len(payload.uploads), reason)
-            fallback = payload.without_uploads(render.upload_failed(len(payload.uploads), reason))
+            fallback, *more = payload.without_uploads(
+                render.upload_failed(len(payload.uploads), reason))
         try:
-            return await post(fallback)
+            return await post(fallback), tuple(more)
         except discord.HTTPException as exc:
             logger.error("posting the upload failure failed too: %s", failure_reason(exc))
-            return None
+            return None, tuple(more)
 
     async def _thread_on(self, message: discord.Message) -> discord.Thread | None:
         if not self.open_thread:
@@ -212,8 +223,10 @@ class TurnReporter:
         except discord.HTTPException as exc:
             reason = failure_reason(exc)
             logger.warning("could not open a thread on the result: %s", reason)
-            with contextlib.suppress(discord.HTTPException):
+            try:
                 await self.channel.send(render.thread_failed(reason))
+            except discord.HTTPException as again:
+                logger.warning("could not say so either: %s", failure_reason(again))
             return None
 
     async def _show_status(self, text: str) -> None:

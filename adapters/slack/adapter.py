@@ -14,7 +14,7 @@ What happens where:
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import logging
 import re
 from collections.abc import Mapping
@@ -22,14 +22,16 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.download import download
@@ -52,10 +54,12 @@ from adapters.slack.events import (
     thread_key,
     verdict,
 )
+from adapters.slack.library_logs import bolt_logger
 from adapters.slack.reporter import SLACK_FAILURES, TurnReporter, slack_error
+from adapters.slack.signing import Refused, refuse, signed_request
 from adapters.turns import TurnRunner
 from bot import messages
-from bot.errors import AttachmentError
+from bot.errors import AttachmentError, ErrorKind, ImagebotError
 from bot.model import Attachment, Author, IncomingMessage, Reply, TurnView
 from bot.options import OptionInput
 from bot.planning import display_prompt
@@ -67,6 +71,8 @@ logger = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
 #: Pages of ``conversations.replies`` read when a mention turns a thread into a session.
 THREAD_PAGES = 5
+#: How long ``start`` may take to reach Slack in Socket Mode before giving up.
+CONNECT_TIMEOUT = 30.0
 
 
 class SlackAdapter:
@@ -74,13 +80,19 @@ class SlackAdapter:
 
     name = "slack"
 
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, *, connect_timeout: float = CONNECT_TIMEOUT) -> None:
+        """
+        Args:
+            core: the running core.
+            connect_timeout: seconds ``start`` may take to connect in Socket Mode.
+        """
         settings = core.settings
         if not settings.slack_bot_token:
             raise ValueError("SLACK_BOT_TOKEN is not set")
         self.core = core
         self.service = core.service
         self.runner = TurnRunner(core.service, name="slack")
+        self.connect_timeout = connect_timeout
         self.socket_mode = bool(settings.slack_app_token)
         if not self.socket_mode and not settings.slack_signing_secret:
             raise ValueError("HTTP mode needs SLACK_SIGNING_SECRET (or set SLACK_APP_TOKEN "
@@ -90,11 +102,14 @@ class SlackAdapter:
             retry_handlers=[AsyncConnectionErrorRetryHandler(),
                             AsyncRateLimitErrorRetryHandler(max_retry_count=3),
                             AsyncServerErrorRetryHandler(max_retry_count=2)])
+        # Socket Mode traffic is authenticated by the connection, not signed; HTTP requests
+        # are checked by ``signed_request`` before bolt (which checks them again).
+        self._verifier = (None if self.socket_mode
+                          else SignatureVerifier(settings.slack_signing_secret or ""))
         self.app = AsyncApp(
             client=self.client, signing_secret=settings.slack_signing_secret or "",
-            # Socket Mode traffic is authenticated by the connection, not signed.
             request_verification_enabled=not self.socket_mode,
-            process_before_response=False, logger=logging.getLogger(f"{__name__}.bolt"))
+            process_before_response=False, logger=bolt_logger(f"{__name__}.bolt"))
         self.app.event("app_mention")(self._on_event)
         self.app.event("message")(self._on_event)
         self.app.command("/imagine")(self._on_imagine)
@@ -111,10 +126,19 @@ class SlackAdapter:
             app.router.add_post(EVENTS_PATH, self._http_events)
 
     async def start(self) -> None:
+        """Connects Socket Mode (HTTP mode has nothing to connect).
+
+        Raises:
+            ImagebotError: Slack unreachable, the app token refused, or no connection
+                within ``connect_timeout`` (``ErrorKind.STARTUP``).
+        """
         self._http()
-        if self.socket_mode:
-            self._socket = AsyncSocketModeHandler(self.app, self.core.settings.slack_app_token)
-            await self._socket.connect_async()
+        try:
+            if self.socket_mode:
+                await self._connect_socket()
+        except BaseException:  # a failure, or a signal cancelling start-up
+            await self._disconnect()
+            raise
         logger.info("Slack adapter running (%s)",
                     "Socket Mode" if self.socket_mode else f"HTTP at {EVENTS_PATH}")
 
@@ -123,9 +147,42 @@ class SlackAdapter:
         self.runner.stopping = True
         if self._socket is not None:
             await self._socket.close_async()
+            self._socket = None
         await self.runner.stop()
+        await self._disconnect()
+
+    async def _connect_socket(self) -> None:
+        token = self.core.settings.slack_app_token or ""
+        where = self.core.settings.slack_api_url
+        self._socket = AsyncSocketModeHandler(self.app, token)
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                # One call first: the SDK's connect() retries an unreachable Slack or a
+                # refused token forever, with a traceback every ~11 s.
+                await self.client.apps_connections_open(app_token=token)
+                await self._socket.connect_async()
+        except SlackApiError as exc:
+            raise ImagebotError(
+                f"Slack refused SLACK_APP_TOKEN ({slack_error(exc)}). Create an app-level "
+                "token with the connections:write scope (Basic Information > App-Level "
+                "Tokens).", kind=ErrorKind.STARTUP) from None
+        except TimeoutError:
+            raise ImagebotError(
+                f"Could not connect to Slack Socket Mode via {where} within "
+                f"{self.connect_timeout:g}s. Check the network and SLACK_API_URL.",
+                kind=ErrorKind.STARTUP) from None
+        except SLACK_FAILURES as exc:
+            raise ImagebotError(
+                f"Could not reach Slack at {where} ({slack_error(exc)}). Check the network "
+                "and SLACK_API_URL.", kind=ErrorKind.STARTUP) from None
+
+    async def _disconnect(self) -> None:
+        if self._socket is not None:
+            await self._socket.close_async()
+            self._socket = None
         if self._session is not None:
             await self._session.close()
+            self._session = None
 
     def status(self) -> dict[str, Any]:
         connected = True
@@ -140,8 +197,12 @@ class SlackAdapter:
         if self.runner.stopping:
             # Unacknowledged, Slack delivers it again later, to the next process.
             return web.Response(status=503, text="imagebot is restarting")
-        response = await self.app.async_dispatch(await to_bolt_request(request))
-        return await to_aiohttp_response(response)
+        assert self._verifier is not None  # mounted in HTTP mode only
+        try:
+            bolt_request = await signed_request(request, self._verifier)
+        except Refused as refused:
+            return refuse(request, refused)
+        return await to_aiohttp_response(await self.app.async_dispatch(bolt_request))
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -320,8 +381,10 @@ class SlackAdapter:
     @staticmethod
     async def _tell(respond: AsyncRespond, text: str) -> None:
         """An ephemeral answer to the person who clicked or typed the command."""
-        with contextlib.suppress(*SLACK_FAILURES):
+        try:
             await respond(text=text, response_type="ephemeral", replace_original=False)
+        except SLACK_FAILURES as exc:
+            logger.info("could not answer with an ephemeral message: %s", slack_error(exc))
 
     # --- attachments ------------------------------------------------------------------------
 
@@ -334,10 +397,15 @@ class SlackAdapter:
     async def _download(self, file: SlackFile) -> bytes:
         url = file.url or await self._file_url(file)
         token = self.core.settings.slack_bot_token or ""
-        data, content_type = await download(
-            self._http(), url, name=file.name, allowed_hosts=self._hosts,
-            max_bytes=self.core.settings.max_attachment_bytes,
-            headers={"Authorization": f"Bearer {token}"})
+        try:
+            data, content_type = await download(
+                self._http(), url, name=file.name, allowed_hosts=self._hosts,
+                max_bytes=self.core.settings.max_attachment_bytes,
+                headers={"Authorization": f"Bearer {token}"})
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            # A refused, reset or stalled connection is the file's failure, not ours.
+            logger.info("downloading a file failed: %s", type(exc).__name__)
+            raise AttachmentError(render.download_failed(file.name, exc)) from exc
         if looks_like_html(data, content_type):
             raise AttachmentError(render.files_read_missing(file.name))
         return data
@@ -355,3 +423,4 @@ class SlackAdapter:
         if not url:
             raise AttachmentError(f"Slack gave no download address for `{file.name}`.")
         return str(url)
+

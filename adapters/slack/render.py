@@ -87,13 +87,19 @@ def context(text: str) -> Block:
 
 
 def _fallback(text: str) -> str:
+    """Notification text from plain text (user or model content): clipped, then escaped,
+    so a file name or prompt like ``<!channel>`` cannot ping anyone from the notification."""
+    return escape(_clipped(text))
+
+
+def _clipped(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= FALLBACK_LIMIT else text[:FALLBACK_LIMIT - 1] + "…"
 
 
 def status_post(status: str) -> TextPost:
     """The status message while a turn is waiting or generating."""
-    return TextPost(text=f"⏳ {status}", blocks=[context(f"⏳ {escape(status)}")])
+    return TextPost(text=_fallback(f"⏳ {status}"), blocks=[context(f"⏳ {escape(status)}")])
 
 
 def error_post(message: str) -> TextPost:
@@ -120,7 +126,8 @@ def text_posts(text: str, lead: list[Block] | None = None) -> list[TextPost]:
     posts = []
     for start in range(0, len(blocks), SECTIONS_PER_MESSAGE):
         chunk = blocks[start:start + SECTIONS_PER_MESSAGE]
-        posts.append(TextPost(text=_fallback(_plain(chunk)), blocks=chunk))
+        # The blocks' text is mrkdwn, escaped already.
+        posts.append(TextPost(text=_clipped(_plain(chunk)), blocks=chunk))
     return posts
 
 
@@ -162,7 +169,7 @@ def tail_post(reply: Reply) -> TextPost:
     blocks = [b for b in (sources_block(reply), searches_block(reply)) if b]
     blocks.append(context(escape(footer(reply))))
     blocks.append(buttons(reply))
-    return TextPost(text=footer(reply), blocks=blocks)
+    return TextPost(text=_fallback(footer(reply)), blocks=blocks)
 
 
 def sources_block(reply: Reply) -> Block | None:
@@ -232,6 +239,10 @@ def upload_failed_post(count: int, error: str) -> TextPost:
     return error_post(
         f"Slack did not accept the upload of the {noun} ({error}). The result is still part "
         "of this conversation, so follow-ups build on it; Reroll makes a new one.")
+
+
+def download_failed(name: str, exc: BaseException) -> str:
+    return f"Could not download `{name}` from Slack ({type(exc).__name__}). Attach it again."
 
 
 def not_in_channel_text() -> str:

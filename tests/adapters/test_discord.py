@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -16,9 +17,11 @@ import discord.http
 import pytest
 
 from adapters.discord import DiscordAdapter, render
+from adapters.discord.reporter import StatusMessage, TurnReporter
 from adapters.serve import running
 from bot import messages
-from bot.model import ThreadKey
+from bot.images import image_info, sha256
+from bot.model import Reply, ReplyImage, ReplyPart, ThreadKey, Usage
 from bot.options import PRO
 from bot.runtime import Core
 from tests import corpus
@@ -360,6 +363,84 @@ async def test_a_refused_upload_is_reported(bot: tuple[Core, DiscordAdapter],
     posted = bot_messages(emulator, starter["id"])
     assert len(posted) == 1 and "HTTP 413" in posted[0]["content"]
     assert posted[0]["embeds"] and custom_ids(posted[0]), "footer and buttons still shown"
+
+
+async def test_a_refused_upload_after_a_long_answer_still_says_so(
+        bot: tuple[Core, DiscordAdapter], emulator: DiscordEmulator) -> None:
+    """About 24k characters and an image: the note about the image is never cut off."""
+    _core, adapter = bot
+    emulator.guild_upload_limit = 100  # the guild's tier says 10 MiB; Discord says no
+    channel = adapter.bot.get_channel(int(emulator.channel_id))
+    assert isinstance(channel, discord.TextChannel)
+    data = corpus.png()
+    assert len(data) > emulator.guild_upload_limit
+    mime_type, width, height = image_info(data)
+    paragraphs = "\n\n".join(f"{k} " + "word " * 397 for k in range(12))
+    reply = Reply(turn_id="f" * 32, thread=key_for(emulator, emulator.channel_id),
+                  parts=(ReplyPart(kind="text", text=paragraphs),
+                         ReplyPart(kind="image", image=ReplyImage(
+                             data, mime_type, width, height, sha256(data)))),
+                  model=PRO, elapsed=1.0, usage=Usage(total_tokens=1))
+    reporter = TurnReporter(StatusMessage(channel), channel,
+                            upload_limit=channel.guild.filesize_limit, tick=0.2)
+    refs = await reporter.finished(reply)
+
+    posted = bot_messages(emulator, emulator.channel_id)
+    statuses = [c.status for c in
+                emulator.rest_calls("POST", f"/channels/{emulator.channel_id}/messages")]
+    assert statuses.count(413) == 1
+    *answer, note = posted
+    assert "".join(m["content"] for m in answer).count("word") == 12 * 397
+    assert note["content"].startswith("⚠️ Discord did not accept the upload of the image")
+    assert note["content"].endswith("Reroll makes a new one.")
+    assert note["embeds"] and custom_ids(note), "the note closes the reply"
+    assert refs["messages"] == [[emulator.channel_id, m["id"]] for m in posted]
+
+
+async def test_an_unreachable_cdn_is_reported_with_the_files_name(
+        bot: tuple[Core, DiscordAdapter], emulator: DiscordEmulator, stand_in: Any) -> None:
+    _core, adapter = bot
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    photo = emulator.add_attachment("sunset.png", corpus.png(), "image/png")
+    for field in ("url", "proxy_url"):  # the CDN is down: nothing listens there
+        photo[field] = re.sub(r"//127\.0\.0\.1:\d+/", f"//127.0.0.1:{closed}/", photo[field])
+    starter = await emulator.send_message(emulator.channel_id, USER, "warmer colours",
+                                          mentions_bot=True, attachments=[photo])
+    thread_id = starter["id"]
+    await emulator.wait_for(lambda: any(m["content"].startswith("⚠️")
+                                        for m in bot_messages(emulator, thread_id)))
+    await settled(emulator, adapter)
+    [error] = bot_messages(emulator, thread_id)
+    assert "Could not download `sunset.png`" in error["content"]
+    assert messages.INTERNAL_ERROR not in error["content"]
+    assert not stand_in.requests
+
+
+async def test_a_gateway_that_failed_is_logged_at_stop(
+        open_bot: Opener, emulator: DiscordEmulator, caplog: pytest.LogCaptureFixture) -> None:
+    async with open_bot() as (_core, adapter):
+        await emulator.close_gateway(4004, "Authentication failed.")
+        await emulator.wait_for(lambda: adapter.bot.is_closed())
+    assert any("gateway connection had failed" in r.getMessage() and "4004" in r.getMessage()
+               for r in caplog.records)
+
+
+async def test_a_thread_that_cannot_be_opened_nor_reported_is_logged(
+        bot: tuple[Core, DiscordAdapter], emulator: DiscordEmulator,
+        caplog: pytest.LogCaptureFixture) -> None:
+    _core, adapter = bot
+    # Both the thread and the message saying so are refused (Missing Permissions).
+    emulator.queue_error("POST", f"/channels/{emulator.channel_id}/messages", status=403,
+                         times=2)
+    record = await emulator.slash_command("imagine", {"prompt": "a lantern"}, user_id=USER,
+                                          channel_id=emulator.channel_id)
+    await emulator.wait_for(lambda: bool(record.original and record.original["attachments"]))
+    await settled(emulator, adapter)
+    logged = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("could not open a thread on the result: HTTP 403") for m in logged)
+    assert any(m.startswith("could not say so either: HTTP 403") for m in logged)
 
 
 async def test_a_reconnect_during_a_generation_loses_and_repeats_nothing(

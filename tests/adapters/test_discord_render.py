@@ -172,8 +172,22 @@ def test_statuses_and_errors() -> None:
     assert len(render.error_message("x" * 3000)) == 2000
     upload = render.Upload("a.png", b"", "image/png")
     failed = render.MessagePayload(content="Here.", uploads=(upload,))
-    fallback = failed.without_uploads(render.upload_failed(1, "HTTP 413"))
+    [fallback] = failed.without_uploads(render.upload_failed(1, "HTTP 413"))
     assert not fallback.uploads and fallback.content.startswith("Here.\n\n⚠️ Discord did not")
+
+
+def test_an_upload_failure_note_is_never_cut() -> None:
+    upload = render.Upload("a.png", b"", "image/png")
+    embed = {"type": "rich", "description": "sources"}
+    buttons = (render.Button("reroll", TURN, "Reroll"),)
+    full = render.MessagePayload(content="x" * 1990, uploads=(upload,), embed=embed,
+                                 buttons=buttons)
+    note = render.upload_failed(1, "HTTP 413")
+    text, own = full.without_uploads(note)
+    assert text == render.MessagePayload(content="x" * 1990)
+    assert own == render.MessagePayload(content=note, embed=embed, buttons=buttons)
+    assert_valid(text)
+    assert_valid(own)
 
 
 async def test_payloads_become_discord_py_arguments() -> None:

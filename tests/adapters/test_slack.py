@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ from typing import Any
 
 import pytest
 from PIL import Image
+from slack_bolt.context.respond.async_respond import AsyncRespond
 
 from adapters.serve import Server, running
 from adapters.slack import SlackAdapter, render
@@ -538,3 +541,65 @@ async def test_a_turn_cut_short_by_a_shutdown_says_so(core_factory, slack: Slack
     [error] = finals(slack, CHANNEL, mention["ts"])
     assert "restarting" in shown(error)
     assert len(bot_messages(slack, CHANNEL, mention["ts"])) == 1
+
+
+# --------------------------------------------------------------------------- escaping
+
+
+def posted_texts(slack: SlackEmulator) -> list[str]:
+    """The notification ``text`` of every message posted or updated."""
+    return [str(c.params.get("text") or "") for c in slack.calls
+            if c.method in ("chat.postMessage", "chat.update")]
+
+
+async def test_user_content_never_pings_from_notification_text(
+        bot: Bot, slack: SlackEmulator) -> None:
+    trap = slack.add_file(name="<!channel> <@U123>.png", mimetype="image/png",
+                          content=corpus.PDF, user=ALICE)
+    mention = slack.app_mention_event(CHANNEL, ALICE, "use this", files=[trap])
+    await bot.event(mention)
+    [error] = await bot.results(mention["ts"], 1)
+    assert "&lt;!channel&gt; &lt;@U123&gt;.png" in error["text"]
+
+    await bot.command("<!here> fox")
+    await slack.wait_for(lambda: any(m.get("bot_id") and "fox" in m.get("text", "")
+                                     for m in slack.messages(CHANNEL)))
+    root = next(m for m in slack.messages(CHANNEL) if "fox" in m.get("text", ""))
+    await bot.results(root["ts"], 1)
+    assert "&lt;!here&gt; fox" in root["text"]
+    texts = posted_texts(slack)
+    assert len(texts) >= 4
+    for text in texts:
+        assert "<!" not in text and "<@" not in text, text
+
+
+# --------------------------------------------------------------------------- unreachable hosts
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_an_unreachable_file_host_is_reported_with_the_files_name(
+        bot: Bot, slack: SlackEmulator, stand_in: OfflineGemini) -> None:
+    photo = image_file(slack, "sunset.png", (20, 20))
+    closed = f"http://127.0.0.1:{closed_port()}/"
+    for field in ("url_private", "url_private_download"):
+        slack.files[photo["id"]][field] = photo[field].replace(slack.base_url + "/", closed)
+    mention = slack.app_mention_event(CHANNEL, ALICE, "warmer colours", files=[photo])
+    await bot.event(mention)
+    [error] = await bot.results(mention["ts"], 1)
+    assert "Could not download `sunset.png`" in shown(error)
+    assert messages.INTERNAL_ERROR not in shown(error)
+    assert not generations(stand_in)
+
+
+async def test_an_ephemeral_answer_that_cannot_be_sent_is_logged(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    respond = AsyncRespond(response_url=f"http://127.0.0.1:{closed_port()}/actions/T1/1/x")
+    await SlackAdapter._tell(respond, "Deleted.")
+    assert any("could not answer with an ephemeral message: ClientConnectorError"
+               in r.getMessage() for r in caplog.records)

@@ -70,6 +70,10 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "discord"
 DISCORD_EPOCH_MS = 1_420_070_400_000
 HEARTBEAT_INTERVAL_MS = 41_250
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+#: Per-file upload limit by the guild's boost tier (as Discord documents and discord.py's
+#: ``Guild.filesize_limit`` computes it).
+TIER_UPLOAD_LIMITS = {0: DEFAULT_UPLOAD_LIMIT, 1: DEFAULT_UPLOAD_LIMIT, 2: 50 * 1024 * 1024,
+                      3: 100 * 1024 * 1024}
 MAX_REQUEST_BYTES = 512 * 1024 * 1024
 INTERACTION_ACK_SECONDS = 3.0
 INTERACTION_TOKEN_SECONDS = 15 * 60
@@ -777,6 +781,7 @@ class DiscordEmulator:
         members_intent: bool = True,
         presence_intent: bool = True,
         bot_name: str = "imagebot",
+        premium_tier: int = 0,
     ) -> None:
         self.token = token
         self.app_id = app_id
@@ -786,7 +791,7 @@ class DiscordEmulator:
         self.message_content_intent = message_content_intent
         self.members_intent = members_intent
         self.presence_intent = presence_intent
-        self.guild_upload_limit = DEFAULT_UPLOAD_LIMIT
+        self._upload_limit: int | None = None
         self.interaction_ack_seconds = INTERACTION_ACK_SECONDS
         self.ids = Snowflakes()
 
@@ -802,6 +807,7 @@ class DiscordEmulator:
         self.guild_commands: dict[str, list[JSON]] = {}
         self.application = self._build_application(bot_name)
         self.guild = self._build_guild()
+        self.guild["premium_tier"] = premium_tier
 
         self._message_index: dict[str, JSON] = {}
         self._ephemeral: dict[str, JSON] = {}
@@ -935,6 +941,18 @@ class DiscordEmulator:
         flags |= (1 << 15) if self.members_intent else 0
         flags |= (1 << 19) if self.message_content_intent else 0
         return flags
+
+    @property
+    def guild_upload_limit(self) -> int:
+        """The per-file upload limit: the guild's boost tier's, unless a test set another
+        (to play a Discord that refuses what the client was told it may upload)."""
+        if self._upload_limit is not None:
+            return self._upload_limit
+        return TIER_UPLOAD_LIMITS[int(self.guild.get("premium_tier") or 0)]
+
+    @guild_upload_limit.setter
+    def guild_upload_limit(self, value: int) -> None:
+        self._upload_limit = value
 
     def _build_guild(self) -> JSON:
         guild = fixture("guild")

@@ -440,6 +440,30 @@ async def test_rest_validation_errors(
         assert resp.status == 404
 
 
+async def test_the_upload_limit_follows_the_guilds_boost_tier(
+    emulator: DiscordEmulator, http: aiohttp.ClientSession
+) -> None:
+    url = f"{emulator.api_base}/channels/{emulator.channel_id}/messages"
+
+    async def upload(size: int) -> int:
+        form = aiohttp.FormData(quote_fields=False)
+        form.add_field("payload_json",
+                       json.dumps({"attachments": [{"id": 0, "filename": "a.bin"}]}))
+        form.add_field("files[0]", b"x" * size, filename="a.bin",
+                       content_type="application/octet-stream")
+        async with http.post(url, data=form, headers=bot_headers(emulator)) as resp:
+            return resp.status
+
+    mib = 2**20
+    assert emulator.guild_upload_limit == 10 * mib
+    assert await upload(10 * mib) == 200 and await upload(10 * mib + 1) == 413
+    emulator.guild["premium_tier"] = 2
+    assert await upload(10 * mib + 1) == 200 and await upload(50 * mib + 1) == 413
+    assert DiscordEmulator(premium_tier=3).guild_upload_limit == 100 * mib
+    # discord.py reads the same limit from the guild's tier.
+    assert discord.Guild._PREMIUM_GUILD_LIMITS[2].filesize == 50 * mib
+
+
 async def test_threads_reactions_and_faults(
     emulator: DiscordEmulator, http: aiohttp.ClientSession
 ) -> None:
