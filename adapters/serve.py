@@ -172,6 +172,7 @@ async def running(settings: Settings, *, offline: bool = False,
     run = plan(settings, offline=offline)
     for note in run.notes:
         logger.info("%s", note)
+    logger.info("database: %s", settings.database_description())
     async with open_app(settings, offline=run.offline) as core:
         # Redeliveries come within minutes; a week of seen event ids is plenty.
         await core.service.forget_events(older_than=EVENT_RETENTION)

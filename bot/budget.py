@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bot.history import StoredContent
-from bot.messages import size_text
+from bot.presentation import format_size
 
 
 @dataclass(frozen=True)
@@ -63,5 +63,5 @@ def left_out_notice(left_out: int, total: int, limit: int) -> str:
     turns = "turn was" if left_out == 1 else "turns were"
     first = f"turns 1–{left_out}" if left_out > 1 else "turn 1"
     return (f"The {left_out} earliest {turns} left out of this request ({first} of {total}) "
-            f"to stay within Gemini's {size_text(limit)} request limit; they stay in the "
+            f"to stay within Gemini's {format_size(limit)} request limit; they stay in the "
             "thread's history, but the model did not see them this time.")

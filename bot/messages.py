@@ -5,6 +5,8 @@ Adapters format these for their platform (blocks, embeds, JSON) but never reword
 
 from __future__ import annotations
 
+from bot.presentation import format_size
+
 INTERNAL_ERROR = ("Something went wrong inside imagebot, so this request was not completed. "
                   "Nothing was saved; try again.")
 QUEUED = "Waiting for the previous turn in this thread to finish. Yours starts next."
@@ -36,16 +38,9 @@ def too_many_images(count: int, label: str, limit: int) -> str:
             + " Images made earlier in this thread don't need attaching again.")
 
 
-def size_text(size: int) -> str:
-    """A byte count for people: ``850 KB``, ``12.5 MB``."""
-    if size < 2**20:
-        return f"{max(1, round(size / 1024))} KB"
-    return f"{size / 2**20:.1f} MB"
-
-
 def attachment_too_big(name: str, size: int, limit: int) -> str:
-    return (f"`{name}` is {size_text(size)}; reference images can be at most "
-            f"{size_text(limit)}. Resize or compress it and attach it again.")
+    return (f"`{name}` is {format_size(size)}; reference images can be at most "
+            f"{format_size(limit)}. Resize or compress it and attach it again.")
 
 
 def not_an_image(name: str, mime_type: str) -> str:

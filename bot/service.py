@@ -26,6 +26,7 @@ from bot.errors import (
     AttachmentError,
     CancelledTurn,
     ErrorKind,
+    ImagebotError,
     NotFoundError,
     TooLargeError,
 )
@@ -45,6 +46,7 @@ from bot.model import (
 )
 from bot.options import OptionInput, Options, resolve
 from bot.planning import PlanLimits, TurnPlan, plan_turn, sticky_settings
+from bot.presentation import format_size
 from bot.store import HistoryStore, NewTurn
 from bot.tasks import drain
 
@@ -243,7 +245,7 @@ class ConversationService:
         limit = self.settings.max_attachment_bytes
         prepared = []
         for attachment in attachments:
-            data = await attachment.fetch()
+            data = await _fetch(attachment)
             if len(data) > limit:
                 raise AttachmentError(messages.attachment_too_big(attachment.name, len(data),
                                                                   limit))
@@ -269,8 +271,8 @@ class ConversationService:
         new = request_size([user])
         if new > limit:
             raise TooLargeError(
-                f"The attached images add up to {messages.size_text(new)} once encoded, over "
-                f"Gemini's {messages.size_text(limit)} request limit. Attach fewer or smaller "
+                f"The attached images add up to {format_size(new)} once encoded, over "
+                f"Gemini's {format_size(limit)} request limit. Attach fewer or smaller "
                 "images.")
         stored = await self.store.load_stored(key)
         sizes = await self.store.blob_sizes({h for c in stored for h in c.blob_hashes()})
@@ -421,6 +423,18 @@ class _LockGuard:
         queue.users -= 1
         if queue.users == 0:
             self.table.pop(self.key, None)
+
+
+async def _fetch(attachment: Attachment) -> bytes:
+    """The attachment's bytes; a platform failure becomes a message naming the file."""
+    try:
+        return await attachment.fetch()
+    except (ImagebotError, asyncio.CancelledError):
+        raise
+    except Exception as exc:
+        logger.warning("fetching %s failed: %s", attachment.name, type(exc).__name__)
+        raise AttachmentError(f"Could not fetch `{attachment.name}` ({type(exc).__name__}). "
+                              "Attach it again.") from exc
 
 
 def _reply_image(blob: types.Blob) -> ReplyImage:

@@ -397,14 +397,14 @@ async def test_a_refused_upload_after_a_long_answer_still_says_so(
     assert refs["messages"] == [[emulator.channel_id, m["id"]] for m in posted]
 
 
-async def test_an_unreachable_cdn_is_reported_with_the_files_name(
+async def test_a_file_on_another_port_of_the_cdn_host_is_not_fetched(
         bot: tuple[Core, DiscordAdapter], emulator: DiscordEmulator, stand_in: Any) -> None:
     _core, adapter = bot
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
     photo = emulator.add_attachment("sunset.png", corpus.png(), "image/png")
-    for field in ("url", "proxy_url"):  # the CDN is down: nothing listens there
+    for field in ("url", "proxy_url"):  # another port on the CDN's host
         photo[field] = re.sub(r"//127\.0\.0\.1:\d+/", f"//127.0.0.1:{closed}/", photo[field])
     starter = await emulator.send_message(emulator.channel_id, USER, "warmer colours",
                                           mentions_bot=True, attachments=[photo])
@@ -413,7 +413,8 @@ async def test_an_unreachable_cdn_is_reported_with_the_files_name(
                                         for m in bot_messages(emulator, thread_id)))
     await settled(emulator, adapter)
     [error] = bot_messages(emulator, thread_id)
-    assert "Could not download `sunset.png`" in error["content"]
+    # Same host, another port: not Discord's CDN (scheme, host and port must match).
+    assert "`sunset.png` is not hosted on the platform's own file servers" in error["content"]
     assert messages.INTERNAL_ERROR not in error["content"]
     assert not stand_in.requests
 

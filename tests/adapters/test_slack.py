@@ -582,7 +582,7 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def test_an_unreachable_file_host_is_reported_with_the_files_name(
+async def test_a_file_on_another_port_of_slacks_host_is_not_fetched(
         bot: Bot, slack: SlackEmulator, stand_in: OfflineGemini) -> None:
     photo = image_file(slack, "sunset.png", (20, 20))
     closed = f"http://127.0.0.1:{closed_port()}/"
@@ -591,7 +591,8 @@ async def test_an_unreachable_file_host_is_reported_with_the_files_name(
     mention = slack.app_mention_event(CHANNEL, ALICE, "warmer colours", files=[photo])
     await bot.event(mention)
     [error] = await bot.results(mention["ts"], 1)
-    assert "Could not download `sunset.png`" in shown(error)
+    # Same host, another port: not Slack's file server (scheme, host and port must match).
+    assert "`sunset.png` is not hosted on the platform's own file servers" in shown(error)
     assert messages.INTERNAL_ERROR not in shown(error)
     assert not generations(stand_in)
 

@@ -40,4 +40,4 @@ def test_turns_group_consecutive_contents():
 def test_notice_counts_turns():
     assert "The 2 earliest turns were left out" in left_out_notice(2, 5, 100 * 2**20)
     assert "turns 1–2 of 5" in left_out_notice(2, 5, 100 * 2**20)
-    assert "100.0 MB" in left_out_notice(1, 5, 100 * 2**20)
+    assert "100 MB" in left_out_notice(1, 5, 100 * 2**20)

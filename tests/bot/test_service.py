@@ -308,6 +308,18 @@ async def test_oversized_reference_refused(core_factory, stand_in):
             await core.service.handle(KEY, msg("x", ("big.png", corpus.noise_png())))
 
 
+async def test_a_failed_download_names_the_file_and_changes_nothing(core, stand_in):
+    async def reset() -> bytes:
+        raise ConnectionResetError("peer reset")
+
+    broken = Attachment(name="sunset.png", mime_type="image/png", fetch=reset)
+    message = IncomingMessage(author=Author("U1"), text="warmer", attachments=(broken,))
+    with pytest.raises(AttachmentError, match="Could not fetch `sunset.png`"):
+        await core.service.handle(KEY, message)
+    assert not stand_in.requests
+    assert not await core.service.is_session(KEY)
+
+
 async def test_history_over_request_limit_leaves_out_oldest_turns(core, stand_in):
     from dataclasses import replace
 
