@@ -209,8 +209,24 @@ async def test_timeout(core_factory, stand_in):
     stand_in.faults.latency = 3.0
     async with core_factory(gemini_timeout=0.3, gemini_retry_attempts=1) as core:
         with pytest.raises(ServiceError) as err:
-            await core.service.handle(KEY, msg("a fox"))
+            await core.service.handle(KEY, msg("a fox --model flash"))
     assert err.value.kind == "timeout"
+    # Worded from what was asked: no size advice for a fixed-size Flash turn.
+    assert err.value.user_message.startswith("Gemini did not answer within")
+    assert "4K" not in err.value.user_message and "2K" not in err.value.user_message
+
+
+def test_timeout_wording_follows_the_request_and_the_endpoint():
+    from google.genai import types
+
+    from bot.gemini import timeout_message
+
+    big = types.GenerateContentConfig(image_config=types.ImageConfig(image_size="4K"))
+    assert "Images at 4K take longer" in timeout_message("Gemini", big, 120)
+    plain = types.GenerateContentConfig()
+    offline = timeout_message("The offline stand-in", plain, 30)
+    assert offline.startswith("The offline stand-in did not answer within 30 seconds")
+    assert "4K" not in offline
 
 
 async def test_connection_failure(make_settings):
