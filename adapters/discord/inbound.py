@@ -144,12 +144,6 @@ def button_id(action: str, turn_id: str) -> str:
     return f"imagebot:{action}:{turn_id}"
 
 
-def parse_button_id(custom_id: str) -> tuple[str, str] | None:
-    """(action, turn id) of one of imagebot's buttons, or ``None`` for anything else."""
-    match = re.fullmatch(BUTTON_TEMPLATE, custom_id)
-    return (match["action"], match["turn"]) if match else None
-
-
 def edit_modal_id(interaction_id: int) -> str:
     """The prompt modal's id; unique per opening, so two open modals never collide."""
     return f"{EDIT_MODAL_PREFIX}{interaction_id}"

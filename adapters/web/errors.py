@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from bot import messages
 from bot.errors import ErrorKind, ImagebotError
 from bot.options import OptionInput
 
@@ -22,7 +23,7 @@ STATUS_BY_KIND: dict[ErrorKind, int] = {
     ErrorKind.OUTAGE: 502, ErrorKind.CONNECTION: 502, ErrorKind.AUTH: 502,
     ErrorKind.MODEL: 502, ErrorKind.BAD_REQUEST: 502,
 }
-INTERNAL = "Something went wrong inside imagebot; the details are in its log. Try again."
+INTERNAL = messages.INTERNAL_ERROR
 
 
 class Refusal(Exception):

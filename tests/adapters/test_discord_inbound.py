@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 from typing import Any
 
@@ -28,7 +29,6 @@ from adapters.discord.inbound import (
     image_files,
     imagine_request,
     message_request,
-    parse_button_id,
     strip_mention,
     thread_key,
     thread_name,
@@ -95,6 +95,12 @@ def test_thread_keys_names_and_event_ids() -> None:
     long = thread_name("word " * 50)
     assert len(long) == 100 and long.endswith("…")
     assert event_id("message", 5) == "discord:message:5"
+
+
+def parse_button_id(custom_id: str) -> tuple[str, str] | None:
+    """What the client's DynamicItem template reads back out of a custom id."""
+    match = re.fullmatch(BUTTON_TEMPLATE, custom_id)
+    return (match["action"], match["turn"]) if match else None
 
 
 def test_button_ids_round_trip_and_fit_discord() -> None:
