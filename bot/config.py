@@ -12,7 +12,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from bot.errors import ConfigError
 from bot.options import FLASH, PRO, ModelCaps, OptionInput
+from bot.policy import PolicyConfig, Rules, policy_from_toml
+from bot.prices import PriceTable, prices_from_toml
 
 DEFAULT_MODELS: dict[str, ModelCaps] = {
     FLASH: ModelCaps(label="Nano Banana", sizes=(), max_reference_images=3,
@@ -63,6 +66,14 @@ class Settings:
     port: int = 8765
     log_format: str = "text"
     log_level: str = "INFO"
+    # Team controls: the installation-wide ones here; [policy] and [prices] in the file.
+    admins: tuple[str, ...] = ()
+    daily_images_per_user: int | None = None
+    daily_images_per_channel: int | None = None
+    daily_budget_usd: float | None = None
+    web_admin_token: str | None = field(default=None, repr=False)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    prices: PriceTable = field(default_factory=PriceTable)
 
     @property
     def database_path(self) -> Path:
@@ -109,6 +120,11 @@ ENV: dict[str, str] = {
     "port": "IMAGEBOT_PORT",
     "log_format": "IMAGEBOT_LOG_FORMAT",
     "log_level": "IMAGEBOT_LOG_LEVEL",
+    "admins": "IMAGEBOT_ADMINS",
+    "daily_images_per_user": "IMAGEBOT_DAILY_IMAGES_PER_USER",
+    "daily_images_per_channel": "IMAGEBOT_DAILY_IMAGES_PER_CHANNEL",
+    "daily_budget_usd": "IMAGEBOT_DAILY_BUDGET_USD",
+    "web_admin_token": "IMAGEBOT_WEB_ADMIN_TOKEN",
 }
 
 _TYPES = {f.name: f.type for f in fields(Settings)}
@@ -164,16 +180,39 @@ def load_settings(
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
         models = data.pop("models", None)
+        tables: dict[str, Any] = {name: data.pop(name) for name in ("policy", "prices")
+                                  if name in data}
         unknown = set(data) - set(_TYPES)
         if unknown:
             raise ValueError(f"unknown settings in {path}: {', '.join(sorted(unknown))}")
         values.update({k: _coerce(k, v) for k, v in data.items()})
         if models:
             values["models"] = _models_from_toml(models)
+        values.update(tables)
     for name, var in ENV.items():
         if env.get(var) not in (None, ""):
             values[name] = _coerce(name, env[var])
     if not values.get("gemini_api_key") and env.get("GOOGLE_API_KEY"):
         values["gemini_api_key"] = env["GOOGLE_API_KEY"]
     values.update({k: v for k, v in overrides.items() if v is not None})
+    _team_controls(values)
     return Settings(**values)
+
+
+def _team_controls(values: dict[str, Any]) -> None:
+    """``[policy]`` and ``[prices]`` as values, with the installation-wide settings given
+    by name (environment, top-level keys) over the ``[policy]`` table's own."""
+    policy = values.get("policy") or {}
+    if not isinstance(policy, PolicyConfig):
+        try:
+            policy = policy_from_toml(policy)
+        except ConfigError as exc:
+            raise ValueError(exc.user_message) from None
+    named = Rules(admins=values.get("admins") or None,
+                  daily_images_per_user=values.get("daily_images_per_user"),
+                  daily_images_per_channel=values.get("daily_images_per_channel"),
+                  daily_budget_usd=values.get("daily_budget_usd"))
+    values["policy"] = replace(policy, installation=named.over(policy.installation))
+    prices = values.get("prices")
+    if prices is not None and not isinstance(prices, PriceTable):
+        values["prices"] = prices_from_toml(prices)

@@ -19,6 +19,8 @@ class ErrorKind(StrEnum):
     TOO_LARGE = "too_large"
     NOT_FOUND = "not_found"
     FORBIDDEN = "forbidden"
+    POLICY = "policy"
+    QUOTA = "quota"
     CANCELLED = "cancelled"
     # Gemini answered without a usable result.
     BLOCKED = "blocked"
@@ -113,3 +115,23 @@ class CancelledTurn(ImagebotError):
     """A turn cancelled (the bot is shutting down, or the requester cancelled it)."""
 
     kind = ErrorKind.CANCELLED
+
+
+class PolicyError(ImagebotError):
+    """A team policy refuses the turn (who may ask, models, sizes); no API call is made.
+
+    Attributes:
+        rule: the policy rule that refused (``allowed_models``, ``deny_users``...).
+    """
+
+    kind = ErrorKind.POLICY
+
+    def __init__(self, user_message: str, *, rule: str = "") -> None:
+        super().__init__(user_message)
+        self.rule = rule
+
+
+class QuotaError(PolicyError):
+    """A daily quota or budget has no room left for the turn; no API call is made."""
+
+    kind = ErrorKind.QUOTA
