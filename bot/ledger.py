@@ -155,12 +155,14 @@ class Ledger:
     async def settle(self, entry_id: str, *, key: ThreadKey | None, model: str, size: str,
                      images: int, usage: Usage, cost: float) -> None:
         """Commits a reservation with what the turn really made and cost (``key``: the
-        thread it ran in, when it was not known at the reservation)."""
+        thread it ran in, when it was not known at the reservation). A reservation given
+        back while its turn still ran (a shutdown) is committed all the same: the money
+        was spent."""
         async with self.store._transaction():
             await self.db.execute(
                 "UPDATE ledger SET state='committed', thread=COALESCE(?, thread), model=?, "
                 "size=?, images=?, prompt_tokens=?, output_tokens=?, thought_tokens=?, "
-                "cost_usd=?, settled_at=? WHERE id=? AND state='reserved'",
+                "cost_usd=?, settled_at=? WHERE id=? AND state != 'committed'",
                 (key.thread if key else None, model, size, images, usage.prompt_tokens,
                  usage.output_tokens, usage.thought_tokens, cost, self.clock(), entry_id))
 
@@ -264,7 +266,7 @@ def _row(by: str, key: tuple[Any, ...], name: str | None, turns: int, images: in
         label = name or text
     elif by in ("channel", "workspace"):
         text = "/".join(str(k) for k in key)
-        label = text
+        label = "/".join(str(k) for k in key if k)
     else:
         text = label = str(key[0])
     return UsageRow(key=text, label=label, turns=int(turns), images=int(images or 0),
