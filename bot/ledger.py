@@ -33,19 +33,19 @@ STALE_AFTER = 2 * 3600.0
 
 def day_window(now: float, timezone: str) -> tuple[str, float, float]:
     """(the day's date, its first second, the next day's first second) in ``timezone``."""
-    zone = ZoneInfo(timezone)
-    today = datetime.fromtimestamp(now, zone).date()
-    return (today.isoformat(), _midnight(today, zone),
-            _midnight(today + timedelta(days=1), zone))
+    today = datetime.fromtimestamp(now, ZoneInfo(timezone)).date()
+    return (today.isoformat(), midnight(today, timezone),
+            midnight(today + timedelta(days=1), timezone))
 
 
 def month_start(now: float, timezone: str) -> float:
-    zone = ZoneInfo(timezone)
-    return _midnight(datetime.fromtimestamp(now, zone).date().replace(day=1), zone)
+    return midnight(datetime.fromtimestamp(now, ZoneInfo(timezone)).date().replace(day=1),
+                    timezone)
 
 
-def _midnight(day: date, zone: ZoneInfo) -> float:
-    return datetime.combine(day, clock_time(0), zone).timestamp()
+def midnight(day: date, timezone: str) -> float:
+    """The first second of ``day`` in ``timezone``."""
+    return datetime.combine(day, clock_time(0), ZoneInfo(timezone)).timestamp()
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
 from typing import Any
 
-from bot.ledger import Ledger, Totals, UsageRow, day_window, month_start
+from bot.ledger import Ledger, Totals, UsageRow, day_window, midnight, month_start
 from bot.model import Author, ThreadKey
 from bot.policy import Policy, Quota, Scope
 from bot.refusals import MENTIONS, duration, money, scope_phrase
@@ -181,11 +182,32 @@ async def usage_charts(ledger: Ledger, *, since: float, scope: Scope | None = No
 
 
 def _days(first: str, last: str) -> tuple[str, ...]:
-    from datetime import date, timedelta
-
     day, end = date.fromisoformat(first), date.fromisoformat(last)
     days: list[str] = []
     while day <= end and len(days) < 400:
         days.append(day.isoformat())
         day += timedelta(days=1)
     return tuple(days)
+
+
+
+def since_of(text: str, now: float, timezone: str = "UTC") -> float:
+    """When a report starts: ``30d``, ``12h``, ``2w``, ``today``, ``month`` or a date
+    (``2026-11-01``, from midnight in ``timezone``).
+
+    Raises:
+        ValueError: anything else, saying what is understood.
+    """
+    value = text.strip().lower()
+    units = {"h": 3600, "d": 86400, "w": 7 * 86400}
+    if value[:-1].isdigit() and value[-1:] in units:
+        return now - int(value[:-1]) * units[value[-1]]
+    if value == "today":
+        return day_window(now, timezone)[1]
+    if value == "month":
+        return month_start(now, timezone)
+    try:
+        return midnight(date.fromisoformat(value), timezone)
+    except ValueError:
+        raise ValueError(f"`{text}` is not a time: use 30d, 12h, 2w, today, month or a date "
+                         "like 2026-11-01") from None

@@ -9,6 +9,7 @@ Routes (all mounted on serve's aiohttp app):
 * ``POST /api/threads/{id}/turns`` run a turn (multipart: prompt, option fields, ``refs``).
 * ``DELETE /api/turns/{id}`` remove a turn from its thread's history.
 * ``GET /api/images/{sha256}`` an image from the blob table; ``.../download`` as attachment.
+* ``/usage`` and ``/api/usage...``: usage, policy and audit (:mod:`adapters.web.usage`).
 
 With ``IMAGEBOT_WEB_TOKEN`` set every route needs the token: ``/?token=...`` once sets an
 HttpOnly, SameSite=Strict cookie; API clients may send ``Authorization: Bearer <token>``.
@@ -149,6 +150,9 @@ class WebPlayground:
         ]
         for method, path, handler in routes:
             app.router.add_route(method, path, self._guarded(handler))
+        from adapters.web.usage import UsagePages  # /usage: charts, policy, audit (admins)
+
+        UsagePages(self.core).mount(app)
 
     async def start(self) -> None:
         """Nothing to start: the routes live on serve's HTTP server."""
