@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from bot.errors import OptionError
+from bot.errors import ConfigError, OptionError
 from bot.options import (
     ASPECT_RATIOS,
     FLASH,
@@ -25,7 +25,9 @@ from bot.options import (
     OptionInput,
     resolve_model,
 )
+from bot.policy import PolicyConfig, Rules, policy_from_toml
 from bot.presentation import format_size
+from bot.prices import PriceTable, prices_from_toml
 
 DEFAULT_MODELS: dict[str, ModelCaps] = {
     FLASH: ModelCaps(label="Nano Banana", sizes=(), max_reference_images=3,
@@ -43,11 +45,6 @@ DEFAULT_SOURCE = "default location"
 MIN_ATTACHMENT_BYTES = 64 * 1024
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
-
-
-class ConfigError(ValueError):
-    """A setting that cannot be used. The message is one line: the variable (or file and
-    key), what it accepts and what it got."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +87,14 @@ class Settings:
     debug_third_party: bool = False
     #: Where ``database_url`` came from ("DATABASE_URL", a file...), for messages.
     database_source: str = field(default="", repr=False, compare=False)
+    # Team controls: the installation-wide ones here; [policy] and [prices] in the file.
+    admins: tuple[str, ...] = ()
+    daily_images_per_user: int | None = None
+    daily_images_per_channel: int | None = None
+    daily_budget_usd: float | None = None
+    web_admin_token: str | None = field(default=None, repr=False)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    prices: PriceTable = field(default_factory=PriceTable)
 
     @property
     def database_path(self) -> Path:
@@ -148,6 +153,11 @@ ENV: dict[str, str] = {
     "log_format": "IMAGEBOT_LOG_FORMAT",
     "log_level": "IMAGEBOT_LOG_LEVEL",
     "debug_third_party": "IMAGEBOT_DEBUG_THIRD_PARTY",
+    "admins": "IMAGEBOT_ADMINS",
+    "daily_images_per_user": "IMAGEBOT_DAILY_IMAGES_PER_USER",
+    "daily_images_per_channel": "IMAGEBOT_DAILY_IMAGES_PER_CHANNEL",
+    "daily_budget_usd": "IMAGEBOT_DAILY_BUDGET_USD",
+    "web_admin_token": "IMAGEBOT_WEB_ADMIN_TOKEN",
 }
 
 _TYPES = {f.name: str(f.type) for f in fields(Settings)}
@@ -268,6 +278,8 @@ def load_settings(
     if path:
         data = _read_toml(path, "--config" if config_file else "IMAGEBOT_CONFIG")
         models = data.pop("models", None)
+        tables: dict[str, Any] = {name: data.pop(name) for name in ("policy", "prices")
+                                  if name in data}
         unknown = set(data) - set(_TYPES) - {"database_source"}
         if unknown:
             raise ConfigError(f"{path}: unknown settings {', '.join(sorted(unknown))} (the keys "
@@ -277,6 +289,7 @@ def load_settings(
             values[key] = _coerce(key, value, sources[key])
         if models:
             values["models"] = _models_from_toml(models, path)
+        values.update(tables)
     for name, var in ENV.items():
         if env.get(var) not in (None, ""):
             sources[name] = var
@@ -288,6 +301,7 @@ def load_settings(
             sources[name] = "--" + name.replace("_", "-")
             values[name] = value
     values.update(_database(values.get("database_url"), sources.get("database_url"), env))
+    _team_controls(values)
     settings = Settings(**values)
     _check(settings, lambda name: sources.get(name) or ENV.get(name) or name,
            configured=set(sources) - set(overrides))
@@ -357,3 +371,19 @@ def _check(s: Settings, label: Any, configured: set[str]) -> None:
         if url and not re.match(rf"({'|'.join(schemes)})://[^/\s]+", url):
             raise ConfigError(f"{label(name)} must be a {' or '.join(schemes)} URL, "
                               f"got {url!r}")
+
+
+def _team_controls(values: dict[str, Any]) -> None:
+    """``[policy]`` and ``[prices]`` as values, with the installation-wide settings given
+    by name (environment, top-level keys) over the ``[policy]`` table's own."""
+    policy = values.get("policy") or {}
+    if not isinstance(policy, PolicyConfig):
+        policy = policy_from_toml(policy)
+    named = Rules(admins=values.get("admins") or None,
+                  daily_images_per_user=values.get("daily_images_per_user"),
+                  daily_images_per_channel=values.get("daily_images_per_channel"),
+                  daily_budget_usd=values.get("daily_budget_usd"))
+    values["policy"] = replace(policy, installation=named.over(policy.installation))
+    prices = values.get("prices")
+    if prices is not None and not isinstance(prices, PriceTable):
+        values["prices"] = prices_from_toml(prices)

@@ -3,6 +3,7 @@ message that says what to try."""
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 
@@ -19,6 +20,8 @@ class ErrorKind(StrEnum):
     TOO_LARGE = "too_large"
     NOT_FOUND = "not_found"
     FORBIDDEN = "forbidden"
+    POLICY = "policy"
+    QUOTA = "quota"
     CANCELLED = "cancelled"
     # Gemini answered without a usable result.
     BLOCKED = "blocked"
@@ -47,6 +50,9 @@ class ImagebotError(Exception):
     """
 
     kind: ErrorKind = ErrorKind.ERROR
+    #: User ids the core itself mentions as ``<@id>`` in the message (an admin to ask);
+    #: renderers may show exactly these as mentions and escape everything else.
+    mentions: tuple[str, ...] = ()
 
     def __init__(self, user_message: str, *, kind: ErrorKind | None = None) -> None:
         super().__init__(user_message)
@@ -55,8 +61,9 @@ class ImagebotError(Exception):
             self.kind = ErrorKind(kind)
 
 
-class ConfigError(ImagebotError):
-    """The configuration cannot work (a missing key, a bad value)."""
+class ConfigError(ImagebotError, ValueError):
+    """The configuration cannot work (a missing key, a bad value). The message is one line:
+    the variable (or file and key), what it accepts and what it got."""
 
     kind = ErrorKind.CONFIG
 
@@ -113,3 +120,26 @@ class CancelledTurn(ImagebotError):
     """A turn cancelled (the bot is shutting down, or the requester cancelled it)."""
 
     kind = ErrorKind.CANCELLED
+
+
+class PolicyError(ImagebotError):
+    """A team policy refuses the turn (who may ask, models, sizes); no API call is made.
+
+    Attributes:
+        rule: the policy rule that refused (``allowed_models``, ``deny_users``...).
+    """
+
+    kind = ErrorKind.POLICY
+
+    def __init__(self, user_message: str, *, rule: str = "") -> None:
+        super().__init__(user_message)
+        self.rule = rule
+        # Policy wording is built from configuration only (rules, scopes, admins), never
+        # from what a user typed, so the admins it names may show as mentions.
+        self.mentions = tuple(re.findall(r"<@([A-Za-z0-9]+)>", user_message))
+
+
+class QuotaError(PolicyError):
+    """A daily quota or budget has no room left for the turn; no API call is made."""
+
+    kind = ErrorKind.QUOTA

@@ -29,6 +29,9 @@ class Metrics:
                               registry=self.registry)
         self.images = Counter("imagebot_images", "Images generated", ["model"],
                               registry=self.registry)
+        self.cost = Counter("imagebot_cost_usd", "Cost of successful turns in US dollars, "
+                            "from the configured price table", ["model", "platform"],
+                            registry=self.registry)
         self.queue = Gauge("imagebot_queue_depth", "Turns running or waiting",
                            registry=self.registry)
         self.queue.set_function(service.queue_depth)
@@ -45,6 +48,8 @@ class Metrics:
         self.turns.labels(model=model, platform=getattr(key, "platform", "")).inc()
         self.latency.labels(model=model).observe(data["elapsed"])
         self.images.labels(model=model).inc(data["images"])
+        self.cost.labels(model=model, platform=getattr(key, "platform", "")).inc(
+            data.get("cost", 0.0))
         usage: Usage = data["usage"]
         for kind, value in (("prompt", usage.prompt_tokens), ("output", usage.output_tokens),
                             ("thinking", usage.thought_tokens)):

@@ -31,10 +31,15 @@ class ThreadKey:
 
 @dataclass(frozen=True)
 class Author:
-    """Who sent a message."""
+    """Who sent a message.
+
+    Attributes:
+        roles: the person's role ids where the platform has roles (Discord), for policies.
+    """
 
     id: str
     name: str = ""
+    roles: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -71,12 +76,14 @@ class IncomingMessage:
         attachments: reference images, in order.
         options: options set through platform UI (slash command fields, selectors);
             they take precedence like inline flags.
+        direct: a direct message with the bot (policies may turn DMs off).
     """
 
     author: Author
     text: str
     attachments: tuple[Attachment, ...] = ()
     options: OptionInput = field(default_factory=OptionInput)
+    direct: bool = False
 
 
 @dataclass(frozen=True)

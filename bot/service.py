@@ -13,7 +13,6 @@ import asyncio
 import dataclasses
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 from google.genai import types
 
 from bot import budget, images, messages
+from bot.admission import Admission, TurnKind
 from bot.config import Settings
 from bot.errors import (
     AttachmentError,
@@ -49,6 +49,8 @@ from bot.planning import PlanLimits, TurnPlan, plan_turn, sticky_settings
 from bot.presentation import format_size
 from bot.store import HistoryStore, NewTurn
 from bot.tasks import drain
+from bot.team import MakePlan, TeamControls, message_plan
+from bot.team_facade import TeamFacade
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +76,10 @@ class _ThreadQueue:
     users: int = 0
 
 
-class ConversationService:
-    """Runs turns and answers adapters' questions about threads; owns the store."""
+class ConversationService(TeamFacade):
+    """Runs turns and answers adapters' questions about threads; owns the store.
+
+    Team controls (policies, quotas, costs, usage, audit) are in :class:`TeamFacade`."""
 
     def __init__(self, store: HistoryStore, gemini: GeminiSession, settings: Settings) -> None:
         #: The store, for the composition and tests; adapters use the methods below.
@@ -89,6 +93,7 @@ class ConversationService:
         self._pixels = images.PixelBudget()
         self.limits = PlanLimits(defaults=settings.option_defaults, models=settings.models,
                                  max_attachment_bytes=settings.max_attachment_bytes)
+        self.team = TeamControls(store, settings)
 
     @property
     def offline(self) -> bool:
@@ -114,11 +119,16 @@ class ConversationService:
                          limits=self.limits)
 
     async def handle(self, key: ThreadKey, message: IncomingMessage, *,
-                     on_start: StartCallback | None = None) -> Reply:
+                     on_start: StartCallback | None = None,
+                     admission: Admission | None = None) -> Reply:
         """Runs one turn for ``message`` in thread ``key``.
 
         Inline flags are taken out of the text (they win over the platform's own fields);
         the rest is the prompt. Options given here become the thread's settings.
+
+        Args:
+            admission: the turn as let in by :meth:`admit` when the adapter accepted it;
+                without one the turn is let in here (policy checked, quota reserved).
 
         Returns:
             The reply, with ``view`` set to the turn as stored.
@@ -127,13 +137,12 @@ class ConversationService:
             ImagebotError: any failure, with a message for the user; history is unchanged.
         """
         return await self._run(key, message.author, on_start=on_start, sticky=True,
-                               make_plan=lambda sticky: plan_turn(
-                                   message.text, message.attachments, ui=message.options,
-                                   sticky=sticky, limits=self.limits))
+                               make_plan=message_plan(message), admission=admission,
+                               direct=message.direct)
 
     async def reroll(self, turn_id: str, *, author: Author,
                      changes: OptionInput | None = None,
-                     on_start: StartCallback | None = None) -> Reply:
+                     on_start: StartCallback | None = None, direct: bool = False) -> Reply:
         """Runs a stored turn's request again as a new turn, optionally with changes (4K).
 
         Raises:
@@ -147,17 +156,18 @@ class ConversationService:
                             for r in record.refs)
         given = (changes or OptionInput()).over(OptionInput.from_dict(record.options))
 
-        def make_plan(sticky: OptionInput) -> TurnPlan:
-            options = resolve(given, sticky, self.limits.defaults, self.limits.models)
+        def make_plan(sticky: OptionInput, limits: PlanLimits) -> TurnPlan:
+            options = resolve(given, sticky, limits.defaults, limits.models)
             return TurnPlan(prompt=record.prompt, given=given, options=options,
                             attachments=attachments)
 
         # A reroll or a 4K re-run is a one-off: it does not change the thread's settings.
+        kind: TurnKind = "4k" if changes and changes.size == "4K" else "reroll"
         return await self._run(record.thread, author, on_start=on_start, sticky=False,
-                               make_plan=make_plan)
+                               make_plan=make_plan, direct=direct, kind=kind)
 
-    async def delete(self, turn_id: str) -> TurnView | None:
-        """Removes a turn from its thread's history (the Delete button).
+    async def delete(self, turn_id: str, *, by: Author | None = None) -> TurnView | None:
+        """Removes a turn from its thread's history (the Delete button); audited.
 
         Returns:
             The turn as it was (its ``platform_refs`` say what to remove), or ``None`` when
@@ -168,49 +178,58 @@ class ConversationService:
             return None
         async with self._thread_lock(record.thread):
             deleted = await self.store.delete_turn(turn_id)
+        if deleted:
+            await self.team.deleted(record, by)
         return record if deleted else None
 
     async def _run(self, key: ThreadKey, author: Author, *, on_start: StartCallback | None,
-                   sticky: bool, make_plan: Callable[[OptionInput], TurnPlan]) -> Reply:
+                   sticky: bool, make_plan: MakePlan, admission: Admission | None = None,
+                   direct: bool = False, kind: TurnKind = "turn") -> Reply:
         task = asyncio.current_task()
         if task:
             self._inflight.add(task)
         queued = time.monotonic()
         try:
+            # Let in (policy, quota reserved) on acceptance; refunded below if it fails.
+            admission = admission or await self.team.admit(
+                key, author, make_plan, limits=self.limits, direct=direct, kind=kind)
             async with self._thread_lock(key):
-                return await self._turn(key, author, make_plan, on_start=on_start,
+                return await self._turn(key, author, make_plan, admission, on_start=on_start,
                                         queued=queued, sticky=sticky)
         except asyncio.CancelledError as exc:
+            await self.team.abandon(admission, None)
             self._emit("error", {"kind": ErrorKind.CANCELLED.value, "key": key})
             raise CancelledTurn(messages.RESTART_CANCELLED) from exc
         except Exception as exc:
-            kind = getattr(exc, "kind", ErrorKind.INTERNAL)
-            self._emit("error", {"kind": str(kind), "key": key})
+            await self.team.abandon(admission, exc)
+            self._emit("error", {"kind": str(getattr(exc, "kind", ErrorKind.INTERNAL)),
+                                 "key": key})
             raise
         finally:
             if task:
                 self._inflight.discard(task)
 
-    async def _turn(self, key: ThreadKey, author: Author,
-                    make_plan: Callable[[OptionInput], TurnPlan], *,
-                    on_start: StartCallback | None, queued: float, sticky: bool) -> Reply:
+    async def _turn(self, key: ThreadKey, author: Author, make_plan: MakePlan,
+                    admission: Admission, *, on_start: StartCallback | None, queued: float,
+                    sticky: bool) -> Reply:
         # The gate bounds how many turns do CPU and database work at once, so a burst of
         # arrivals is spread over several loop iterations instead of stalling one.
         async with self._gate:
             settings = await self.store.settings(key)
-            plan = make_plan(settings)
+            plan = admission.replan(make_plan(settings, admission.limits), settings)
         refs = await self._prepare(plan.attachments)
         try:
-            return await self._generate(key, author, plan, refs, settings, on_start=on_start,
-                                        queued=queued, sticky=sticky)
+            return await self._generate(key, author, plan, refs, settings, admission,
+                                        on_start=on_start, queued=queued, sticky=sticky)
         finally:
             if any(r.notice for r in refs):
                 # Big decodes leave freed heap behind; hand it back to the system.
                 await asyncio.to_thread(images.release_memory)
 
     async def _generate(self, key: ThreadKey, author: Author, plan: TurnPlan,
-                        refs: list[images.PreparedImage], settings: OptionInput, *,
-                        on_start: StartCallback | None, queued: float, sticky: bool) -> Reply:
+                        refs: list[images.PreparedImage], settings: OptionInput,
+                        admission: Admission, *, on_start: StartCallback | None,
+                        queued: float, sticky: bool) -> Reply:
         if on_start:
             await on_start(TurnStart(key=key, options=plan.options,
                                      waited=time.monotonic() - queued))
@@ -226,7 +245,7 @@ class ConversationService:
         elapsed = time.monotonic() - started
         async with self._gate:
             reply = await asyncio.to_thread(self._reply, key, answer, plan.options, elapsed,
-                                            refs, notices)
+                                            refs, notices, admission.id)
             view = _view(reply, author, plan, refs)
             await self.store.commit_turn(NewTurn(
                 turn_id=reply.turn_id, key=key, contents=[user, answer.content],
@@ -236,7 +255,8 @@ class ConversationService:
                 reply=view.reply, model=plan.options.model, usage=reply.usage.__dict__,
                 images=len(reply.images), created_at=view.created_at,
                 known_hashes=_known_hashes(refs, reply)))
-        self._emit("turn", {"model": plan.options.model, "elapsed": elapsed,
+            cost = await self.team.settle(admission, reply)
+        self._emit("turn", {"model": plan.options.model, "elapsed": elapsed, "cost": cost,
                             "usage": reply.usage, "images": len(reply.images), "key": key})
         return _with_view(reply, view)
 
@@ -285,7 +305,8 @@ class ConversationService:
         return await self.store.inflate(fit.kept), [notice]
 
     def _reply(self, key: ThreadKey, answer: Answer, options: Options, elapsed: float,
-               refs: list[images.PreparedImage], extra_notices: list[str]) -> Reply:
+               refs: list[images.PreparedImage], extra_notices: list[str],
+               turn_id: str) -> Reply:
         parts: list[ReplyPart] = []
         thoughts: list[ReplyPart] = []
         for part in answer.content.parts or ():
@@ -300,7 +321,7 @@ class ConversationService:
         if self.offline:
             notices.insert(0, messages.OFFLINE_NOTICE)
         return Reply(
-            turn_id=uuid.uuid4().hex, thread=key, parts=tuple(parts), thoughts=tuple(thoughts),
+            turn_id=turn_id, thread=key, parts=tuple(parts), thoughts=tuple(thoughts),
             sources=answer.sources, search_queries=answer.search_queries,
             search_entry_point=answer.search_entry_point, usage=answer.usage,
             model=answer.model_version or options.model, options=options, elapsed=elapsed,
@@ -338,9 +359,12 @@ class ConversationService:
     async def rename_thread(self, key: ThreadKey, title: str) -> bool:
         return await self.store.rename_thread(key, " ".join(title.split())[:200])
 
-    async def delete_thread(self, key: ThreadKey) -> bool:
+    async def delete_thread(self, key: ThreadKey, *, by: Author | None = None) -> bool:
         async with self._thread_lock(key):
-            return await self.store.delete_thread(key)
+            deleted = await self.store.delete_thread(key)
+        if deleted:
+            await self.team.thread_deleted(key, by)
+        return deleted
 
     async def settings_of(self, key: ThreadKey) -> OptionInput:
         """The thread's sticky settings (empty for a new thread)."""
@@ -396,6 +420,7 @@ class ConversationService:
     async def shutdown(self, grace: float) -> None:
         """Waits up to ``grace`` seconds for turns in flight, then cancels the rest."""
         await drain(self._inflight, grace)
+        await self.team.release_all()
 
 
 class _LockGuard:

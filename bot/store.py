@@ -118,6 +118,56 @@ MIGRATIONS: tuple[Migration, ...] = (
     """,
     # 2: thought signatures over 1 KiB become blobs
     _signatures_to_blobs,
+    # team controls: the cost ledger (quota reservations), run-time policy, the audit log
+    """
+    CREATE TABLE ledger (
+        id TEXT PRIMARY KEY,
+        state TEXT NOT NULL CHECK (state IN ('reserved', 'committed', 'refunded')),
+        kind TEXT NOT NULL,
+        platform TEXT NOT NULL,
+        workspace TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        thread TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        user_name TEXT NOT NULL,
+        model TEXT NOT NULL,
+        size TEXT NOT NULL,
+        batch INTEGER NOT NULL DEFAULT 0,
+        images INTEGER NOT NULL,
+        reference_images INTEGER NOT NULL DEFAULT 0,
+        prompt_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        thought_tokens INTEGER NOT NULL DEFAULT 0,
+        cost_usd REAL NOT NULL,
+        day TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        settled_at REAL
+    );
+    CREATE INDEX ledger_when ON ledger(created_at);
+    CREATE INDEX ledger_user ON ledger(platform, user_id, created_at);
+    CREATE INDEX ledger_place ON ledger(platform, workspace, channel, created_at);
+    CREATE INDEX usage_turn ON usage(turn_id);
+    CREATE TABLE policy_rules (
+        scope TEXT PRIMARY KEY,
+        rules TEXT NOT NULL,
+        updated_by TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        action TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        actor_name TEXT NOT NULL,
+        platform TEXT NOT NULL,
+        workspace TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        thread TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX audit_when ON audit(at);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -22,7 +22,7 @@ import contextlib
 import functools
 import logging
 import math
-from collections.abc import Awaitable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 import aiohttp
@@ -33,8 +33,10 @@ import yarl
 from aiohttp import web
 
 from adapters.discord import render
+from adapters.discord.admin import DiscordAdmin
 from adapters.discord.client import ImageBot, PromptModal, invite_url
 from adapters.discord.inbound import (
+    PLATFORM,
     FileRef,
     TurnRequest,
     allowed_hosts,
@@ -57,6 +59,7 @@ from adapters.discord.reporter import (
 from adapters.download import download
 from adapters.turns import TurnRunner
 from bot import messages
+from bot.admission import Admission
 from bot.config import DEFAULT_DISCORD_API_BASE, DEFAULT_DISCORD_GATEWAY_URL
 from bot.errors import AttachmentError, ErrorKind, ImagebotError
 from bot.model import Attachment, Author, IncomingMessage, Reply, ThreadKey, TurnView
@@ -97,6 +100,7 @@ class DiscordAdapter:
         self.tick = tick
         self.bot = ImageBot(self, guild_ids=settings.discord_guild_ids,
                             guild_ready_timeout=guild_ready_timeout)
+        self.admin = DiscordAdmin(self)  # /imagebot usage | settings, settings menus
         self._hosts = allowed_hosts(settings.discord_api_base)
         self._session: aiohttp.ClientSession | None = None
         self._runner: asyncio.Task[None] | None = None
@@ -261,21 +265,28 @@ class DiscordAdapter:
         incoming = IncomingMessage(author=_author(interaction.user), text=request.text,
                                    attachments=self._attachments(request.files),
                                    options=request.options)
-        problem = await self._problem(key, incoming)
-        if problem:
-            await self._ephemeral(interaction, render.error_message(problem))
+        # Let in now (policy, quota reserved), so a refusal is private and immediate.
+        admission = await self._admit(key or _place(guild_id, channel), incoming,
+                                      functools.partial(self._ephemeral, interaction),
+                                      new_thread=key is None)
+        if admission is None:
             return
-        callback = await interaction.response.defer(thinking=True)
-        head_id = callback.message_id if callback and callback.message_id else (
-            await interaction.original_response()).id
-        open_thread = None if key else thread_name(request.text)
-        # A thread opened on a message gets the message's id, so the key is known now.
-        key = key or thread_key(guild_id, _channel_id(channel), head_id)
-        reporter = TurnReporter(OriginalResponse(interaction), channel,
-                                upload_limit=interaction.filesize_limit,
-                                alt=display_prompt(request.text), open_thread=open_thread,
-                                tick=self.tick)
-        self.runner.submit(key, reporter, functools.partial(self._handle, key, incoming))
+        try:
+            callback = await interaction.response.defer(thinking=True)
+            head_id = callback.message_id if callback and callback.message_id else (
+                await interaction.original_response()).id
+            open_thread = None if key else thread_name(request.text)
+            # A thread opened on a message gets the message's id, so the key is known now.
+            key = key or thread_key(guild_id, _channel_id(channel), head_id)
+            reporter = TurnReporter(OriginalResponse(interaction), channel,
+                                    upload_limit=interaction.filesize_limit,
+                                    alt=display_prompt(request.text), open_thread=open_thread,
+                                    tick=self.tick)
+            self.runner.submit(key, reporter, functools.partial(
+                self._handle, key, incoming, admission=admission))
+        except BaseException:
+            await self.service.release(admission)
+            raise
 
     async def _open_prompt(self, interaction: discord.Interaction,
                            message: discord.Message) -> None:
@@ -331,7 +342,7 @@ class DiscordAdapter:
             await self._ephemeral(interaction, render.NOT_YOURS)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
-        deleted = await self.service.delete(record.id)
+        deleted = await self.service.delete(record.id, by=_author(interaction.user))
         failed, reason = await self._delete_messages(
             deleted.platform_refs if deleted else record.platform_refs)
         text = (render.DELETE_INCOMPLETE.format(count=failed, reason=reason) if failed
@@ -376,48 +387,51 @@ class DiscordAdapter:
         if not (request.text or request.files) or not await self._accept_message(message):
             return
         incoming = self._incoming(message, request)
-        problem = await self._problem(key, incoming)
-        if problem:
-            await _say(thread, render.error_message(problem))
-            return
-        self._message_turn(key, thread, incoming)
+        admission = await self._admit(key, incoming, functools.partial(_say, thread))
+        if admission is not None:
+            self._message_turn(key, thread, incoming, admission)
 
     async def _mention(self, message: discord.Message, channel: discord.TextChannel) -> None:
         request = self._message_request(message)
         if not await self._accept_message(message):
             return
         incoming = self._incoming(message, request)
-        problem = await self._problem(None, incoming)
-        if problem:
-            await _say(channel, render.error_message(problem))
+        admission = await self._admit(_place(channel.guild.id, channel), incoming,
+                                      functools.partial(_say, channel), new_thread=True)
+        if admission is None:
             return
         try:
             thread = await message.create_thread(name=thread_name(request.text),
                                                  auto_archive_duration=THREAD_ARCHIVE_MINUTES)
         except discord.HTTPException as exc:
+            await self.service.release(admission)
             await _say(channel, render.thread_failed(failure_reason(exc)))
             return
         key = thread_key(channel.guild.id, channel.id, thread.id)
-        self._message_turn(key, thread, incoming)
+        self._message_turn(key, thread, incoming, admission)
 
     def _incoming(self, message: discord.Message, request: TurnRequest) -> IncomingMessage:
         return IncomingMessage(author=_author(message.author), text=request.text,
                                attachments=self._attachments(request.files))
 
-    async def _problem(self, key: ThreadKey | None, incoming: IncomingMessage) -> str | None:
-        """What the turn would refuse, said at once (before any download or API call)."""
+    async def _admit(self, where: ThreadKey, incoming: IncomingMessage,
+                     tell: Callable[[str], Awaitable[None]], *,
+                     new_thread: bool = False) -> Admission | None:
+        """Lets the turn in (policy checked, quota reserved), or tells at once what it
+        would refuse (before any download or API call)."""
         try:
-            await self.service.plan(key, incoming)
+            return await self.service.admit(where, incoming, new_thread=new_thread)
         except ImagebotError as exc:
-            return exc.user_message
-        return None
+            await tell(render.error_message(exc.user_message))
+            return None
 
     def _message_turn(self, key: ThreadKey, thread: discord.Thread,
-                      incoming: IncomingMessage) -> None:
+                      incoming: IncomingMessage, admission: Admission) -> None:
         reporter = TurnReporter(StatusMessage(thread), thread,
                                 upload_limit=thread.guild.filesize_limit,
                                 alt=display_prompt(incoming.text), tick=self.tick)
-        self.runner.submit(key, reporter, functools.partial(self._handle, key, incoming))
+        self.runner.submit(key, reporter, functools.partial(
+            self._handle, key, incoming, admission=admission))
 
     def _message_request(self, message: discord.Message) -> TurnRequest:
         bot_id = self.bot.user.id if self.bot.user else 0
@@ -435,9 +449,9 @@ class DiscordAdapter:
 
     # --- turns --------------------------------------------------------------------------
 
-    def _handle(self, key: ThreadKey, incoming: IncomingMessage,
-                on_start: StartCallback) -> Awaitable[Reply]:
-        return self.service.handle(key, incoming, on_start=on_start)
+    def _handle(self, key: ThreadKey, incoming: IncomingMessage, on_start: StartCallback, *,
+                admission: Admission | None = None) -> Awaitable[Reply]:
+        return self.service.handle(key, incoming, on_start=on_start, admission=admission)
 
     def _attachments(self, files: tuple[FileRef, ...]) -> tuple[Attachment, ...]:
         return tuple(Attachment(name=f.name, mime_type=f.content_type, size=f.size,
@@ -502,7 +516,15 @@ def _channel_id(channel: discord.abc.Messageable) -> int:
 
 
 def _author(user: discord.User | discord.Member) -> Author:
-    return Author(id=str(user.id), name=user.display_name)
+    """The person, with their role ids for role-based policies (the guild's own id is
+    ``@everyone``)."""
+    roles = tuple(str(role.id) for role in getattr(user, "roles", ()))
+    return Author(id=str(user.id), name=user.display_name, roles=roles)
+
+
+def _place(guild_id: int, channel: Any) -> ThreadKey:
+    """A channel where a new thread will open (its id is not known yet)."""
+    return ThreadKey(PLATFORM, str(guild_id), str(_channel_id(channel)), "")
 
 
 async def _say(channel: discord.abc.Messageable, text: str) -> None:

@@ -36,6 +36,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.download import download
 from adapters.slack import render
+from adapters.slack.admin import SlackAdmin
 from adapters.slack.events import (
     PLATFORM,
     ButtonClick,
@@ -114,6 +115,7 @@ class SlackAdapter:
         self.app.event("message")(self._on_event)
         self.app.command("/imagine")(self._on_imagine)
         self.app.action(re.compile(r"^imagebot_"))(self._on_click)
+        SlackAdmin(self).register(self.app)  # /imagebot usage | settings, settings menus
         self._socket: AsyncSocketModeHandler | None = None
         self._session: aiohttp.ClientSession | None = None
         self._names: dict[str, str] = {}
@@ -254,7 +256,8 @@ class SlackAdapter:
             if pick_up:
                 files = await self._thread_images(message, bot_user_id) + files
             incoming = IncomingMessage(author=await self._author(message.user), text=prompt,
-                                       attachments=tuple(self._attachment(f) for f in files))
+                                       attachments=tuple(self._attachment(f) for f in files),
+                                       direct=message.is_direct)
             return await self.service.handle(message.key, incoming, on_start=started)
 
         reporter = TurnReporter(self.client, channel=message.channel, thread_ts=message.root_ts,
@@ -303,7 +306,8 @@ class SlackAdapter:
         author = Author(command.user, command.user_name)
 
         async def call(started: StartCallback) -> Reply:
-            incoming = IncomingMessage(author=author, text=prompt)
+            incoming = IncomingMessage(author=author, text=prompt,
+                                       direct=command.channel.startswith("D"))
             return await self.service.handle(key, incoming, on_start=started)
 
         reporter = TurnReporter(self.client, channel=command.channel, thread_ts=root_ts,
@@ -329,7 +333,7 @@ class SlackAdapter:
         async def call(started: StartCallback) -> Reply:
             return await self.service.reroll(
                 record.id, author=await self._author(click.user), changes=changes,
-                on_start=started)
+                on_start=started, direct=key.channel.startswith("D"))
 
         reporter = TurnReporter(self.client, channel=key.channel, thread_ts=key.thread,
                                 react_ts=None, requester=click.user,
@@ -341,7 +345,7 @@ class SlackAdapter:
             await self._tell(respond, "Only the person who asked for this result, or a "
                                       "workspace admin, can delete it.")
             return
-        deleted = await self.service.delete(record.id)
+        deleted = await self.service.delete(record.id, by=await self._author(user))
         await self._remove_posts(deleted.platform_refs if deleted else record.platform_refs)
         await self._tell(respond, "Deleted. Later replies in this thread won't build on it.")
 

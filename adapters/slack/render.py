@@ -102,12 +102,22 @@ def status_post(status: str) -> TextPost:
     return TextPost(text=_fallback(f"⏳ {status}"), blocks=[context(f"⏳ {escape(status)}")])
 
 
-def error_post(message: str) -> TextPost:
-    """A failure as the user sees it: what happened and what to try."""
+def error_post(message: str, mentions: tuple[str, ...] = ()) -> TextPost:
+    """A failure as the user sees it: what happened and what to try.
+
+    Everything is escaped, except mentions of exactly the ``mentions`` ids, which the core
+    put there itself (an admin to ask); a mention typed by a user stays plain text.
+    """
     shown = error_text(message)
-    block = section(escape(shown)[:SECTION_LIMIT])
+    block = section(_with_mentions(escape(shown), mentions)[:SECTION_LIMIT])
     block["block_id"] = ERROR_BLOCK_ID
     return TextPost(text=_fallback(shown), blocks=[block])
+
+
+def _with_mentions(escaped: str, mentions: tuple[str, ...]) -> str:
+    for user in mentions:
+        escaped = escaped.replace(f"&lt;@{user}&gt;", f"<@{user}>")
+    return escaped
 
 
 def command_root_post(user: str, text: str) -> TextPost:

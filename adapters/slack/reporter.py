@@ -76,7 +76,7 @@ class TurnReporter:
         await self._show(render.status_post(start.status()))
 
     async def failed(self, error: ImagebotError) -> None:
-        await self._show(render.error_post(error.user_message))
+        await self._show(render.error_post(error.user_message, error.mentions))
 
     async def finished(self, reply: Reply) -> dict[str, Any]:
         """Posts the reply in the model's order; the head replaces the status message.

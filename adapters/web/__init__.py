@@ -11,6 +11,7 @@ Routes (all mounted on serve's aiohttp app, see :mod:`adapters.web.routes`):
   the page picks a new thread's id, and the thread exists once a turn succeeds.
 * ``DELETE /api/turns/{id}`` remove a turn from its thread's history.
 * ``GET /api/images/{sha256}`` an image from the blob table; ``.../download`` as attachment.
+* ``/usage`` and ``/api/usage...``: usage, policy and audit (:mod:`adapters.web.usage`).
 
 Who may call them is :mod:`adapters.web.access`: a loopback ``Host`` without a token, the
 token with one, and a CSRF header on writes.

@@ -16,6 +16,7 @@ from bot.options import OptionInput
 STATUS_BY_KIND: dict[ErrorKind, int] = {
     ErrorKind.OPTION: 400, ErrorKind.ATTACHMENT: 400, ErrorKind.PROMPT: 400,
     ErrorKind.TOO_LARGE: 413, ErrorKind.NOT_FOUND: 404, ErrorKind.FORBIDDEN: 403,
+    ErrorKind.POLICY: 403, ErrorKind.QUOTA: 429,
     ErrorKind.CANCELLED: 503, ErrorKind.CONFIG: 503, ErrorKind.STARTUP: 503,
     ErrorKind.BLOCKED: 422, ErrorKind.SAFETY: 422, ErrorKind.RECITATION: 422,
     ErrorKind.NO_IMAGE: 422, ErrorKind.EMPTY: 422, ErrorKind.GENERATION: 422,

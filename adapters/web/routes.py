@@ -93,6 +93,9 @@ class WebPlayground:
         ]
         for method, path, handler in routes:
             app.router.add_route(method, path, self._guarded(handler))
+        from adapters.web.usage import UsagePages  # /usage: charts, policy, audit (admins)
+
+        UsagePages(self.core).mount(app)
 
     async def start(self) -> None:
         """Nothing to start: the routes live on serve's HTTP server."""

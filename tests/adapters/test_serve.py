@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 
@@ -58,6 +59,9 @@ async def test_health_metrics_and_a_turn(stand_in, make_settings):
     assert 'imagebot_turns_total{model="gemini-3-pro-image-preview",platform="test"} 1.0' in metrics
     assert "imagebot_turn_seconds_bucket" in metrics and "imagebot_queue_depth" in metrics
     assert 'imagebot_tokens_total{model="gemini-3-pro-image-preview",type="output"}' in metrics
+    cost = re.search(r'imagebot_cost_usd_total\{model="gemini-3-pro-image-preview",'
+                     r'platform="test"\} ([0-9.e-]+)', metrics)
+    assert cost and 0.134 < float(cost.group(1)) < 0.2
 
 
 async def test_non_loopback_without_token_serves_health_not_playground(stand_in, make_settings):
