@@ -18,8 +18,14 @@ from typing import Any
 from bot.errors import OptionError
 from bot.options import (
     ASPECT_RATIOS,
+    CHAT,
     FLASH,
     IMAGE_SIZES,
+    IMAGEN,
+    IMAGEN_FAST,
+    IMAGEN_RATIOS,
+    IMAGEN_ULTRA,
+    ONE_SHOT,
     PRO,
     ModelCaps,
     OptionInput,
@@ -32,6 +38,13 @@ DEFAULT_MODELS: dict[str, ModelCaps] = {
                      search=False, thinking=False),
     PRO: ModelCaps(label="Nano Banana Pro", sizes=("1K", "2K", "4K"), max_reference_images=14,
                    search=True, thinking=True),
+    # Imagen 4: one-shot text-to-image through :predict (1-4 images a request, Ultra 1).
+    IMAGEN: ModelCaps(label="Imagen 4", sizes=("1K", "2K"), max_reference_images=0,
+                      kind=ONE_SHOT, ratios=IMAGEN_RATIOS, max_count=4),
+    IMAGEN_ULTRA: ModelCaps(label="Imagen 4 Ultra", sizes=("1K", "2K"), max_reference_images=0,
+                            kind=ONE_SHOT, ratios=IMAGEN_RATIOS, max_count=1),
+    IMAGEN_FAST: ModelCaps(label="Imagen 4 Fast", sizes=(), max_reference_images=0,
+                           kind=ONE_SHOT, ratios=IMAGEN_RATIOS, max_count=4),
 }
 
 DEFAULT_GEMINI_URL = "https://generativelanguage.googleapis.com"
@@ -231,6 +244,11 @@ def _models_from_toml(table: Any, path: str) -> dict[str, ModelCaps]:
         spec = dict(spec)
         if "sizes" in spec:
             spec["sizes"] = tuple(str(s).upper() for s in spec["sizes"])
+        if "ratios" in spec:
+            spec["ratios"] = tuple(str(r) for r in spec["ratios"])
+        if spec.get("kind", CHAT) not in (CHAT, ONE_SHOT):
+            raise ConfigError(f'{where}: kind must be "{CHAT}" or "{ONE_SHOT}", '
+                              f"got {spec['kind']!r}")
         models[model_id] = replace(base, **spec)
     return models
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from google.genai import types
 
-from bot import budget, images, messages
+from bot import budget, imagen, images, messages
 from bot.config import Settings
 from bot.errors import (
     AttachmentError,
@@ -124,7 +124,7 @@ class ConversationService:
         Raises:
             ImagebotError: any failure, with a message for the user; history is unchanged.
         """
-        return await self._run(key, message.author, on_start=on_start, sticky=True,
+        return await self._run(key, message.author, on_start=on_start, sticky=True, carry=True,
                                make_plan=lambda sticky: plan_turn(
                                    message.text, message.attachments, ui=message.options,
                                    sticky=sticky, limits=self.limits))
@@ -169,7 +169,8 @@ class ConversationService:
         return record if deleted else None
 
     async def _run(self, key: ThreadKey, author: Author, *, on_start: StartCallback | None,
-                   sticky: bool, make_plan: Callable[[OptionInput], TurnPlan]) -> Reply:
+                   sticky: bool, make_plan: Callable[[OptionInput], TurnPlan],
+                   carry: bool = False) -> Reply:
         task = asyncio.current_task()
         if task:
             self._inflight.add(task)
@@ -177,7 +178,7 @@ class ConversationService:
         try:
             async with self._thread_lock(key):
                 return await self._turn(key, author, make_plan, on_start=on_start,
-                                        queued=queued, sticky=sticky)
+                                        queued=queued, sticky=sticky, carry=carry)
         except asyncio.CancelledError as exc:
             self._emit("error", {"kind": ErrorKind.CANCELLED.value, "key": key})
             raise CancelledTurn(messages.RESTART_CANCELLED) from exc
@@ -191,12 +192,17 @@ class ConversationService:
 
     async def _turn(self, key: ThreadKey, author: Author,
                     make_plan: Callable[[OptionInput], TurnPlan], *,
-                    on_start: StartCallback | None, queued: float, sticky: bool) -> Reply:
+                    on_start: StartCallback | None, queued: float, sticky: bool,
+                    carry: bool) -> Reply:
         # The gate bounds how many turns do CPU and database work at once, so a burst of
         # arrivals is spread over several loop iterations instead of stalling one.
         async with self._gate:
             settings = await self.store.settings(key)
             plan = make_plan(settings)
+            if carry:  # a new message: an Imagen result before it becomes its reference
+                plan = imagen.with_thread_context(
+                    plan, await self.store.list_turns(key), self.limits.models,
+                    self.settings.max_attachment_bytes, self.image)
         refs = await self._prepare(plan.attachments)
         try:
             return await self._generate(key, author, plan, refs, settings, on_start=on_start,
@@ -213,6 +219,36 @@ class ConversationService:
             await on_start(TurnStart(key=key, options=plan.options,
                                      waited=time.monotonic() - queued))
         started = time.monotonic()
+        notices = list(plan.notices)
+        if plan.options.caps.one_shot:
+            answer, withheld = await imagen.predict(self.gemini, plan.options, plan.prompt)
+            stored: list[types.Content] = []  # Imagen has no chat: nothing enters the history
+            notices += withheld
+        else:
+            answer, user, left_out = await self._chat(key, plan, refs)
+            stored = [user, answer.content]
+            notices += left_out
+        elapsed = time.monotonic() - started
+        async with self._gate:
+            reply = await asyncio.to_thread(self._reply, key, answer, plan.options, elapsed,
+                                            refs, notices)
+            view = _view(reply, author, plan, refs)
+            await self.store.commit_turn(NewTurn(
+                turn_id=reply.turn_id, key=key, contents=stored,
+                settings=sticky_settings(settings, plan.given, plan.options) if sticky
+                else settings, author_id=author.id, author_name=author.name,
+                prompt=plan.prompt, options=dict(view.options), refs=list(view.refs),
+                reply=view.reply, model=plan.options.model, usage=reply.usage.__dict__,
+                images=len(reply.images), created_at=view.created_at,
+                known_hashes=_known_hashes(refs, reply),
+                blobs={} if stored else _image_blobs(reply)))
+        self._emit("turn", {"model": plan.options.model, "elapsed": elapsed,
+                            "usage": reply.usage, "images": len(reply.images), "key": key})
+        return _with_view(reply, view)
+
+    async def _chat(self, key: ThreadKey, plan: TurnPlan, refs: list[images.PreparedImage]
+                    ) -> tuple[Answer, types.Content, list[str]]:
+        """A Gemini turn: the thread's history, this message, one answer."""
         async with self._gate:
             user = types.Content(role="user", parts=[types.Part(text=plan.prompt)] + [
                 types.Part(inline_data=types.Blob(data=r.data, mime_type=r.mime_type))
@@ -221,22 +257,7 @@ class ConversationService:
             contents = [*history, user]
             config = build_config(plan.options)
         answer = await self.gemini.generate(plan.options.model, contents, config)
-        elapsed = time.monotonic() - started
-        async with self._gate:
-            reply = await asyncio.to_thread(self._reply, key, answer, plan.options, elapsed,
-                                            refs, notices)
-            view = _view(reply, author, plan, refs)
-            await self.store.commit_turn(NewTurn(
-                turn_id=reply.turn_id, key=key, contents=[user, answer.content],
-                settings=sticky_settings(settings, plan.given, plan.options) if sticky
-                else settings, author_id=author.id, author_name=author.name,
-                prompt=plan.prompt, options=dict(view.options), refs=list(view.refs),
-                reply=view.reply, model=plan.options.model, usage=reply.usage.__dict__,
-                images=len(reply.images), created_at=view.created_at,
-                known_hashes=_known_hashes(refs, reply)))
-        self._emit("turn", {"model": plan.options.model, "elapsed": elapsed,
-                            "usage": reply.usage, "images": len(reply.images), "key": key})
-        return _with_view(reply, view)
+        return answer, user, notices
 
     async def _prepare(self, attachments: tuple[Attachment, ...]
                        ) -> list[images.PreparedImage]:
@@ -434,6 +455,11 @@ def _reply_image(blob: types.Blob) -> ReplyImage:
                       sha256=images.sha256(data))
 
 
+def _image_blobs(reply: Reply) -> dict[str, tuple[str, bytes]]:
+    """A reply's images as blobs, for a turn whose answer is kept outside the history."""
+    return {i.sha256: (i.mime_type, i.data) for i in reply.images}
+
+
 def _known_hashes(refs: list[images.PreparedImage], reply: Reply) -> dict[int, str]:
     """Digests computed once this turn, by the identity of the bytes (which the Contents
     being stored share), so the store does not hash the same image again."""
@@ -446,7 +472,8 @@ def _known_hashes(refs: list[images.PreparedImage], reply: Reply) -> dict[int, s
 
 def _options_dict(options: Options) -> dict[str, Any]:
     return {"model": options.model, "aspect_ratio": options.aspect_ratio, "size": options.size,
-            "search": options.search, "image_only": options.image_only}
+            "search": options.search, "image_only": options.image_only,
+            "count": options.count}
 
 
 def _view(reply: Reply, author: Author, plan: TurnPlan,

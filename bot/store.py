@@ -142,6 +142,8 @@ class NewTurn:
     created_at: float
     #: sha256 digests already computed this turn, by ``id()`` of the bytes they hash.
     known_hashes: Mapping[int, str] = field(default_factory=dict)
+    #: Blobs the turn needs beyond its Contents (an Imagen answer, kept out of the history).
+    blobs: Mapping[str, tuple[str, bytes]] = field(default_factory=dict)
 
 
 class HistoryStore:
@@ -355,7 +357,7 @@ class HistoryStore:
         """
         rows, blobs = await asyncio.to_thread(history.deflate, turn.contents,
                                               turn.known_hashes)
-        await self._write_blobs(blobs)
+        await self._write_blobs({**turn.blobs, **blobs})
         now = turn.created_at
         async with self._transaction():
             thread_id = await self._upsert_thread(turn.key, turn.settings,

@@ -22,7 +22,10 @@ PLATFORM = "discord"
 CDN_HOSTS = frozenset({"cdn.discordapp.com", "media.discordapp.net"})
 #: ``/imagine``'s model choices: what users see, and the alias the core resolves.
 MODEL_CHOICES: tuple[tuple[str, str], ...] = (("Nano Banana", "flash"),
-                                               ("Nano Banana Pro", "pro"))
+                                               ("Nano Banana Pro", "pro"),
+                                               ("Imagen 4", "imagen-4"),
+                                               ("Imagen 4 Ultra", "imagen-4-ultra"),
+                                               ("Imagen 4 Fast", "imagen-4-fast"))
 BUTTON_ACTIONS = ("reroll", "4k", "delete")
 #: Buttons carry their action and turn id, so any process can answer a click (restarts).
 BUTTON_TEMPLATE = r"imagebot:(?P<action>reroll|4k|delete):(?P<turn>[0-9a-f]{8,64})"
