@@ -84,6 +84,10 @@ class Settings:
     max_image_pixels: int = 50_000_000
     max_attachment_bytes: int = 30 * 1024 * 1024
     max_request_bytes: int = 100 * 1024 * 1024
+    #: Seconds between polls of a batch job at first (backing off to 20 times this).
+    batch_poll_seconds: float = 30.0
+    #: A batch whose inline requests would be larger goes up as a JSONL file instead.
+    batch_inline_limit: int = 20_000_000
     models: Mapping[str, ModelCaps] = field(default_factory=lambda: dict(DEFAULT_MODELS))
     offline: bool = False
     slack_bot_token: str | None = field(default=None, repr=False)
@@ -146,6 +150,7 @@ ENV: dict[str, str] = {
     "default_search": "IMAGEBOT_DEFAULT_SEARCH",
     "max_reference_edge": "IMAGEBOT_MAX_REFERENCE_EDGE",
     "max_attachment_bytes": "IMAGEBOT_MAX_ATTACHMENT_BYTES",
+    "batch_poll_seconds": "IMAGEBOT_BATCH_POLL_SECONDS",
     "slack_bot_token": "SLACK_BOT_TOKEN",
     "slack_app_token": "SLACK_APP_TOKEN",
     "slack_signing_secret": "SLACK_SIGNING_SECRET",
@@ -364,7 +369,7 @@ def _check(s: Settings, label: Any, configured: set[str]) -> None:
             f"({format_size(s.max_attachment_bytes)}); the default is 31457280 (30 MB)")
     for name in ("gemini_timeout", "gemini_retry_attempts", "gemini_retry_initial_delay",
                  "gemini_retry_max_delay", "max_reference_edge", "max_image_pixels",
-                 "max_request_bytes"):
+                 "max_request_bytes", "batch_poll_seconds", "batch_inline_limit"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{label(name)} must be more than 0, got {getattr(s, name)}")
     for name, schemes in (("gemini_base_url", ("http", "https")),

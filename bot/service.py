@@ -21,6 +21,7 @@ from typing import Any
 from google.genai import types
 
 from bot import budget, imagen, images, messages
+from bot.batch_service import BatchService
 from bot.config import Settings
 from bot.errors import (
     AttachmentError,
@@ -87,6 +88,10 @@ class ConversationService:
         self._pixels = images.PixelBudget()
         self.limits = PlanLimits(defaults=settings.option_defaults, models=settings.models,
                                  max_attachment_bytes=settings.max_attachment_bytes)
+        #: Batch API jobs: submit, follow, results (see :mod:`bot.batch_service`).
+        self.batches = BatchService(store, gemini, self.limits, self._prepare,
+                                    poll_seconds=settings.batch_poll_seconds,
+                                    inline_limit=settings.batch_inline_limit)
 
     @property
     def offline(self) -> bool:

@@ -118,6 +118,50 @@ MIGRATIONS: tuple[Migration, ...] = (
     """,
     # 2: thought signatures over 1 KiB become blobs
     _signatures_to_blobs,
+    # 3: Batch API jobs (bot.batch_store): stored before they are created at Gemini
+    """
+    CREATE TABLE batch_jobs (
+        id TEXT PRIMARY KEY,
+        display_name TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL DEFAULT '',
+        platform TEXT NOT NULL,
+        workspace TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        thread TEXT NOT NULL,
+        author_id TEXT NOT NULL,
+        author_name TEXT NOT NULL,
+        model TEXT NOT NULL,
+        options TEXT NOT NULL,
+        refs TEXT NOT NULL DEFAULT '[]',
+        remote_refs TEXT NOT NULL DEFAULT '[]',
+        input TEXT NOT NULL DEFAULT 'inline',
+        input_file TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL,
+        error TEXT NOT NULL DEFAULT '',
+        lease_until REAL NOT NULL DEFAULT 0,
+        polls INTEGER NOT NULL DEFAULT 0,
+        next_poll_at REAL NOT NULL DEFAULT 0,
+        results_at REAL,
+        delivered_at REAL,
+        posts TEXT NOT NULL DEFAULT '{}',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX batch_jobs_state ON batch_jobs(state, next_poll_at);
+    CREATE INDEX batch_jobs_thread ON batch_jobs(platform, workspace, channel, thread);
+    CREATE TABLE batch_lines (
+        job_id TEXT NOT NULL REFERENCES batch_jobs(id) ON DELETE CASCADE,
+        number INTEGER NOT NULL,
+        prompt TEXT NOT NULL,
+        options TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        result TEXT NOT NULL DEFAULT '{}',
+        images INTEGER NOT NULL DEFAULT 0,
+        cost REAL NOT NULL DEFAULT 0,
+        posted INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (job_id, number)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -387,6 +431,15 @@ class HistoryStore:
                  turn.key.thread, turn.author_id, turn.model, u.get("prompt_tokens", 0),
                  u.get("output_tokens", 0), u.get("thought_tokens", 0),
                  u.get("total_tokens", 0), turn.images, now))
+
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """A write transaction on this store's connection, for tables other modules own
+        (batch jobs): one writer at a time, rolled back on any error."""
+        return self._transaction()
+
+    async def write_blobs(self, blobs: history.Blobs) -> None:
+        """Stores blobs by hash (those already stored are skipped)."""
+        await self._write_blobs(blobs)
 
     async def _write_blobs(self, blobs: history.Blobs) -> None:
         stored = await self._blob_meta(list(blobs))
