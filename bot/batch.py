@@ -127,11 +127,21 @@ class RemoteFile:
 
 def read_prompts(text: str, files: Sequence[tuple[str, bytes]]) -> tuple[list[SourceLine],
                                                                          OptionInput]:
-    """Every prompt of a submission, and the flags given on lines of their own.
+    """Every prompt of a submission, and the flags given on lines of their own (in typed
+    text and text files: they apply to every prompt).
 
     Raises:
         PromptError: a file that cannot be read, with the line that failed.
     """
+    lines, shared = _text_lines(text, "line")
+    for name, data in files:
+        found, flags = _read_file(name, data)
+        lines.extend(found)
+        shared = flags.over(shared)
+    return lines, shared
+
+
+def _text_lines(text: str, where: str) -> tuple[list[SourceLine], OptionInput]:
     lines: list[SourceLine] = []
     shared = OptionInput()
     for number, line in enumerate(text.splitlines(), start=1):
@@ -142,13 +152,11 @@ def read_prompts(text: str, files: Sequence[tuple[str, bytes]]) -> tuple[list[So
         if not prompt:
             shared = flags.over(shared)
             continue
-        lines.append(SourceLine(f"line {number}", stripped))
-    for name, data in files:
-        lines.extend(_read_file(name, data))
+        lines.append(SourceLine(f"{where} {number}", stripped))
     return lines, shared
 
 
-def _read_file(name: str, data: bytes) -> list[SourceLine]:
+def _read_file(name: str, data: bytes) -> tuple[list[SourceLine], OptionInput]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -156,16 +164,14 @@ def _read_file(name: str, data: bytes) -> list[SourceLine]:
                           "again.") from None
     lowered = name.lower()
     if lowered.endswith((".jsonl", ".ndjson", ".json")):
-        return _read_jsonl(name, text)
+        return _read_jsonl(name, text), OptionInput()
     if lowered.endswith((".csv", ".tsv")):
-        return _read_csv(name, text, "\t" if lowered.endswith(".tsv") else ",")
+        return _read_csv(name, text, "\t" if lowered.endswith(".tsv") else ","), OptionInput()
     base = lowered.rsplit("/", 1)[-1]
     if (base.rsplit(".", 1)[-1] if "." in base else "") not in _TEXT_FILES:
         raise PromptError(f"`{name}` is not a prompt file. Attach a .txt (one prompt per "
                           "line), .csv (a `prompt` column) or .jsonl (`{\"prompt\": …}` lines).")
-    return [SourceLine(f"{name} line {n}", line.strip())
-            for n, line in enumerate(text.splitlines(), start=1)
-            if line.strip() and not line.strip().startswith("#")]
+    return _text_lines(text, f"{name} line")
 
 
 def _read_jsonl(name: str, text: str) -> list[SourceLine]:
