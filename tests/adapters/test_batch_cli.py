@@ -57,7 +57,7 @@ def job_row(db: Path) -> dict[str, Any]:
         return dict(conn.execute("SELECT * FROM batch_jobs").fetchone())
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+async def until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:  # noqa: ASYNC109
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():
         if asyncio.get_running_loop().time() > deadline:

@@ -12,7 +12,7 @@ import pytest
 from adapters.slack.batch import CANCEL_ACTION
 from offline_gemini import OfflineGemini
 from offline_gemini.faults import Fault
-from tests.adapters.test_slack import (  # noqa: F401  (fixtures used by name)
+from tests.adapters.test_slack import (  # noqa: F401  (the Slack harness's fixtures)
     ALICE,
     BOB,
     CHANNEL,
@@ -45,10 +45,10 @@ def cancel_value(message: dict[str, Any]) -> str | None:
     return None
 
 
-async def submitted(slack: SlackEmulator, root_ts: str) -> dict[str, Any]:
-    await slack.wait_for(lambda: any(cancel_value(m) for m in bot_messages(
-        slack, CHANNEL, root_ts)))
-    return next(m for m in bot_messages(slack, CHANNEL, root_ts) if cancel_value(m))
+async def submitted(emu: SlackEmulator, root_ts: str) -> dict[str, Any]:
+    await emu.wait_for(lambda: any(cancel_value(m) for m in bot_messages(
+        emu, CHANNEL, root_ts)))
+    return next(m for m in bot_messages(emu, CHANNEL, root_ts) if cancel_value(m))
 
 
 def is_summary(message: dict[str, Any]) -> bool:
@@ -56,22 +56,23 @@ def is_summary(message: dict[str, Any]) -> bool:
                     message.get("text") or "") is not None
 
 
-async def summary(slack: SlackEmulator, root_ts: str) -> str:
-    await slack.wait_for(lambda: any(is_summary(m) for m in bot_messages(
-        slack, CHANNEL, root_ts)), timeout=20)
-    return next(m["text"] for m in bot_messages(slack, CHANNEL, root_ts) if is_summary(m))
+async def summary(emu: SlackEmulator, root_ts: str) -> str:
+    await emu.wait_for(lambda: any(is_summary(m) for m in bot_messages(
+        emu, CHANNEL, root_ts)), timeout=20)
+    return next(m["text"] for m in bot_messages(emu, CHANNEL, root_ts) if is_summary(m))
 
 
 async def test_imagine_batch_posts_every_result_in_its_thread(
-        bot: Bot, slack: SlackEmulator, stand_in: OfflineGemini) -> None:
+        bot: Bot, stand_in: OfflineGemini) -> None:
+    emu = bot.slack
     stand_in.batches.faults_by_key["2"] = Fault("finish", reason="IMAGE_SAFETY")
     ack = await bot.command("--batch --model flash --ar 4:3\na red kite\na green kite\n"
                             "a blue kite --ar 1:1")
     assert ack == ""
-    await slack.wait_for(lambda: bool(slack.messages(CHANNEL)))
-    root = slack.messages(CHANNEL)[0]
+    await emu.wait_for(lambda: bool(emu.messages(CHANNEL)))
+    root = emu.messages(CHANNEL)[0]
     assert "submitted a batch of 3 prompts" in shown(root)
-    notice = await submitted(slack, root["ts"])
+    notice = await submitted(emu, root["ts"])
     assert "Batch" in shown(notice) and "3 prompts on Nano Banana" in shown(notice)
     [create] = creates(stand_in)
     sent = create.body["batch"]["inputConfig"]["requests"]["requests"]
@@ -79,53 +80,54 @@ async def test_imagine_batch_posts_every_result_in_its_thread(
         "4:3", "4:3", "1:1"]
 
     stand_in.clock.advance(minutes=11)
-    text = await summary(slack, root["ts"])
+    text = await summary(emu, root["ts"])
     assert "3 prompts on Nano Banana: 2 done, 0 failed, 1 blocked · 2 images" in text
-    uploads = [u for u in slack.uploads if u["thread_ts"] == root["ts"]]
+    uploads = [u for u in emu.uploads if u["thread_ts"] == root["ts"]]
     assert [u["title"] for u in uploads] == ["1. a red kite", "3. a blue kite"]
     assert "*1.* a red kite" in uploads[0]["initial_comment"]
-    failures = [m for m in bot_messages(slack, CHANNEL, root["ts"]) if "🚫" in (m.get("text") or "")]
+    failures = [m for m in bot_messages(emu, CHANNEL, root["ts"]) if "🚫" in (m.get("text") or "")]
     assert "*2.* a green kite — Gemini generated an image but withheld it" in failures[0]["text"]
 
 
 async def test_a_mention_with_a_prompt_file_and_a_reference(
-        bot: Bot, slack: SlackEmulator, stand_in: OfflineGemini) -> None:
-    prompts = slack.add_file(name="brief.csv", mimetype="text/csv", user=ALICE,
+        bot: Bot, stand_in: OfflineGemini) -> None:
+    emu = bot.slack
+    prompts = emu.add_file(name="brief.csv", mimetype="text/csv", user=ALICE,
                              content=b"prompt,ar\nthe logo on a mug,1:1\nthe logo on a cap,4:3\n")
-    logo = image_file(slack, "logo.png", (80, 60))
-    mention = slack.app_mention_event(CHANNEL, ALICE, "--batch --model flash",
+    logo = image_file(emu, "logo.png", (80, 60))
+    mention = emu.app_mention_event(CHANNEL, ALICE, "--batch --model flash",
                                       files=[prompts, logo])
     await bot.event(mention)
-    await submitted(slack, mention["ts"])
+    await submitted(emu, mention["ts"])
     [create] = creates(stand_in)
     sent = create.body["batch"]["inputConfig"]["requests"]["requests"]
     assert [r["request"]["contents"][0]["parts"][0]["text"] for r in sent] == [
         "the logo on a mug", "the logo on a cap"]
     assert all(len(r["request"]["contents"][0]["parts"]) == 2 for r in sent), "the logo goes"
     stand_in.clock.advance(minutes=11)
-    text = await summary(slack, mention["ts"])
+    text = await summary(emu, mention["ts"])
     assert "2 done, 0 failed, 0 blocked · 2 images" in text
 
 
-async def test_cancel_button_and_refusals(bot: Bot, slack: SlackEmulator,
-                                          stand_in: OfflineGemini) -> None:
+async def test_cancel_button_and_refusals(bot: Bot, stand_in: OfflineGemini) -> None:
+    emu = bot.slack
     assert "Usage" in await bot.command("--batch")
     await bot.command("--batch --model flash\na\nb --model pro")
-    await slack.wait_for(lambda: bool(slack.ephemerals))
-    assert "runs on one model" in slack.ephemerals[-1]["text"]
-    assert not slack.messages(CHANNEL) and not creates(stand_in)
+    await emu.wait_for(lambda: bool(emu.ephemerals))
+    assert "runs on one model" in emu.ephemerals[-1]["text"]
+    assert not emu.messages(CHANNEL) and not creates(stand_in)
 
     await bot.command("--batch --model flash\na lamp\na chair")
-    await slack.wait_for(lambda: bool(slack.messages(CHANNEL)))
-    root = slack.messages(CHANNEL)[0]
-    notice = await submitted(slack, root["ts"])
+    await emu.wait_for(lambda: bool(emu.messages(CHANNEL)))
+    root = emu.messages(CHANNEL)[0]
+    notice = await submitted(emu, root["ts"])
     job_id = cancel_value(notice)
     assert job_id
     await bot.click_action(CANCEL_ACTION, job_id, user=BOB, message_ts=notice["ts"])
-    await slack.wait_for(lambda: len(slack.ephemerals) == 2)
-    assert "Only the person who submitted" in slack.ephemerals[-1]["text"]
+    await emu.wait_for(lambda: len(emu.ephemerals) == 2)
+    assert "Only the person who submitted" in emu.ephemerals[-1]["text"]
     await bot.click_action(CANCEL_ACTION, job_id, user=ALICE, message_ts=notice["ts"])
-    text = await summary(slack, root["ts"])
+    text = await summary(emu, root["ts"])
     assert "was cancelled: 2 prompts on Nano Banana: 0 done, 0 failed, 0 blocked, 2 not run" in text
     assert any("cancelled by" in (m.get("text") or "")
-               for m in bot_messages(slack, CHANNEL, root["ts"]))
+               for m in bot_messages(emu, CHANNEL, root["ts"]))
