@@ -24,7 +24,7 @@ def thread_key(name: str) -> ThreadKey:
     return ThreadKey(platform="cli", workspace="", channel="", thread=name)
 
 
-def _file_attachment(path: Path) -> Attachment:
+def file_attachment(path: Path) -> Attachment:
     async def fetch() -> bytes:
         return await asyncio.to_thread(path.read_bytes)
 
@@ -48,7 +48,7 @@ async def chat(core: Core, *, thread: str, prompt: str, image_paths: Sequence[st
             raise FileNotFoundError(f"no such image file: {path}")
     message = IncomingMessage(
         author=Author(id=f"cli:{getpass.getuser()}", name=getpass.getuser()),
-        text=prompt, attachments=tuple(_file_attachment(p) for p in paths), options=options)
+        text=prompt, attachments=tuple(file_attachment(p) for p in paths), options=options)
     reply = await core.service.handle(thread_key(thread), message)
     saved = save_images(reply, Path(out_dir), thread)
     print_reply(reply, saved, out)
@@ -142,8 +142,10 @@ async def show_history(core: Core, thread: str, out: TextIO | None = None) -> bo
     """
     out = out or sys.stdout
     key = await find_thread(core, thread)
-    if key is None:
-        return False
+    if key is None:  # a thread that has only batch jobs so far
+        key = thread_key(thread)
+        if not await core.service.batches.jobs(key):
+            return False
     turns = await core.service.history(key)
     settings = (await core.service.settings_of(key)).given()
     print(f"thread {thread}: {plural(len(turns), 'turn')}; settings {settings or 'defaults'}",
@@ -162,4 +164,7 @@ async def show_history(core: Core, thread: str, out: TextIO | None = None) -> bo
         for source in reply.sources:
             print(f"    source: {source.title} <{source.url}>", file=out)
         print(f"    {footer(reply)}", file=out)
+    for job in reversed(await core.service.batches.jobs(key)):
+        print(f"[batch {job.short}] {job.total} prompts, {job.state}"
+              + (f": {job.images} images" if job.results_at else ""), file=out)
     return True

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from adapters import cli_batch
 from bot.config import ConfigError, Settings, load_settings
 from bot.errors import ImagebotError
 from bot.options import OptionInput
@@ -30,6 +31,10 @@ OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
 NO_KEY = ("No Gemini API key: set GEMINI_API_KEY (create one at "
           "https://aistudio.google.com/apikey), or pass --offline to use the built-in offline "
           "stand-in (previews only, not Gemini).")
+
+
+BATCH_NO_KEY = ("No Gemini API key: set GEMINI_API_KEY. Batch jobs run at Gemini for hours, "
+                "so the offline stand-in (gone when this command ends) cannot run them.")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -84,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("threads", help="list stored threads")
     history = sub.add_parser("history", help="show a stored thread")
     history.add_argument("--thread", required=True, help="a name as `imagebot threads` prints it")
+
+    cli_batch.add_parser(sub)
 
     sub.add_parser("offline-gemini", add_help=False,
                    help="run the offline Gemini stand-in server (see offline-gemini --help)")
@@ -186,12 +193,16 @@ async def _local(args: argparse.Namespace, settings: Settings) -> int:
     from adapters.composition import open_app
 
     offline = bool(getattr(args, "offline", False))
-    if args.command == "chat" and not offline and not settings.gemini_api_key:
-        print(f"imagebot: {NO_KEY}", file=sys.stderr)
+    gemini = args.command == "chat" or (args.command == "batch"
+                                        and cli_batch.needs_gemini(args))
+    if gemini and not offline and not settings.gemini_api_key:
+        print(f"imagebot: {NO_KEY if args.command == 'chat' else BATCH_NO_KEY}",
+              file=sys.stderr)
         return USAGE
     try:
-        async with open_app(settings, offline=offline,
-                             require_gemini=args.command == "chat") as core:
+        async with open_app(settings, offline=offline, require_gemini=gemini) as core:
+            if args.command == "batch":
+                return await cli_batch.run(core, args)
             if args.command == "threads":
                 await cli_adapter.list_threads(core)
                 return OK

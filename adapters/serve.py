@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from adapters.batch_poller import BatchPoller
 from adapters.composition import open_app
 from adapters.web.headers import add_security_headers
 from bot.config import Settings
@@ -182,18 +183,21 @@ async def running(settings: Settings, *, offline: bool = False,
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         started: list[Adapter] = []
+        poller = batch_poller(core, adapters)
         try:  # from here on, a failure or a cancelled start-up still cleans up
             await web.TCPSite(runner, host, port).start()
             bound = runner.addresses[0][1] if runner.addresses else port
             server = Server(core=core, adapters=adapters, url=f"http://{host}:{bound}",
-                            plan=run, metrics=metrics)
+                            plan=run, metrics=metrics, batch_poller=poller)
             for adapter in adapters:
                 await adapter.start()
                 started.append(adapter)
+            poller.start()
             logger.info("imagebot serving on %s (%s)", server.url,
                         ", ".join(a.name for a in adapters) or "no adapters")
             yield server
         finally:
+            await poller.stop()
             await core.service.shutdown(SHUTDOWN_GRACE)
             for adapter in reversed(started):
                 try:
@@ -212,6 +216,14 @@ class Server:
     url: str
     plan: Plan
     metrics: Metrics
+    batch_poller: BatchPoller | None = None
+
+
+def batch_poller(core: Core, adapters: list[Adapter]) -> BatchPoller:
+    """The poller of Batch API jobs, posting through the adapters that can post them."""
+    posters = {a.name: poster for a in adapters
+               if (poster := getattr(a, "batch_poster", None)) is not None}
+    return BatchPoller(core.service, posters, interval=core.settings.batch_poll_seconds)
 
 
 async def serve(settings: Settings, *, host: str | None = None, port: int | None = None,

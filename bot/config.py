@@ -18,8 +18,14 @@ from typing import Any
 from bot.errors import ConfigError, OptionError
 from bot.options import (
     ASPECT_RATIOS,
+    CHAT,
     FLASH,
     IMAGE_SIZES,
+    IMAGEN,
+    IMAGEN_FAST,
+    IMAGEN_RATIOS,
+    IMAGEN_ULTRA,
+    ONE_SHOT,
     PRO,
     ModelCaps,
     OptionInput,
@@ -34,6 +40,13 @@ DEFAULT_MODELS: dict[str, ModelCaps] = {
                      search=False, thinking=False),
     PRO: ModelCaps(label="Nano Banana Pro", sizes=("1K", "2K", "4K"), max_reference_images=14,
                    search=True, thinking=True),
+    # Imagen 4: one-shot text-to-image through :predict (1-4 images a request, Ultra 1).
+    IMAGEN: ModelCaps(label="Imagen 4", sizes=("1K", "2K"), max_reference_images=0,
+                      kind=ONE_SHOT, ratios=IMAGEN_RATIOS, max_count=4),
+    IMAGEN_ULTRA: ModelCaps(label="Imagen 4 Ultra", sizes=("1K", "2K"), max_reference_images=0,
+                            kind=ONE_SHOT, ratios=IMAGEN_RATIOS, max_count=1),
+    IMAGEN_FAST: ModelCaps(label="Imagen 4 Fast", sizes=(), max_reference_images=0,
+                           kind=ONE_SHOT, ratios=IMAGEN_RATIOS, max_count=4),
 }
 
 DEFAULT_GEMINI_URL = "https://generativelanguage.googleapis.com"
@@ -68,6 +81,10 @@ class Settings:
     max_image_pixels: int = 50_000_000
     max_attachment_bytes: int = 30 * 1024 * 1024
     max_request_bytes: int = 100 * 1024 * 1024
+    #: Seconds between polls of a batch job at first (backing off to 20 times this).
+    batch_poll_seconds: float = 30.0
+    #: A batch whose inline requests would be larger goes up as a JSONL file instead.
+    batch_inline_limit: int = 20_000_000
     models: Mapping[str, ModelCaps] = field(default_factory=lambda: dict(DEFAULT_MODELS))
     offline: bool = False
     slack_bot_token: str | None = field(default=None, repr=False)
@@ -138,6 +155,7 @@ ENV: dict[str, str] = {
     "default_search": "IMAGEBOT_DEFAULT_SEARCH",
     "max_reference_edge": "IMAGEBOT_MAX_REFERENCE_EDGE",
     "max_attachment_bytes": "IMAGEBOT_MAX_ATTACHMENT_BYTES",
+    "batch_poll_seconds": "IMAGEBOT_BATCH_POLL_SECONDS",
     "slack_bot_token": "SLACK_BOT_TOKEN",
     "slack_app_token": "SLACK_APP_TOKEN",
     "slack_signing_secret": "SLACK_SIGNING_SECRET",
@@ -241,6 +259,11 @@ def _models_from_toml(table: Any, path: str) -> dict[str, ModelCaps]:
         spec = dict(spec)
         if "sizes" in spec:
             spec["sizes"] = tuple(str(s).upper() for s in spec["sizes"])
+        if "ratios" in spec:
+            spec["ratios"] = tuple(str(r) for r in spec["ratios"])
+        if spec.get("kind", CHAT) not in (CHAT, ONE_SHOT):
+            raise ConfigError(f'{where}: kind must be "{CHAT}" or "{ONE_SHOT}", '
+                              f"got {spec['kind']!r}")
         models[model_id] = replace(base, **spec)
     return models
 
@@ -360,7 +383,7 @@ def _check(s: Settings, label: Any, configured: set[str]) -> None:
             f"({format_size(s.max_attachment_bytes)}); the default is 31457280 (30 MB)")
     for name in ("gemini_timeout", "gemini_retry_attempts", "gemini_retry_initial_delay",
                  "gemini_retry_max_delay", "max_reference_edge", "max_image_pixels",
-                 "max_request_bytes"):
+                 "max_request_bytes", "batch_poll_seconds", "batch_inline_limit"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{label(name)} must be more than 0, got {getattr(s, name)}")
     for name, schemes in (("gemini_base_url", ("http", "https")),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -167,25 +167,44 @@ class GeminiSession:
             GenerationError: a blocked prompt or an answer without usable content.
             ServiceError: rate limits, outages, timeouts, refusals and connection failures.
         """
+        response = await self.call(
+            lambda client: client.aio.models.generate_content(
+                model=model, contents=contents, config=config),
+            timeout_text=lambda: timeout_message(self.name, config, self.timeout))
+        return map_response(response)
+
+    async def call(self, make: Callable[[genai.Client], Coroutine[Any, Any, T]], *,
+                   timeout_text: Callable[[], str] | None = None,
+                   map_error: Callable[[errors.APIError], ImagebotError | None] | None = None,
+                   ) -> T:
+        """Runs one SDK call (``make(client)``) on the worker loop, with the SDK's retries,
+        an overall deadline and failures mapped to user messages.
+
+        Args:
+            make: builds the SDK coroutine from the client.
+            timeout_text: the message for a timeout (a generic one by default).
+            map_error: a caller's own wording for some API errors (``None``: the usual).
+
+        Raises:
+            ServiceError: rate limits, outages, timeouts, refusals and connection failures.
+        """
         # The SDK's own timeout covers one attempt; this bounds the whole retried call.
         deadline = self.timeout * self.attempts + 60
         try:
-            response = await asyncio.wait_for(
-                self._worker.run(self.client.aio.models.generate_content(
-                    model=model, contents=contents, config=config)),
-                timeout=deadline,
-            )
+            return await asyncio.wait_for(self._worker.run(make(self.client)), timeout=deadline)
         except errors.APIError as exc:
-            raise map_api_error(exc, self.attempts) from exc
+            mapped = map_error(exc) if map_error else None
+            raise (mapped or map_api_error(exc, self.attempts)) from exc
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise ServiceError(timeout_message(self.name, config, self.timeout),
-                               kind=ErrorKind.TIMEOUT) from exc
+            text = (timeout_text() if timeout_text else
+                    f"{self.name} did not answer within {self.timeout:.0f} seconds. "
+                    "Try again in a moment.")
+            raise ServiceError(text, kind=ErrorKind.TIMEOUT) from exc
         except (aiohttp.ClientError, OSError) as exc:
             logger.warning("%s connection failed: %s", self.name, type(exc).__name__)
             raise ServiceError(
                 f"Could not connect to {self.name}. Check the network (or GEMINI_BASE_URL) "
                 "and try again in a moment.", kind=ErrorKind.CONNECTION) from exc
-        return map_response(response)
 
 
 def timeout_message(name: str, config: types.GenerateContentConfig, timeout: float) -> str:

@@ -46,3 +46,32 @@ def attachment_too_big(name: str, size: int, limit: int) -> str:
 def not_an_image(name: str, mime_type: str) -> str:
     return (f"`{name}` is not an image ({mime_type}). Attach PNG, JPEG, WebP or HEIC images "
             "(GIF, BMP and TIFF are converted).")
+
+
+def no_references(label: str) -> str:
+    return (f"{label} makes images from the prompt alone and takes no reference images. "
+            "To edit or combine images, use `--model pro` (Nano Banana Pro) or `--model flash`.")
+
+
+def one_shot_notice(label: str) -> str:
+    """Said once per thread, on its first Imagen turn."""
+    return (f"{label} makes each image from the prompt alone: it does not see this "
+            "conversation. Your next message here with a Gemini model (`--model pro` or "
+            "`--model flash`) edits this result, which goes in as a reference image.")
+
+
+def carried_notice(label: str, count: int) -> str:
+    """Said on the Gemini turn that takes an Imagen result as its reference."""
+    what = "image" if count == 1 else f"{count} images"
+    return f"Edited the {label} {what} from the previous turn (sent as a reference)."
+
+
+def model_unavailable(label: str, model: str, detail: str) -> str:
+    detail = f" Gemini said: {detail}" if detail else ""
+    return (f"{label} ({model}) is not available to this Gemini API key.{detail} "
+            "Use `--model pro` or `--model flash` instead.")
+
+
+def some_withheld(label: str, withheld: int, asked: int) -> str:
+    return (f"{label} withheld {withheld} of the {asked} images under its safety filter; "
+            "the others are here.")

@@ -17,9 +17,16 @@ ASPECT_RATIOS: tuple[str, ...] = (
     "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9",
 )
 IMAGE_SIZES: tuple[str, ...] = ("1K", "2K", "4K")
+#: Imagen 4 takes these ratios only.
+IMAGEN_RATIOS: tuple[str, ...] = ("1:1", "3:4", "4:3", "9:16", "16:9")
+#: The most candidates (``--count``) one turn may ask for.
+MAX_COUNT = 4
 
 FLASH = "gemini-2.5-flash-image"
 PRO = "gemini-3-pro-image-preview"
+IMAGEN = "imagen-4.0-generate-001"
+IMAGEN_ULTRA = "imagen-4.0-ultra-generate-001"
+IMAGEN_FAST = "imagen-4.0-fast-generate-001"
 MODEL_ALIASES: dict[str, str] = {
     "flash": FLASH,
     "nano-banana": FLASH,
@@ -27,7 +34,16 @@ MODEL_ALIASES: dict[str, str] = {
     "pro": PRO,
     "nano-banana-pro": PRO,
     "nanobananapro": PRO,
+    "imagen": IMAGEN,
+    "imagen-4": IMAGEN,
+    "imagen-4-ultra": IMAGEN_ULTRA,
+    "imagen-ultra": IMAGEN_ULTRA,
+    "imagen-4-fast": IMAGEN_FAST,
+    "imagen-fast": IMAGEN_FAST,
 }
+#: A model's kind: a Gemini image chat model, or Imagen (one-shot ``:predict``).
+CHAT = "chat"
+ONE_SHOT = "imagen"
 
 
 @dataclass(frozen=True)
@@ -40,6 +56,10 @@ class ModelCaps:
         max_reference_images: how many images one turn may attach.
         search: whether Google Search grounding is available.
         thinking: whether the model thinks (thought text and images).
+        kind: ``chat`` (a Gemini image model: a conversation, ``:generateContent``) or
+            ``imagen`` (one-shot ``:predict``: no history, no references).
+        ratios: the aspect ratios it accepts; empty for all of :data:`ASPECT_RATIOS`.
+        max_count: the most images one turn may ask for (``--count``).
     """
 
     label: str
@@ -47,6 +67,14 @@ class ModelCaps:
     max_reference_images: int = 3
     search: bool = False
     thinking: bool = False
+    kind: str = CHAT
+    ratios: tuple[str, ...] = ()
+    max_count: int = MAX_COUNT
+
+    @property
+    def one_shot(self) -> bool:
+        """True for Imagen: each turn stands alone, outside the conversation history."""
+        return self.kind == ONE_SHOT
 
 
 @dataclass(frozen=True)
@@ -58,6 +86,8 @@ class OptionInput:
     size: str | None = None
     search: bool | None = None
     image_only: bool | None = None
+    #: How many candidates to make (``--count``); never sticks to the thread.
+    count: int | None = None
 
     def given(self) -> dict[str, Any]:
         """The fields that were set, as a plain dict (this is what thread settings store)."""
@@ -85,18 +115,21 @@ class Options:
     size: str | None = None
     search: bool = False
     image_only: bool = False
+    count: int = 1
     caps: ModelCaps = field(default_factory=lambda: ModelCaps(label="?"), compare=False)
 
     def summary(self) -> str:
-        """One line for replies: ``Nano Banana Pro · 2K · 16:9 · search``."""
+        """One line for replies: ``Nano Banana Pro · 2K · 16:9 · search · 4 candidates``."""
         bits = [self.caps.label]
         if self.caps.sizes:
             bits.append(self.size or "1K")
-        bits.append(self.aspect_ratio or "auto ratio")
+        bits.append(self.aspect_ratio or ("1:1" if self.caps.one_shot else "auto ratio"))
         if self.search:
             bits.append("search")
-        if self.image_only:
+        if self.image_only and not self.caps.one_shot:
             bits.append("image only")
+        if self.count > 1:
+            bits.append(f"{self.count} candidates")
         return " · ".join(bits)
 
 
@@ -108,6 +141,7 @@ _VALUE_FLAGS = {
     "ratio": "aspect_ratio",
     "size": "size", "res": "size", "resolution": "size",
     "model": "model", "m": "model",
+    "count": "count", "variations": "count",
 }
 _BOOL_FLAGS = {
     "search": ("search", True), "no-search": ("search", False),
@@ -115,8 +149,8 @@ _BOOL_FLAGS = {
     "with-text": ("image_only", False),
 }
 KNOWN_FLAGS = (
-    "--ar RATIO", "--size 1K|2K|4K", "--model (-m) flash|pro|<model id>",
-    "--search", "--no-search", "--image-only", "--with-text",
+    "--ar RATIO", "--size 1K|2K|4K", "--model (-m) flash|pro|imagen-4|<model id>",
+    "--search", "--no-search", "--image-only", "--with-text", "--count 1-4",
 )
 
 
@@ -152,11 +186,24 @@ def parse_inline(text: str) -> tuple[str, OptionInput]:
                     raise OptionError(f"`{shown}` needs a value. Flags: {', '.join(KNOWN_FLAGS)}.")
                 inline_value = tokens[i + 1]
                 i += 1
-            given[_VALUE_FLAGS[name]] = inline_value
+            field_name = _VALUE_FLAGS[name]
+            given[field_name] = parse_count(inline_value) if field_name == "count" else inline_value
             i += 1
         else:
             raise OptionError(f"Unknown flag `--{name}`. Flags: {', '.join(KNOWN_FLAGS)}.")
     return " ".join(kept), OptionInput(**given)
+
+
+def parse_count(value: str | int) -> int:
+    """``--count``'s value as a number (checked against the model by :func:`resolve`).
+
+    Raises:
+        OptionError: for anything but a whole number.
+    """
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise OptionError(f"`--count {value}` needs a whole number from 1 to {MAX_COUNT}.") from None
 
 
 def resolve_model(value: str) -> str:
@@ -175,13 +222,21 @@ def resolve_model(value: str) -> str:
         return lowered
     raise OptionError(
         f"Unknown model `{value}`. Use `flash` (Nano Banana, {FLASH}), "
-        f"`pro` (Nano Banana Pro, {PRO}), or a full Gemini model id."
+        f"`pro` (Nano Banana Pro, {PRO}), `imagen-4`, `imagen-4-ultra`, `imagen-4-fast`, "
+        "or a full Gemini model id."
     )
 
 
 def caps_for(model: str, table: Mapping[str, ModelCaps]) -> ModelCaps:
-    """The capabilities of a model; unknown ids get a conservative entry."""
-    return table.get(model) or ModelCaps(label=model, sizes=(), max_reference_images=3)
+    """The capabilities of a model; unknown ids get a conservative entry (an unknown
+    ``imagen-*`` id is taken for an Imagen model)."""
+    known = table.get(model)
+    if known is not None:
+        return known
+    if model.startswith("imagen-"):
+        return ModelCaps(label=model, sizes=(), max_reference_images=0, kind=ONE_SHOT,
+                         ratios=IMAGEN_RATIOS, max_count=1)
+    return ModelCaps(label=model, sizes=(), max_reference_images=3)
 
 
 def resolve(
@@ -202,16 +257,7 @@ def resolve(
     model = resolve_model(merged.model or PRO)
     caps = caps_for(model, table)
 
-    ratio = merged.aspect_ratio
-    if ratio is not None and ratio.lower() not in ("auto", ""):
-        ratio = ratio.strip()
-        if ratio not in ASPECT_RATIOS:
-            raise OptionError(
-                f"`{ratio}` is not a supported aspect ratio. Use one of: {', '.join(ASPECT_RATIOS)}."
-            )
-    else:
-        ratio = None
-
+    ratio = _resolve_ratio(merged.aspect_ratio, turn.aspect_ratio is not None, caps)
     size = _resolve_size(merged.size, turn.size is not None, model, caps)
     search = bool(merged.search)
     if search and not caps.search:
@@ -220,8 +266,40 @@ def resolve(
                 f"{caps.label} cannot ground on Google Search. Use `--model pro` for search."
             )
         search = False
+    if caps.one_shot and turn.image_only is False:
+        raise OptionError(f"{caps.label} answers with images only, never text. "
+                          "Drop `--with-text`, or use `--model pro`.")
     return Options(model=model, aspect_ratio=ratio, size=size, search=search,
-                   image_only=bool(merged.image_only), caps=caps)
+                   image_only=bool(merged.image_only) or caps.one_shot,
+                   count=_resolve_count(turn.count, caps), caps=caps)
+
+
+def _resolve_ratio(value: str | None, given_now: bool, caps: ModelCaps) -> str | None:
+    if value is None or value.strip().lower() in ("auto", ""):
+        return None
+    ratio = value.strip()
+    if ratio not in ASPECT_RATIOS:
+        raise OptionError(
+            f"`{ratio}` is not a supported aspect ratio. Use one of: {', '.join(ASPECT_RATIOS)}."
+        )
+    if caps.ratios and ratio not in caps.ratios:
+        if given_now:
+            raise OptionError(f"{caps.label} supports the aspect ratios "
+                              f"{', '.join(caps.ratios)}, not {ratio}.")
+        return None  # a sticky ratio another model could use
+    return ratio
+
+
+def _resolve_count(value: int | None, caps: ModelCaps) -> int:
+    if value is None:
+        return 1
+    most = max(1, min(caps.max_count, MAX_COUNT))
+    if not 1 <= value <= most:
+        if most == 1:
+            raise OptionError(f"{caps.label} makes one image per request, so it takes no "
+                              "`--count`. Use `--model imagen-4` for up to 4.")
+        raise OptionError(f"`--count` takes 1 to {most} with {caps.label}, not {value}.")
+    return value
 
 
 def _resolve_size(value: str | None, given_now: bool, model: str, caps: ModelCaps) -> str | None:
@@ -238,6 +316,8 @@ def _resolve_size(value: str | None, given_now: bool, model: str, caps: ModelCap
             )
         return None
     if size not in caps.sizes:
+        if not given_now:
+            return None  # a sticky size another model could use
         raise OptionError(f"{caps.label} supports sizes {', '.join(caps.sizes)}, not {size}.")
     return size
 

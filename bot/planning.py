@@ -31,12 +31,14 @@ class TurnPlan:
         given: the options given with this turn (these stick to the thread).
         options: every option resolved and validated for the model.
         attachments: the reference images, not yet fetched.
+        notices: what the reply should say about how the turn was planned.
     """
 
     prompt: str
     given: OptionInput
     options: Options
     attachments: tuple[Attachment, ...]
+    notices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,8 @@ def check_attachments(attachments: Sequence[Attachment], options: Options,
         AttachmentError: too many files, a file too big, or a file that is not an image.
     """
     limit = options.caps.max_reference_images
+    if attachments and limit == 0:
+        raise AttachmentError(messages.no_references(options.caps.label))
     if len(attachments) > limit:
         raise AttachmentError(messages.too_many_images(len(attachments), options.caps.label,
                                                        limit))
@@ -113,9 +117,13 @@ def display_prompt(text: str) -> str:
     return " ".join(prompt.split())
 
 
+#: Options that apply to their own turn only.
+_ONE_OFF = frozenset({"count"})
+
+
 def sticky_settings(settings: OptionInput, given: OptionInput, options: Options) -> OptionInput:
     """The thread's settings after a turn: the values given now, normalized, stick."""
     # "auto" resets a sticky ratio or size; it resolves to None, so keep the word itself.
     normalized = {name: "auto" if (value := getattr(options, name)) is None else value
-                  for name in given.given()}
+                  for name in given.given() if name not in _ONE_OFF}
     return OptionInput.from_dict(normalized).over(settings)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.model import Usage
-from bot.options import FLASH, PRO
+from bot.options import FLASH, IMAGEN, IMAGEN_FAST, IMAGEN_ULTRA, PRO
 
 SOURCE_DATE = "2026-11-29"
 SOURCE_URL = "https://ai.google.dev/gemini-api/docs/pricing"
@@ -57,7 +57,21 @@ DEFAULT_MODEL_PRICES: dict[str, ModelPrice] = {
     FLASH: ModelPrice(image={"1K": 0.039}, image_tokens={"1K": 1290},
                       input_per_million=0.30, text_output_per_million=2.50,
                       input_image_tokens=1290),
+    # Imagen 4 is priced per image only (no tokens, no references).
+    IMAGEN: ModelPrice(image={"1K": 0.04, "2K": 0.04}, image_tokens={"1K": 0, "2K": 0},
+                       input_per_million=0.0, text_output_per_million=0.0,
+                       input_image_tokens=0),
+    IMAGEN_ULTRA: ModelPrice(image={"1K": 0.06, "2K": 0.06}, image_tokens={"1K": 0, "2K": 0},
+                             input_per_million=0.0, text_output_per_million=0.0,
+                             input_image_tokens=0),
+    IMAGEN_FAST: ModelPrice(image={"1K": 0.02}, image_tokens={"1K": 0},
+                            input_per_million=0.0, text_output_per_million=0.0,
+                            input_image_tokens=0),
 }
+#: The Batch API charges half of the list price (the default table's discount).
+BATCH_DISCOUNT = 0.5
+#: Model ids with a known list price.
+PRICES = DEFAULT_MODEL_PRICES
 
 
 @dataclass(frozen=True)
@@ -161,3 +175,25 @@ def _model_price(model_id: str, spec: dict[str, Any], base: ModelPrice | None) -
         else:
             values[name] = float(value)
     return ModelPrice(**values)
+
+
+def cost(model: str, size: str | None, *, images: int, prompt_tokens: int = 0,
+         thought_tokens: int = 0, batch: bool = False,
+         table: PriceTable | None = None) -> float | None:
+    """The cost in USD of what requests made (the default table unless one is given), or
+    ``None`` for a model with no known price (batch summaries say "unknown")."""
+    table = table or PriceTable()
+    if model not in table.models:
+        return None
+    usage = Usage(prompt_tokens=prompt_tokens, thought_tokens=thought_tokens,
+                  output_tokens=images * table.price(model).tokens_per_image(size))
+    return table.cost(model, size, images=images, usage=usage, batch=batch).total
+
+
+def dollars(amount: float | None) -> str:
+    """``$1.23``; under a cent ``$0.004``; unknown ``an unknown amount``."""
+    if amount is None:
+        return "an unknown amount"
+    if 0 < amount < 0.01:
+        return f"${amount:.3f}"
+    return f"${amount:,.2f}"

@@ -19,8 +19,9 @@ from typing import Any
 
 from google.genai import types
 
-from bot import budget, images, messages
+from bot import budget, imagen, images, messages
 from bot.admission import Admission, TurnKind
+from bot.batch_service import BatchService
 from bot.config import Settings
 from bot.errors import (
     AttachmentError,
@@ -94,6 +95,10 @@ class ConversationService(TeamFacade):
         self.limits = PlanLimits(defaults=settings.option_defaults, models=settings.models,
                                  max_attachment_bytes=settings.max_attachment_bytes)
         self.team = TeamControls(store, settings)
+        #: Batch API jobs: submit, follow, results (see :mod:`bot.batch_service`).
+        self.batches = BatchService(store, gemini, self.limits, self._prepare,
+                                    poll_seconds=settings.batch_poll_seconds,
+                                    inline_limit=settings.batch_inline_limit)
 
     @property
     def offline(self) -> bool:
@@ -138,7 +143,7 @@ class ConversationService(TeamFacade):
         """
         return await self._run(key, message.author, on_start=on_start, sticky=True,
                                make_plan=message_plan(message), admission=admission,
-                               direct=message.direct)
+                               direct=message.direct, carry=True)
 
     async def reroll(self, turn_id: str, *, author: Author,
                      changes: OptionInput | None = None,
@@ -184,7 +189,8 @@ class ConversationService(TeamFacade):
 
     async def _run(self, key: ThreadKey, author: Author, *, on_start: StartCallback | None,
                    sticky: bool, make_plan: MakePlan, admission: Admission | None = None,
-                   direct: bool = False, kind: TurnKind = "turn") -> Reply:
+                   direct: bool = False, kind: TurnKind = "turn", carry: bool = False
+                   ) -> Reply:
         task = asyncio.current_task()
         if task:
             self._inflight.add(task)
@@ -195,7 +201,7 @@ class ConversationService(TeamFacade):
                 key, author, make_plan, limits=self.limits, direct=direct, kind=kind)
             async with self._thread_lock(key):
                 return await self._turn(key, author, make_plan, admission, on_start=on_start,
-                                        queued=queued, sticky=sticky)
+                                        queued=queued, sticky=sticky, carry=carry)
         except asyncio.CancelledError as exc:
             await self.team.abandon(admission, None)
             self._emit("error", {"kind": ErrorKind.CANCELLED.value, "key": key})
@@ -211,12 +217,16 @@ class ConversationService(TeamFacade):
 
     async def _turn(self, key: ThreadKey, author: Author, make_plan: MakePlan,
                     admission: Admission, *, on_start: StartCallback | None, queued: float,
-                    sticky: bool) -> Reply:
+                    sticky: bool, carry: bool) -> Reply:
         # The gate bounds how many turns do CPU and database work at once, so a burst of
         # arrivals is spread over several loop iterations instead of stalling one.
         async with self._gate:
             settings = await self.store.settings(key)
             plan = admission.replan(make_plan(settings, admission.limits), settings)
+            if carry:  # a new message: an Imagen result before it becomes its reference
+                plan = imagen.with_thread_context(
+                    plan, await self.store.list_turns(key), self.limits.models,
+                    self.settings.max_attachment_bytes, self.image)
         refs = await self._prepare(plan.attachments)
         try:
             return await self._generate(key, author, plan, refs, settings, admission,
@@ -234,6 +244,37 @@ class ConversationService(TeamFacade):
             await on_start(TurnStart(key=key, options=plan.options,
                                      waited=time.monotonic() - queued))
         started = time.monotonic()
+        notices = list(plan.notices)
+        if plan.options.caps.one_shot:
+            answer, withheld = await imagen.predict(self.gemini, plan.options, plan.prompt)
+            stored: list[types.Content] = []  # Imagen has no chat: nothing enters the history
+            notices += withheld
+        else:
+            answer, user, left_out = await self._chat(key, plan, refs)
+            stored = [user, answer.content]
+            notices += left_out
+        elapsed = time.monotonic() - started
+        async with self._gate:
+            reply = await asyncio.to_thread(self._reply, key, answer, plan.options, elapsed,
+                                            refs, notices, admission.id)
+            view = _view(reply, author, plan, refs)
+            await self.store.commit_turn(NewTurn(
+                turn_id=reply.turn_id, key=key, contents=stored,
+                settings=sticky_settings(settings, plan.given, plan.options) if sticky
+                else settings, author_id=author.id, author_name=author.name,
+                prompt=plan.prompt, options=dict(view.options), refs=list(view.refs),
+                reply=view.reply, model=plan.options.model, usage=reply.usage.__dict__,
+                images=len(reply.images), created_at=view.created_at,
+                known_hashes=_known_hashes(refs, reply),
+                blobs={} if stored else _image_blobs(reply)))
+            cost = await self.team.settle(admission, reply)
+        self._emit("turn", {"model": plan.options.model, "elapsed": elapsed, "cost": cost,
+                            "usage": reply.usage, "images": len(reply.images), "key": key})
+        return _with_view(reply, view)
+
+    async def _chat(self, key: ThreadKey, plan: TurnPlan, refs: list[images.PreparedImage]
+                    ) -> tuple[Answer, types.Content, list[str]]:
+        """A Gemini turn: the thread's history, this message, one answer."""
         async with self._gate:
             user = types.Content(role="user", parts=[types.Part(text=plan.prompt)] + [
                 types.Part(inline_data=types.Blob(data=r.data, mime_type=r.mime_type))
@@ -242,23 +283,7 @@ class ConversationService(TeamFacade):
             contents = [*history, user]
             config = build_config(plan.options)
         answer = await self.gemini.generate(plan.options.model, contents, config)
-        elapsed = time.monotonic() - started
-        async with self._gate:
-            reply = await asyncio.to_thread(self._reply, key, answer, plan.options, elapsed,
-                                            refs, notices, admission.id)
-            view = _view(reply, author, plan, refs)
-            await self.store.commit_turn(NewTurn(
-                turn_id=reply.turn_id, key=key, contents=[user, answer.content],
-                settings=sticky_settings(settings, plan.given, plan.options) if sticky
-                else settings, author_id=author.id, author_name=author.name,
-                prompt=plan.prompt, options=dict(view.options), refs=list(view.refs),
-                reply=view.reply, model=plan.options.model, usage=reply.usage.__dict__,
-                images=len(reply.images), created_at=view.created_at,
-                known_hashes=_known_hashes(refs, reply)))
-            cost = await self.team.settle(admission, reply)
-        self._emit("turn", {"model": plan.options.model, "elapsed": elapsed, "cost": cost,
-                            "usage": reply.usage, "images": len(reply.images), "key": key})
-        return _with_view(reply, view)
+        return answer, user, notices
 
     async def _prepare(self, attachments: tuple[Attachment, ...]
                        ) -> list[images.PreparedImage]:
@@ -473,6 +498,11 @@ def _reply_image(blob: types.Blob) -> ReplyImage:
                       sha256=images.sha256(data))
 
 
+def _image_blobs(reply: Reply) -> dict[str, tuple[str, bytes]]:
+    """A reply's images as blobs, for a turn whose answer is kept outside the history."""
+    return {i.sha256: (i.mime_type, i.data) for i in reply.images}
+
+
 def _known_hashes(refs: list[images.PreparedImage], reply: Reply) -> dict[int, str]:
     """Digests computed once this turn, by the identity of the bytes (which the Contents
     being stored share), so the store does not hash the same image again."""
@@ -485,7 +515,8 @@ def _known_hashes(refs: list[images.PreparedImage], reply: Reply) -> dict[int, s
 
 def _options_dict(options: Options) -> dict[str, Any]:
     return {"model": options.model, "aspect_ratio": options.aspect_ratio, "size": options.size,
-            "search": options.search, "image_only": options.image_only}
+            "search": options.search, "image_only": options.image_only,
+            "count": options.count}
 
 
 def _view(reply: Reply, author: Author, plan: TurnPlan,

@@ -168,6 +168,50 @@ MIGRATIONS: tuple[Migration, ...] = (
     );
     CREATE INDEX audit_when ON audit(at);
     """,
+    # 4: Batch API jobs (bot.batch_store): stored before they are created at Gemini
+    """
+    CREATE TABLE batch_jobs (
+        id TEXT PRIMARY KEY,
+        display_name TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL DEFAULT '',
+        platform TEXT NOT NULL,
+        workspace TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        thread TEXT NOT NULL,
+        author_id TEXT NOT NULL,
+        author_name TEXT NOT NULL,
+        model TEXT NOT NULL,
+        options TEXT NOT NULL,
+        refs TEXT NOT NULL DEFAULT '[]',
+        remote_refs TEXT NOT NULL DEFAULT '[]',
+        input TEXT NOT NULL DEFAULT 'inline',
+        input_file TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL,
+        error TEXT NOT NULL DEFAULT '',
+        lease_until REAL NOT NULL DEFAULT 0,
+        polls INTEGER NOT NULL DEFAULT 0,
+        next_poll_at REAL NOT NULL DEFAULT 0,
+        results_at REAL,
+        delivered_at REAL,
+        posts TEXT NOT NULL DEFAULT '{}',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX batch_jobs_state ON batch_jobs(state, next_poll_at);
+    CREATE INDEX batch_jobs_thread ON batch_jobs(platform, workspace, channel, thread);
+    CREATE TABLE batch_lines (
+        job_id TEXT NOT NULL REFERENCES batch_jobs(id) ON DELETE CASCADE,
+        number INTEGER NOT NULL,
+        prompt TEXT NOT NULL,
+        options TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        result TEXT NOT NULL DEFAULT '{}',
+        images INTEGER NOT NULL DEFAULT 0,
+        cost REAL NOT NULL DEFAULT 0,
+        posted INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (job_id, number)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -192,6 +236,8 @@ class NewTurn:
     created_at: float
     #: sha256 digests already computed this turn, by ``id()`` of the bytes they hash.
     known_hashes: Mapping[int, str] = field(default_factory=dict)
+    #: Blobs the turn needs beyond its Contents (an Imagen answer, kept out of the history).
+    blobs: Mapping[str, tuple[str, bytes]] = field(default_factory=dict)
 
 
 class HistoryStore:
@@ -405,7 +451,7 @@ class HistoryStore:
         """
         rows, blobs = await asyncio.to_thread(history.deflate, turn.contents,
                                               turn.known_hashes)
-        await self._write_blobs(blobs)
+        await self._write_blobs({**turn.blobs, **blobs})
         now = turn.created_at
         async with self._transaction():
             thread_id = await self._upsert_thread(turn.key, turn.settings,
@@ -445,6 +491,15 @@ class HistoryStore:
                 await self.db.execute(
                     "INSERT OR IGNORE INTO blobs (sha256, mime_type, size, data) "
                     "VALUES (?,?,?,?)", (digest, mime, len(data), data))
+
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """A write transaction on this store's connection, for tables other modules own
+        (batch jobs): one writer at a time, rolled back on any error."""
+        return self._transaction()
+
+    async def write_blobs(self, blobs: history.Blobs) -> None:
+        """Stores blobs by hash (those already stored are skipped)."""
+        await self._write_blobs(blobs)
 
     # --- turn records --------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from offline_gemini.batches import (
     results_jsonl,
 )
 from offline_gemini.clock import Clock
+from offline_gemini.faults import Fault
 from offline_gemini.files import FileStore, not_found
 from offline_gemini.models import model_id, resolve_model
 from offline_gemini.wire import ApiError, camelize_keys, invalid, load_json
@@ -29,7 +30,7 @@ _BATCH = re.compile(r"^/(v1|v1beta)/batches/([^/:]+)(:cancel)?$")
 _DEFAULT_PAGE = 10
 _MAX_PAGE = 100
 
-AnswerOne = Callable[[Any, str], Awaitable[dict[str, Any]]]
+AnswerOne = Callable[[Any, str, Fault | None], Awaitable[dict[str, Any]]]
 
 
 class BatchApi:
@@ -39,7 +40,13 @@ class BatchApi:
         files: the Files API's store (JSONL inputs, results files).
         clock: the time batches move on.
         check_key: raises ApiError unless the request carries an accepted API key.
-        answer_one: the response body for one request body and model; raises ApiError.
+        answer_one: the response body for one request body, model and answer fault;
+            raises ApiError.
+
+    Attributes:
+        faults_by_key: answer faults (``Fault("block")``, ``Fault("finish", reason=…)``,
+            ``Fault("status", code=…)`` for a failed line) for the requests whose key
+            (JSONL) or ``metadata.key`` (inline) is given; each is used once.
     """
 
     def __init__(self, files: FileStore, clock: Clock, check_key: Callable[[web.Request], None],
@@ -48,6 +55,7 @@ class BatchApi:
         self.clock = clock
         self.turnaround = timedelta(minutes=10)
         self.jobs: dict[str, BatchJob] = {}
+        self.faults_by_key: dict[str, Fault] = {}
         self._check_key = check_key
         self._answer_one = answer_one
 
@@ -136,8 +144,12 @@ class BatchApi:
     async def _run(self, entry: BatchEntry, model: str) -> dict[str, Any]:
         if not isinstance(entry.request, dict):
             return error_result(400, "Invalid request: expected {\"key\", \"request\"}.")
+        key = entry.key if entry.key is not None else (entry.metadata or {}).get("key")
+        fault = self.faults_by_key.pop(str(key), None) if key is not None else None
+        if fault is not None and fault.kind == "status":
+            return error_result(fault.code, f"Offline fault {fault.code}.")
         try:
-            return {"response": await self._answer_one(entry.request, model)}
+            return {"response": await self._answer_one(entry.request, model, fault)}
         except ApiError as error:
             return error_result(error.code, error.message)
 

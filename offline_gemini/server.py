@@ -16,7 +16,7 @@ from aiohttp import web
 from offline_gemini.answers import AnswerOptions, answer_body, build_answer
 from offline_gemini.batch_routes import BatchApi
 from offline_gemini.clock import Clock
-from offline_gemini.faults import Faults, status_error
+from offline_gemini.faults import Fault, Faults, status_error
 from offline_gemini.file_routes import FilesApi
 from offline_gemini.files import FileStore
 from offline_gemini.imagen import parse_predict, predict
@@ -272,8 +272,9 @@ class OfflineGemini:
         answer = await predict(parse_predict(record.body, spec), spec, self.banner)
         return web.json_response(answer)
 
-    async def _answer_one(self, body: Any, model: str) -> dict[str, Any]:
-        """One batch request's response body (faults and latency do not apply)."""
+    async def _answer_one(self, body: Any, model: str, fault: Fault | None = None) -> dict[str, Any]:
+        """One batch request's response body (the queued faults and latency do not apply;
+        ``fault`` is the batch's own, by request key)."""
         spec = resolve_model(model)
         if spec is None:
             raise ApiError(404, _not_found(model, "v1beta"))
@@ -281,7 +282,7 @@ class OfflineGemini:
             parse_request, body, 0, model, spec, strict=self.strict_signatures,
             files=FileAccess(self._file_bytes, self.refuse_model_files),
         )
-        answer = await build_answer(parsed, None, self._options())
+        answer = await build_answer(parsed, fault, self._options())
         return answer_body(answer, model, secrets.token_urlsafe(17))
 
     def _file_bytes(self, uri: str) -> bytes:

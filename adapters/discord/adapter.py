@@ -34,9 +34,11 @@ from aiohttp import web
 
 from adapters.discord import render
 from adapters.discord.admin import DiscordAdmin
+from adapters.discord.batch import DiscordBatches, DiscordBatchPoster
 from adapters.discord.client import ImageBot, PromptModal, invite_url
 from adapters.discord.inbound import (
     PLATFORM,
+    BatchRequest,
     FileRef,
     TurnRequest,
     allowed_hosts,
@@ -106,6 +108,10 @@ class DiscordAdapter:
         self._runner: asyncio.Task[None] | None = None
         self._modals: set[PromptModal] = set()
         self._saved_endpoints: tuple[str, yarl.URL] | None = None
+        # Batches (adapters.discord.batch): /batch, its Cancel button, and the poster.
+        self.batches = DiscordBatches(core.service, self._attachments, self._download,
+                                      self._ephemeral)
+        self.batch_poster = DiscordBatchPoster(self.bot, core.service)
 
     # --- lifecycle (the serve Adapter protocol) -------------------------------------------
 
@@ -233,6 +239,24 @@ class DiscordAdapter:
 
     async def button(self, interaction: discord.Interaction, action: str, turn_id: str) -> None:
         await self._guarded(interaction, self._click(interaction, action, turn_id))
+
+    async def batch(self, interaction: discord.Interaction, request: BatchRequest) -> None:
+        await self._guarded(interaction, self._batch(interaction, request))
+
+    async def batch_cancel(self, interaction: discord.Interaction, job_id: str) -> None:
+        await self._guarded(interaction, self._batch_cancel(interaction, job_id))
+
+    async def _batch(self, interaction: discord.Interaction, request: BatchRequest) -> None:
+        if await self._accept(interaction):
+            session = _session_of(interaction.channel, interaction.guild_id or 0)
+            # Tracked like a turn, so a shutdown lets the submission finish (or cancels it).
+            self.runner.spawn(self._guarded(interaction, self.batches.command(
+                interaction, request, session)))
+
+    async def _batch_cancel(self, interaction: discord.Interaction, job_id: str) -> None:
+        if await self._accept(interaction):
+            self.runner.spawn(self._guarded(interaction,
+                                            self.batches.cancel(interaction, job_id)))
 
     async def message(self, message: discord.Message) -> None:
         try:

@@ -19,12 +19,23 @@ import discord
 from discord import app_commands
 
 from adapters.discord import render
-from adapters.discord.inbound import BUTTON_TEMPLATE, MODEL_CHOICES, TurnRequest, imagine_request
-from bot.options import ASPECT_RATIOS, IMAGE_SIZES
+from adapters.discord.inbound import (
+    BUTTON_TEMPLATE,
+    CANCEL_TEMPLATE,
+    MODEL_CHOICES,
+    BatchRequest,
+    FileRef,
+    TurnRequest,
+    cancel_id,
+    imagine_request,
+)
+from bot.options import ASPECT_RATIOS, IMAGE_SIZES, OptionInput
 
 logger = logging.getLogger(__name__)
 
 PROMPT_LIMIT = 2000
+#: The Batch API runs the Gemini image models only.
+BATCH_MODELS = (("Nano Banana", "flash"), ("Nano Banana Pro", "pro"))
 #: What the bot needs in a channel; Manage Messages is not needed (it deletes only its own).
 REQUIRED_PERMISSIONS = discord.Permissions(
     view_channel=True, send_messages=True, send_messages_in_threads=True,
@@ -46,6 +57,10 @@ class Handlers(Protocol):
                      turn_id: str) -> None: ...
 
     async def message(self, message: discord.Message) -> None: ...
+
+    async def batch(self, interaction: discord.Interaction, request: BatchRequest) -> None: ...
+
+    async def batch_cancel(self, interaction: discord.Interaction, job_id: str) -> None: ...
 
 
 class ImageBot(discord.Client):
@@ -69,6 +84,7 @@ class ImageBot(discord.Client):
         self.guild_ids = tuple(int(g) for g in guild_ids)
         self.tree = app_commands.CommandTree(self)
         self.tree.add_command(imagine)
+        self.tree.add_command(batch)
         self.tree.add_command(edit_with_gemini)
 
     @property
@@ -78,7 +94,7 @@ class ImageBot(discord.Client):
 
     async def setup_hook(self) -> None:
         self._choose_message_content()
-        self.add_dynamic_items(TurnButton)
+        self.add_dynamic_items(TurnButton, BatchCancelButton)
         await self._sync_commands()
 
     def _choose_message_content(self) -> None:
@@ -146,6 +162,35 @@ async def imagine(interaction: discord.Interaction, prompt: app_commands.Range[s
     await _handlers(interaction).imagine(interaction, request)
 
 
+@app_commands.command(name="batch", description="Many prompts as one Batch API job, at half "
+                                                  "price; results come within hours")
+@app_commands.describe(
+    prompts="Prompts separated by | (a part of flags alone, like --ar 16:9, sets them for all)",
+    file="A .txt (one prompt per line), .csv (a prompt column) or .jsonl of prompts",
+    image1="A reference image for every prompt", image2="Another reference image",
+    model="Which model draws them", aspect_ratio="Shape of the images",
+    resolution="Image size (Nano Banana Pro only)",
+    search="Ground on Google Search (Nano Banana Pro only)")
+@app_commands.choices(
+    aspect_ratio=[app_commands.Choice(name=r, value=r) for r in ASPECT_RATIOS],
+    resolution=[app_commands.Choice(name=s, value=s) for s in IMAGE_SIZES],
+    model=[app_commands.Choice(name=label, value=alias) for label, alias in BATCH_MODELS])
+@app_commands.guild_only()
+async def batch(interaction: discord.Interaction,
+                prompts: app_commands.Range[str, 1, 4000] | None = None,
+                file: discord.Attachment | None = None,
+                image1: discord.Attachment | None = None,
+                image2: discord.Attachment | None = None, model: str | None = None,
+                aspect_ratio: str | None = None, resolution: str | None = None,
+                search: bool | None = None) -> None:
+    request = BatchRequest(
+        prompts=prompts or "", file=FileRef.of(file) if file else None,
+        images=tuple(FileRef.of(a) for a in (image1, image2) if a is not None),
+        options=OptionInput(model=model, aspect_ratio=aspect_ratio, size=resolution,
+                            search=search))
+    await _handlers(interaction).batch(interaction, request)
+
+
 @app_commands.context_menu(name="Edit with Gemini")
 @app_commands.guild_only()
 async def edit_with_gemini(interaction: discord.Interaction, message: discord.Message) -> None:
@@ -179,6 +224,31 @@ class TurnButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         await _handlers(interaction).button(interaction, self.action, self.turn_id)
+
+
+class BatchCancelButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
+                        template=CANCEL_TEMPLATE):
+    """Cancel one batch; the custom id carries the job id, so it works after restarts."""
+
+    def __init__(self, button: discord.ui.Button[discord.ui.View], job_id: str) -> None:
+        super().__init__(button)
+        self.job_id = job_id
+
+    @classmethod
+    def of(cls, job_id: str) -> BatchCancelButton:
+        return cls(discord.ui.Button(label="Cancel batch", style=discord.ButtonStyle.danger,
+                                     custom_id=cancel_id(job_id)), job_id)
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction[Any],
+                             item: discord.ui.Item[Any], match: Match[str], /
+                             ) -> BatchCancelButton:
+        if not isinstance(item, discord.ui.Button):
+            raise TypeError(f"{item!r} is not a button")
+        return cls(item, match["job"])
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await _handlers(interaction).batch_cancel(interaction, self.job_id)
 
 
 PromptCallback = Callable[[discord.Interaction, str], Awaitable[None]]

@@ -22,11 +22,16 @@ PLATFORM = "discord"
 CDN_HOSTS = frozenset({"cdn.discordapp.com", "media.discordapp.net"})
 #: ``/imagine``'s model choices: what users see, and the alias the core resolves.
 MODEL_CHOICES: tuple[tuple[str, str], ...] = (("Nano Banana", "flash"),
-                                               ("Nano Banana Pro", "pro"))
+                                               ("Nano Banana Pro", "pro"),
+                                               ("Imagen 4", "imagen-4"),
+                                               ("Imagen 4 Ultra", "imagen-4-ultra"),
+                                               ("Imagen 4 Fast", "imagen-4-fast"))
 BUTTON_ACTIONS = ("reroll", "4k", "delete")
 #: Buttons carry their action and turn id, so any process can answer a click (restarts).
 BUTTON_TEMPLATE = r"imagebot:(?P<action>reroll|4k|delete):(?P<turn>[0-9a-f]{8,64})"
 EDIT_MODAL_PREFIX = "imagebot:edit:"
+#: A batch's Cancel button carries the job id (so it works after restarts).
+CANCEL_TEMPLATE = r"imagebot:batch-cancel:(?P<job>[0-9a-f]{8,32})"
 THREAD_NAME_LIMIT = 100
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".heic", ".heif", ".bmp",
                    ".tif", ".tiff")
@@ -86,6 +91,28 @@ class TurnRequest:
     text: str
     options: OptionInput = OptionInput()
     files: tuple[FileRef, ...] = ()
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """What ``/batch`` was given: prompts typed (``|``-separated) or a prompt file,
+    reference images for every prompt, and options for all of them."""
+
+    prompts: str
+    file: FileRef | None = None
+    images: tuple[FileRef, ...] = ()
+    options: OptionInput = OptionInput()
+
+
+def prompts_text(prompts: str) -> str:
+    """Discord's command fields are one line: ``a | b | c`` means three prompts."""
+    if "\n" in prompts:
+        return prompts
+    return "\n".join(part.strip() for part in re.split(r"\s\|\s", prompts))
+
+
+def cancel_id(job_id: str) -> str:
+    return f"imagebot:batch-cancel:{job_id}"
 
 
 def imagine_request(prompt: str, *, images: Sequence[AttachmentLike | None] = (),

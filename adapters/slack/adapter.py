@@ -37,6 +37,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.download import download
 from adapters.slack import render
 from adapters.slack.admin import SlackAdmin
+from adapters.slack.batch import CANCEL_ACTION as BATCH_CANCEL
+from adapters.slack.batch import USAGE as BATCH_USAGE
+from adapters.slack.batch import SlackBatches, SlackBatchPoster, is_batch, without_flag
 from adapters.slack.events import (
     PLATFORM,
     ButtonClick,
@@ -114,6 +117,10 @@ class SlackAdapter:
         self.app.event("app_mention")(self._on_event)
         self.app.event("message")(self._on_event)
         self.app.command("/imagine")(self._on_imagine)
+        # Batches (adapters.slack.batch); registered before the catch-all button listener.
+        self.batches = SlackBatches(self.client, self.service, self._download, self._attachment)
+        self.batch_poster = SlackBatchPoster(self.client, self.service)
+        self.app.action(BATCH_CANCEL)(self._on_batch_cancel)
         self.app.action(re.compile(r"^imagebot_"))(self._on_click)
         SlackAdmin(self).register(self.app)  # /imagebot usage | settings, settings menus
         self._socket: AsyncSocketModeHandler | None = None
@@ -220,11 +227,32 @@ class SlackAdapter:
                           context: AsyncBoltContext) -> None:
         command = command_from_payload(body)
         prompt = prompt_text(command.text, context.bot_user_id or "")
+        if is_batch(prompt):
+            if not without_flag(prompt):
+                await ack(text=BATCH_USAGE)
+                return
+            await ack()
+            self.runner.spawn(self._batch_command(command, respond))
+            return
         if not prompt:
             await ack(text=render.USAGE)
             return
         await ack()
         self.runner.spawn(self._imagine(command, prompt, respond))
+
+    async def _on_batch_cancel(self, ack: AsyncAck, body: dict[str, Any],
+                               respond: AsyncRespond) -> None:
+        await ack()
+        action = (body.get("actions") or [{}])[0]
+        user = str((body.get("user") or {}).get("id") or "")
+        self.runner.spawn(self.batches.cancel(str(action.get("value") or ""), user,
+                                              self._may_delete, respond))
+
+    async def _batch_command(self, command: SlashCommand, respond: AsyncRespond) -> None:
+        if command.trigger_id and not await self.runner.claim(
+                f"slack:command:{command.trigger_id}"):
+            return
+        await self.batches.command(command, await self._author(command.user), respond)
 
     async def _on_click(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
@@ -250,6 +278,10 @@ class SlackAdapter:
         # A mention in a thread the bot has not been part of brings the thread's images.
         pick_up = message.in_thread and not session
         prompt = prompt_text(message.text, bot_user_id)
+        if is_batch(prompt):
+            await self.batches.message(message.key, await self._author(message.user), prompt,
+                                       message.files)
+            return
 
         async def call(started: StartCallback) -> Reply:
             files = list(message.files)

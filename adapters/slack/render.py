@@ -31,8 +31,9 @@ ALT_TEXT_LIMIT = 1000
 WORKING_REACTION = "hourglass_flowing_sand"
 #: Marks a message as a failure report (readable by tools; Slack ignores it).
 ERROR_BLOCK_ID = "imagebot_error"
-USAGE = ("Usage: `/imagine PROMPT [--ar 16:9] [--size 1K|2K|4K] [--model flash|pro] "
-         "[--search]`. For example: `/imagine a lighthouse at dusk --ar 16:9`")
+USAGE = ("Usage: `/imagine PROMPT [--ar 16:9] [--size 1K|2K|4K] "
+         "[--model flash|pro|imagen-4] [--search]`. For example: "
+         "`/imagine a lighthouse at dusk --ar 16:9`")
 
 
 @dataclass(frozen=True)

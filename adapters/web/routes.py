@@ -160,7 +160,8 @@ class WebPlayground:
     async def config(self, request: web.Request) -> web.Response:
         models = [{"id": model_id, "label": caps.label, "sizes": list(caps.sizes),
                    "max_refs": caps.max_reference_images, "search": caps.search,
-                   "thinking": caps.thinking}
+                   "thinking": caps.thinking, "kind": caps.kind,
+                   "ratios": list(caps.ratios or ASPECT_RATIOS), "max_count": caps.max_count}
                   for model_id, caps in self.core.settings.models.items()]
         return web.json_response({
             "models": models, "ratios": list(ASPECT_RATIOS), "sizes": list(IMAGE_SIZES),

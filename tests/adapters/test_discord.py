@@ -518,7 +518,7 @@ async def test_without_message_content_the_thread_needs_mentions(
         assert not emulator.identify_payloads[-1]["intents"] & Intent.MESSAGE_CONTENT
         assert emulator.global_commands == []
         assert {c["name"] for c in emulator.guild_commands[emulator.guild_id]} == {
-            "imagine", "Edit with Gemini", "imagebot"}
+            "imagine", "batch", "Edit with Gemini", "imagebot"}
         assert adapter.status()["message_content"] is False
         assert adapter.status()["ok"] is True
 

@@ -135,7 +135,8 @@ def test_commands_as_discord_receives_them() -> None:
     assert [c["value"] for c in options["aspect_ratio"]["choices"]] == list(ASPECT_RATIOS)
     assert [c["value"] for c in options["resolution"]["choices"]] == ["1K", "2K", "4K"]
     assert [(c["name"], c["value"]) for c in options["model"]["choices"]] == [
-        ("Nano Banana", "flash"), ("Nano Banana Pro", "pro")]
+        ("Nano Banana", "flash"), ("Nano Banana Pro", "pro"), ("Imagen 4", "imagen-4"),
+        ("Imagen 4 Ultra", "imagen-4-ultra"), ("Imagen 4 Fast", "imagen-4-fast")]
     assert options["search"]["type"] == 5
     menu = edit_with_gemini.to_dict(tree)
     assert (menu["name"], menu["type"]) == ("Edit with Gemini", 3)

@@ -99,9 +99,13 @@ class Bot:
         return body
 
     async def click(self, action: str, turn_id: str, *, user: str, message_ts: str) -> None:
+        await self.click_action(f"imagebot_{action}", turn_id, user=user, message_ts=message_ts)
+
+    async def click_action(self, action_id: str, value: str, *, user: str,
+                           message_ts: str) -> None:
         payload = self.slack.block_actions_payload(
-            user=user, channel=CHANNEL, message_ts=message_ts, action_id=f"imagebot_{action}",
-            value=turn_id)
+            user=user, channel=CHANNEL, message_ts=message_ts, action_id=action_id,
+            value=value)
         if self.mode == "socket":
             await self.slack.socket_send("interactive", payload)
         else:

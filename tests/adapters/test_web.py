@@ -496,3 +496,26 @@ async def test_web_off_page_says_why_and_how_to_turn_it_on(core_factory):
             assert "IMAGEBOT_WEB_TOKEN" in text and "/?token=" in text
             assert page.headers["X-Frame-Options"] == "DENY"
             assert (await client.get("/api/threads")).status == 404
+
+
+async def test_an_imagen_turn_then_a_gemini_edit(client, stand_in):
+    thread = await new_thread(client)
+    status, body = await post_turn(client, thread, turn_form(
+        "a lighthouse at dusk", model="imagen-4.0-generate-001", aspect_ratio="16:9"))
+    assert status == 201, body
+    imagen = body["turn"]
+    assert imagen["settings"] == "Imagen 4 · 1K · 16:9"
+    assert [(p["width"], p["height"]) for p in imagen["parts"] if p["kind"] == "image"] == [
+        (1408, 768)]
+    assert any("does not see this conversation" in n for n in imagen["notices"])
+    status, body = await post_turn(client, thread, turn_form("add a boat", model="pro",
+                                                             aspect_ratio="auto"))
+    assert status == 201, body
+    assert any("Imagen 4 image" in n for n in body["turn"]["notices"])
+    assert body["turn"]["refs"][0]["url"] == next(
+        p["url"] for p in imagen["parts"] if p["kind"] == "image")
+    config = await (await client.get("/api/config")).json()
+    models = {m["id"]: m for m in config["models"]}
+    assert models["imagen-4.0-generate-001"]["kind"] == "imagen"
+    assert models["imagen-4.0-generate-001"]["ratios"] == ["1:1", "3:4", "4:3", "9:16", "16:9"]
+    assert models["imagen-4.0-ultra-generate-001"]["max_count"] == 1

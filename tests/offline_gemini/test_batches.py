@@ -117,3 +117,21 @@ async def test_batch_create_is_validated(client: genai.Client) -> None:
     with pytest.raises(errors.ClientError) as caught:
         await client.aio.batches.create(model=FLASH, src=[big])
     assert caught.value.message == "Request payload size exceeds the limit: 20971520 bytes."
+
+
+async def test_batch_faults_by_key(client: genai.Client, server: OfflineGemini) -> None:
+    from offline_gemini.faults import Fault
+
+    requests = [{**CAT, "metadata": {"key": str(n)}} for n in (1, 2, 3)]
+    server.batches.faults_by_key.update({
+        "2": Fault("finish", reason="IMAGE_SAFETY"), "3": Fault("status", code=500)})
+    job = await client.aio.batches.create(model=FLASH, src=requests)
+    server.clock.advance(minutes=11)
+    done = await client.aio.batches.get(name=job.name or "")
+    assert done.dest and done.dest.inlined_responses
+    ok, blocked, failed = done.dest.inlined_responses
+    assert ok.response and ok.response.candidates and ok.response.candidates[0].content
+    assert blocked.response and blocked.response.candidates
+    assert blocked.response.candidates[0].finish_reason == types.FinishReason.IMAGE_SAFETY
+    assert failed.error and failed.error.code == 13
+    assert server.batches.faults_by_key == {}, "each fault is used once"

@@ -198,7 +198,7 @@
   function caps(modelId) {
     const models = state.config ? state.config.models : [];
     return models.find((m) => m.id === modelId)
-      || { id: modelId, label: modelId, sizes: [], max_refs: 3, search: false };
+      || { id: modelId, label: modelId, sizes: [], max_refs: 3, search: false, ratios: [], max_count: 4 };
   }
 
   function currentCaps() {
@@ -233,6 +233,11 @@
     els.size.disabled = !sized;
     els.sizeOpt.classList.toggle('is-disabled', !sized);
     els.sizeOpt.title = sized ? '' : `${model.label} makes images at one fixed size (about 1024 px).`;
+    const ratios = model.ratios && model.ratios.length ? model.ratios : null;
+    for (const option of els.ratio.options) {
+      option.disabled = Boolean(ratios) && option.value !== 'auto' && !ratios.includes(option.value);
+    }
+    if (els.ratio.selectedOptions[0] && els.ratio.selectedOptions[0].disabled) els.ratio.value = 'auto';
     els.search.disabled = !model.search;
     if (!model.search) els.search.checked = false;
     els.searchOpt.classList.toggle('is-disabled', !model.search);
@@ -277,7 +282,9 @@
     const model = currentCaps();
     for (const file of files) {
       if (state.refs.length >= model.max_refs) {
-        toast(`${model.label} takes at most ${model.max_refs} reference images per message.`);
+        toast(model.max_refs === 0
+          ? `${model.label} makes images from the prompt alone; it takes no reference images.`
+          : `${model.label} takes at most ${model.max_refs} reference images per message.`);
         break;
       }
       const isImage = (file.type || '').startsWith('image/');
@@ -307,7 +314,8 @@
       }, icon('close')))));
     els.tray.hidden = state.refs.length === 0;
     const max = currentCaps().max_refs;
-    els.refCount.textContent = state.refs.length ? `${state.refs.length} / ${max} references` : `up to ${max} references`;
+    els.refCount.textContent = state.refs.length ? `${state.refs.length} / ${max} references`
+      : (max ? `up to ${max} references` : 'no references (prompt only)');
   }
 
   // ---------------------------------------------------------------- threads
