@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-format", choices=["text", "json"], default=None)
 
     sub.add_parser("doctor", help="check the configuration and every configured endpoint")
+    from adapters import cli_usage
+
+    cli_usage.add_commands(sub)  # usage, audit, policy
     return parser
 
 
@@ -109,6 +112,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _local(args: argparse.Namespace, settings: Settings) -> int:
     from adapters import cli as cli_adapter
+    from adapters import cli_usage
     from adapters.composition import open_app
 
     offline = bool(getattr(args, "offline", False))
@@ -118,6 +122,8 @@ async def _local(args: argparse.Namespace, settings: Settings) -> int:
     try:
         async with open_app(settings, offline=offline,
                              require_gemini=args.command == "chat") as core:
+            if args.command in cli_usage.COMMANDS:
+                return await cli_usage.run(args, core)
             if args.command == "threads":
                 await cli_adapter.list_threads(core)
                 return 0
@@ -134,7 +140,7 @@ async def _local(args: argparse.Namespace, settings: Settings) -> int:
     except ImagebotError as exc:
         print(f"imagebot: {_one_line(exc.user_message)}", file=sys.stderr)
         return 1
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:
         print(f"imagebot: {exc}", file=sys.stderr)
         return 1
 

@@ -100,16 +100,17 @@ class TeamFacade:
         scope = await self._admin_scope(where, by, workspace_admin)
         return await self.team.change(scope, {}, by=by, where=where, reset=True)
 
-    async def set_rules(self, scope_id: str, changes: Mapping[str, Any], *, by: Author
-                        ) -> Policy:
+    async def set_rules(self, scope_id: str, changes: Mapping[str, Any], *, by: Author,
+                        reset: bool = False) -> Policy:
         """Changes any scope's rules (the operator's command line; no admin check: whoever
-        runs it can edit the configuration anyway). Stored and audited.
+        runs it can edit the configuration anyway). Stored and audited; ``reset`` drops
+        the scope's run-time changes first.
 
         Raises:
             OptionError: a bad scope id, rule or value.
         """
         try:
-            return await self.team.change(Scope.parse(scope_id), changes, by=by)
+            return await self.team.change(Scope.parse(scope_id), changes, by=by, reset=reset)
         except ConfigError as exc:
             raise OptionError(exc.user_message) from None
 

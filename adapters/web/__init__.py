@@ -327,7 +327,7 @@ class WebPlayground:
         record = await self.service.turn(turn_id)
         if record is None or record.thread.platform != PLATFORM:
             raise Refusal(404, "That turn no longer exists.", "not_found")
-        await self.service.delete(turn_id)
+        await self.service.delete(turn_id, by=AUTHOR)
         return web.json_response({"deleted": turn_id})
 
     # --- API: images ---------------------------------------------------------------------
