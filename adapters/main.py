@@ -95,7 +95,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _secrets(settings: Settings) -> list[str]:
     return [s for s in (settings.gemini_api_key, settings.slack_bot_token,
                         settings.slack_app_token, settings.slack_signing_secret,
-                        settings.discord_token, settings.web_token) if s]
+                        settings.discord_token, settings.web_token,
+                        settings.web_admin_token) if s]
 
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
