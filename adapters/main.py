@@ -103,6 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-format", choices=["text", "json"], default=None)
 
     sub.add_parser("doctor", help="check the configuration and every configured endpoint")
+    from adapters import cli_usage
+
+    cli_usage.add_commands(sub)  # usage, audit, policy
     return parser
 
 
@@ -173,7 +176,8 @@ def _main(argv: list[str]) -> int:
 def _secrets(settings: Settings) -> list[str]:
     return [s for s in (settings.gemini_api_key, settings.slack_bot_token,
                         settings.slack_app_token, settings.slack_signing_secret,
-                        settings.discord_token, settings.web_token) if s]
+                        settings.discord_token, settings.web_token,
+                        settings.web_admin_token) if s]
 
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
@@ -190,6 +194,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _local(args: argparse.Namespace, settings: Settings) -> int:
     from adapters import cli as cli_adapter
+    from adapters import cli_usage
     from adapters.composition import open_app
 
     offline = bool(getattr(args, "offline", False))
@@ -203,6 +208,8 @@ async def _local(args: argparse.Namespace, settings: Settings) -> int:
         async with open_app(settings, offline=offline, require_gemini=gemini) as core:
             if args.command == "batch":
                 return await cli_batch.run(core, args)
+            if args.command in cli_usage.COMMANDS:
+                return await cli_usage.run(args, core)
             if args.command == "threads":
                 await cli_adapter.list_threads(core)
                 return OK
@@ -220,7 +227,7 @@ async def _local(args: argparse.Namespace, settings: Settings) -> int:
     except ImagebotError as exc:
         print(f"imagebot: {_one_line(exc.user_message)}", file=sys.stderr)
         return FAILED
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:
         print(f"imagebot: {exc}", file=sys.stderr)
         return USAGE
 

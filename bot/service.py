@@ -111,7 +111,8 @@ class ConversationService(TeamFacade):
     # --- turns -------------------------------------------------------------------------
 
     async def plan(self, key: ThreadKey | None, message: IncomingMessage) -> TurnPlan:
-        """Checks a message as its turn would, without side effects (an early answer).
+        """Checks a message as its turn would, without side effects (an early answer);
+        the team policy and quotas are checked by :meth:`admit`, which reserves.
 
         Args:
             key: the thread, or ``None`` for a message that will open a new one.

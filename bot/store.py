@@ -143,9 +143,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         created_at REAL NOT NULL,
         settled_at REAL
     );
-    CREATE INDEX ledger_when ON ledger(created_at);
+    CREATE INDEX ledger_when ON ledger(created_at, state, images, cost_usd);
     CREATE INDEX ledger_user ON ledger(platform, user_id, created_at);
-    CREATE INDEX ledger_place ON ledger(platform, workspace, channel, created_at);
+    CREATE INDEX ledger_workspace ON ledger(platform, workspace, created_at, state, images,
+                                            cost_usd);
+    CREATE INDEX ledger_place ON ledger(platform, workspace, channel, created_at, state,
+                                        images, cost_usd);
     CREATE INDEX usage_turn ON usage(turn_id);
     CREATE TABLE policy_rules (
         scope TEXT PRIMARY KEY,

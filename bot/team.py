@@ -222,10 +222,10 @@ class TeamControls:
                       for name, value in changes.items()}
         stored = (await self.audit.stored_rules([scope.id])).get(scope.id)
         before = dict(stored.rules) if stored else {}
-        after = {} if reset else {**before, **normalized}
+        after = {**({} if reset else before), **normalized}
         configured = self.config.rules(scope).given()
-        what = "reset to the configured rules" if reset else ", ".join(
-            f"{k} = {_shown(v)}" for k, v in normalized.items())
+        what = ", ".join(["reset to the configured rules"] * reset + [
+            f"{k} = {_shown(v)}" for k, v in normalized.items()])
         await self.audit.save_rules(
             scope, after, by=by, where=where or place(scope),
             summary=f"{scope.id}: {what}",
@@ -241,6 +241,8 @@ def _plain(value: Any) -> Any:
 def _shown(value: Any) -> str:
     if value is None:
         return "inherited"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, list):
         return "[" + ", ".join(map(str, value)) + "]"
     return str(value)

@@ -10,7 +10,7 @@ from typing import Any
 
 from bot.admission import Admission
 from bot.audit import AuditEntry, StoredRules
-from bot.errors import ConfigError, ForbiddenError, OptionError
+from bot.errors import ConfigError, ForbiddenError, ImagebotError, OptionError
 from bot.ledger import GroupBy, Totals, UsageRow
 from bot.model import Author, IncomingMessage, ThreadKey
 from bot.options import PRO, ModelCaps, resolve_model
@@ -28,6 +28,9 @@ class TeamFacade:
 
     team: TeamControls
     limits: PlanLimits
+
+    def _emit(self, event: str, data: dict[str, Any]) -> None:
+        """Tells the observers (metrics); the service defines it."""
 
     @property
     def prices(self) -> PriceTable:
@@ -54,9 +57,13 @@ class TeamFacade:
             QuotaError: a daily quota or budget is used up (limit, use, reset time).
             ImagebotError: what the turn itself would refuse (options, prompt, files).
         """
-        return await self.team.admit(key, message.author, message_plan(message),
-                                     limits=self.limits, direct=message.direct,
-                                     new_thread=new_thread)
+        try:
+            return await self.team.admit(key, message.author, message_plan(message),
+                                         limits=self.limits, direct=message.direct,
+                                         new_thread=new_thread)
+        except ImagebotError as exc:
+            self._emit("error", {"kind": str(exc.kind), "key": key})  # metrics count it
+            raise
 
     async def release(self, admission: Admission) -> None:
         """Gives back the quota of a turn that was let in but will not run."""
@@ -100,16 +107,17 @@ class TeamFacade:
         scope = await self._admin_scope(where, by, workspace_admin)
         return await self.team.change(scope, {}, by=by, where=where, reset=True)
 
-    async def set_rules(self, scope_id: str, changes: Mapping[str, Any], *, by: Author
-                        ) -> Policy:
+    async def set_rules(self, scope_id: str, changes: Mapping[str, Any], *, by: Author,
+                        reset: bool = False) -> Policy:
         """Changes any scope's rules (the operator's command line; no admin check: whoever
-        runs it can edit the configuration anyway). Stored and audited.
+        runs it can edit the configuration anyway). Stored and audited; ``reset`` drops
+        the scope's run-time changes first.
 
         Raises:
             OptionError: a bad scope id, rule or value.
         """
         try:
-            return await self.team.change(Scope.parse(scope_id), changes, by=by)
+            return await self.team.change(Scope.parse(scope_id), changes, by=by, reset=reset)
         except ConfigError as exc:
             raise OptionError(exc.user_message) from None
 

@@ -205,7 +205,7 @@ class WebPlayground:
 
     async def delete_thread(self, request: web.Request) -> web.Response:
         key = thread_key(request.match_info["thread"])
-        if not await self.service.delete_thread(key):
+        if not await self.service.delete_thread(key, by=AUTHOR):
             raise no_thread()
         return web.json_response({"deleted": key.thread})
 
@@ -251,7 +251,7 @@ class WebPlayground:
         record = await self.service.turn(turn_id)
         if record is None or record.thread.platform != PLATFORM:
             raise Refusal(404, "That turn no longer exists.", "not_found")
-        await self.service.delete(turn_id)
+        await self.service.delete(turn_id, by=AUTHOR)
         return web.json_response({"deleted": turn_id})
 
     # --- API: images ---------------------------------------------------------------------

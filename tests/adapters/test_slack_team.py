@@ -183,3 +183,23 @@ async def test_imagebot_without_a_subcommand_explains_itself(start_bot, slack) -
 def test_the_manifest_has_the_command() -> None:
     text = MANIFEST.read_text()
     assert "- command: /imagebot" in text and "- command: /imagine" in text
+
+
+async def test_a_failed_generation_gives_its_quota_back(start_bot, slack: SlackEmulator,
+                                                        stand_in: OfflineGemini) -> None:
+    async with start_bot(daily_images_per_user=1) as bot:
+        stand_in.faults.queue_finish("IMAGE_SAFETY")
+        blocked = slack.app_mention_event(CHANNEL, ALICE, "something questionable")
+        await bot.event(blocked)
+        [error] = await bot.results(blocked["ts"], 1)
+        assert "safety" in shown(error).lower()
+        second = slack.app_mention_event(CHANNEL, ALICE, "a harmless cat")
+        await bot.event(second)
+        [tail] = await bot.results(second["ts"], 1)
+        assert not is_error(tail) and len(generations(stand_in)) == 2
+        third = slack.app_mention_event(CHANNEL, ALICE, "one more")
+        await bot.event(third)
+        [refused] = await bot.results(third["ts"], 1)
+        assert "1 of 1" in shown(refused) and len(generations(stand_in)) == 2
+        [audited] = await bot.server.core.service.audit_log(actions=["blocked.safety"])
+        assert audited.actor == f"slack:{ALICE}"

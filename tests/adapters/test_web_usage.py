@@ -111,3 +111,17 @@ async def test_shared_without_an_admin_token_the_page_stays_shut(core_factory) -
         assert page.status == 403 and "IMAGEBOT_WEB_ADMIN_TOKEN" in await page.text()
         api = await client.get("/api/usage", headers={"Authorization": f"Bearer {WEB_TOKEN}"})
         assert api.status == 403
+
+
+async def test_the_playground_refuses_by_policy_and_quota(core_factory) -> None:
+    from tests.adapters.test_web import new_thread, post_turn, turn_form
+
+    async with core_factory(daily_images_per_user=1, policy={"max_size": "2K"}) as core, \
+            client_for(core) as client:
+        thread = await new_thread(client)
+        status, body = await post_turn(client, thread, turn_form("a cat", size="4K"))
+        assert status == 403 and body["kind"] == "policy" and "max_size" in body["error"]
+        status, _ = await post_turn(client, thread, turn_form("a cat"))
+        assert status == 201
+        status, body = await post_turn(client, thread, turn_form("a dog"))
+        assert status == 429 and body["kind"] == "quota" and "1 of 1" in body["error"]

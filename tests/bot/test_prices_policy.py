@@ -156,3 +156,24 @@ def test_the_documented_policy_example_is_valid(tmp_path):
     assert settings.policy.rules(Scope("slack", "T0123ABCD", "C0RANDOM")).allowed_models == \
         (FLASH,)
     assert settings.policy.installation.contact == "#design-ops"
+
+
+def test_batch_requests_follow_the_batch_rule():
+    from bot.admission import enforce
+    from bot.config import DEFAULT_MODELS
+    from bot.errors import PolicyError
+    from bot.options import OptionInput, resolve
+    from bot.planning import PlanLimits, TurnPlan
+
+    limits = PlanLimits(defaults=OptionInput(model="pro"), models=DEFAULT_MODELS,
+                        max_attachment_bytes=1)
+    plan = TurnPlan(prompt="a cat", given=OptionInput(),
+                    options=resolve(OptionInput(), OptionInput(), limits.defaults,
+                                    limits.models), attachments=())
+    here = Scope("slack", "T1", "C1")
+    policy = layered((Scope(), Rules()), (Scope("slack", "T1"), Rules(batch=False)),
+                     (here, Rules(batch=True)))
+    assert enforce(policy, plan, OptionInput(), limits) == plan
+    with pytest.raises(PolicyError) as refused:
+        enforce(policy, plan, OptionInput(), limits, batch=True)
+    assert refused.value.rule == "batch" and "this workspace" in refused.value.user_message

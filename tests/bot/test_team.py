@@ -315,3 +315,14 @@ def test_scope_ids_round_trip():
         assert Scope.parse(scope.id) == scope
     assert Scope.of(key()) == Scope("slack", TEAM, CHANNEL)
     assert Scope.of(ThreadKey("web", "", "", "x")) == Scope()
+
+
+async def test_refusals_reach_the_metrics(core_factory):
+    async with core_factory(daily_images_per_user=0, policy={"max_size": "1K"}) as core:
+        seen: list[str] = []
+        core.service.observers.append(lambda event, data: seen.append(data.get("kind", "")))
+        with pytest.raises(QuotaError):
+            await core.service.admit(key(), msg("a cat"))
+        with pytest.raises(PolicyError):
+            await core.service.handle(key(), msg("a cat --size 2K"))
+    assert seen == ["quota", "policy"]
