@@ -15,8 +15,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,10 @@ from bot.errors import ConfigError, NotFoundError
 from bot.history import StoredContent
 from bot.model import Author, StoredImage, StoredReply, ThreadKey, ThreadSummary, TurnView
 from bot.options import OptionInput
+from bot.store_api import NewTurn
+from bot.store_sqlite_scale import SCALE_SCHEMA, SqliteScaleMixin
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "HistoryStore", "NewTurn"]
 
 logger = logging.getLogger(__name__)
 
@@ -118,33 +121,13 @@ MIGRATIONS: tuple[Migration, ...] = (
     """,
     # 2: thought signatures over 1 KiB become blobs
     _signatures_to_blobs,
+    # 3: thread lines, installations and OAuth states (several processes on one database)
+    SCALE_SCHEMA,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-@dataclass
-class NewTurn:
-    """Everything one successful turn writes, in one transaction."""
-
-    turn_id: str
-    key: ThreadKey
-    contents: Sequence[types.Content]
-    settings: OptionInput
-    author_id: str
-    author_name: str
-    prompt: str
-    options: dict[str, Any]
-    refs: list[StoredImage]
-    reply: StoredReply
-    model: str
-    usage: dict[str, int]
-    images: int
-    created_at: float
-    #: sha256 digests already computed this turn, by ``id()`` of the bytes they hash.
-    known_hashes: Mapping[int, str] = field(default_factory=dict)
-
-
-class HistoryStore:
+class HistoryStore(SqliteScaleMixin):
     """Async SQLite store. Use ``await HistoryStore.open(path)`` and ``await store.close()``."""
 
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
