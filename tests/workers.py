@@ -12,6 +12,7 @@ import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 _RUNNING = re.compile(rb"imagebot is running at (http://\S+)")
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,3 +91,31 @@ async def workers(count: int, env: Mapping[str, str], folder: Path
         yield list(started)
     finally:
         await asyncio.gather(*(stop_worker(w) for w in started))
+
+
+class SlackDelivery:
+    """Delivers Events API bodies like Slack, each one then its retry, to alternating
+    workers; the next delivery waits until the bot marked the previous message as seen
+    (which it does once the turn has its place in the thread's line)."""
+
+    def __init__(self, slack: Any, pool: list[Worker]) -> None:
+        self.slack = slack
+        self.pool = pool
+        self.sent = 0
+
+    async def deliver(self, event: dict[str, Any], *, retry: bool = True) -> None:
+        envelope = self.slack.event_envelope(event)
+        first = self.pool[self.sent % len(self.pool)]
+        self.sent += 1
+        status, _ = await self.slack.send_http_event(first.events_url, envelope)
+        assert status == 200, status
+        await self.slack.wait_for(lambda: self.seen(event["ts"]), timeout=60)
+        if retry:
+            other = self.pool[self.sent % len(self.pool)]
+            status, _ = await self.slack.send_http_event(
+                other.events_url, envelope, retry_num=1, retry_reason="http_timeout")
+            assert status == 200, status
+
+    def seen(self, ts: str) -> bool:
+        return any(c.params.get("timestamp") == ts
+                   for c in self.slack.calls_to("reactions.add"))

@@ -20,7 +20,7 @@ from bot.runtime import open_store
 from offline_gemini import OfflineGemini
 from tests.conftest import TEST_KEY
 from tests.emulators.slack import SlackEmulator
-from tests.workers import Worker, stop_worker, workers
+from tests.workers import SlackDelivery, stop_worker, workers
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -47,32 +47,6 @@ def worker_env(stand_in: OfflineGemini, slack: SlackEmulator, database_url: str
             "SLACK_API_URL": slack.api_url, "IMAGEBOT_LEASE_SECONDS": str(LEASE)}
 
 
-class Delivery:
-    """Delivers events like Slack: each one, then its retry, to alternating workers."""
-
-    def __init__(self, slack: SlackEmulator, pool: list[Worker]) -> None:
-        self.slack = slack
-        self.pool = pool
-        self.sent = 0
-
-    async def deliver(self, event: dict, *, retry: bool = True) -> None:
-        envelope = self.slack.event_envelope(event)
-        first = self.pool[self.sent % len(self.pool)]
-        self.sent += 1
-        status, _ = await self.slack.send_http_event(first.events_url, envelope)
-        assert status == 200
-        # Delivered: the bot marked the message as seen, so it has its place in line.
-        await self.slack.wait_for(lambda: self.seen(event["ts"]), timeout=20)
-        if retry:
-            other = self.pool[self.sent % len(self.pool)]
-            status, _ = await self.slack.send_http_event(
-                other.events_url, envelope, retry_num=1, retry_reason="http_timeout")
-            assert status == 200
-
-    def seen(self, ts: str) -> bool:
-        return any(c.params.get("timestamp") == ts for c in self.slack.calls_to("reactions.add"))
-
-
 async def prompts_of(database_url: str, key: ThreadKey) -> list[str]:
     store = await open_store(database_url)
     try:
@@ -95,7 +69,7 @@ async def test_events_and_retries_alternate_between_two_workers(
         stand_in: OfflineGemini, slack: SlackEmulator, postgres_url: str, tmp_path: Path):
     stand_in.faults.latency = 0.3
     async with workers(2, worker_env(stand_in, slack, postgres_url), tmp_path) as pool:
-        delivery = Delivery(slack, pool)
+        delivery = SlackDelivery(slack, pool)
         keys, expected = [], []
         for n in range(2):
             root = slack.app_mention_event(CHANNEL, ALICE, f"thread {n}: a lighthouse")
@@ -124,7 +98,7 @@ async def test_events_and_retries_alternate_between_two_workers(
 async def test_a_worker_killed_mid_turn_blocks_the_thread_no_longer_than_the_lease(
         stand_in: OfflineGemini, slack: SlackEmulator, postgres_url: str, tmp_path: Path):
     async with workers(2, worker_env(stand_in, slack, postgres_url), tmp_path) as pool:
-        delivery = Delivery(slack, pool)
+        delivery = SlackDelivery(slack, pool)
         root = slack.app_mention_event(CHANNEL, ALICE, "a lighthouse")
         key = ThreadKey("slack", slack.team_id, CHANNEL, root["ts"])
         await delivery.deliver(root)
