@@ -75,7 +75,7 @@ def plan(settings: Settings, *, offline: bool = False) -> Plan:
     Raises:
         StartupError: platform tokens without a Gemini key (and no ``--offline``).
     """
-    slack = bool(settings.slack_bot_token)
+    slack = bool(settings.slack_bot_token) or settings.slack_oauth
     discord = bool(settings.discord_token)
     notes: list[str] = []
     if not settings.gemini_api_key and not offline:
@@ -93,6 +93,9 @@ def plan(settings: Settings, *, offline: bool = False) -> Plan:
     if slack and not settings.slack_app_token and not settings.slack_signing_secret:
         raise StartupError("SLACK_BOT_TOKEN is set but neither SLACK_APP_TOKEN (Socket Mode) nor "
                            "SLACK_SIGNING_SECRET (HTTP mode) is. Set one of them.")
+    if settings.slack_oauth and not settings.slack_signing_secret:
+        raise StartupError("SLACK_CLIENT_ID and SLACK_CLIENT_SECRET (multi-workspace install) "
+                           "need SLACK_SIGNING_SECRET too (Basic Information > Signing Secret).")
     return Plan(offline=offline, slack=slack, discord=discord, web=web_on, notes=notes)
 
 

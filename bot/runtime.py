@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from bot.config import Settings
 from bot.gemini import GeminiSession, build_client
+from bot.installations import Installations
 from bot.service import ConversationService
 from bot.store_api import Store
 
@@ -28,6 +29,8 @@ class Core:
     service: ConversationService
     offline: bool
     gemini_url: str | None
+    #: Platform installations (Slack OAuth), in the same database.
+    installations: Installations
 
 
 @contextlib.asynccontextmanager
@@ -54,7 +57,8 @@ async def open_core(settings: Settings, *, base_url: str | None = None,
         stack.push_async_callback(session.aclose)
         service = ConversationService(store, session, settings, lease=settings.lease_seconds)
         stack.push_async_callback(service.lines.close)
-        yield Core(settings=settings, service=service, offline=offline, gemini_url=url)
+        yield Core(settings=settings, service=service, offline=offline, gemini_url=url,
+                   installations=Installations(store))
 
 
 async def open_store(url: str) -> Store:
