@@ -12,11 +12,12 @@ import html
 import ipaddress
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiohttp import web
+from prometheus_client.core import GaugeMetricFamily
 
 from adapters.composition import open_app
 from adapters.web.headers import add_security_headers
@@ -181,6 +182,7 @@ async def running(settings: Settings, *, offline: bool = False,
         await core.service.forget_events(older_than=EVENT_RETENTION)
         metrics = Metrics(core.service)
         adapters = build_adapters(core, run)
+        metrics.registry.register(ShardCollector(adapters))
         app = make_app(core, adapters, metrics)
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
@@ -206,6 +208,27 @@ async def running(settings: Settings, *, offline: bool = False,
                                    type(exc).__name__)
                     logger.debug("the %s adapter's stop failure", adapter.name, exc_info=True)
             await runner.cleanup()
+
+
+class ShardCollector:
+    """``/metrics`` per Discord shard, read from the adapters' status at each scrape."""
+
+    def __init__(self, adapters: list[Adapter]) -> None:
+        self.adapters = adapters
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        up = GaugeMetricFamily("imagebot_discord_shard_up",
+                               "1 while the Discord shard's gateway connection is open",
+                               labels=["shard"])
+        latency = GaugeMetricFamily("imagebot_discord_shard_latency_seconds",
+                                    "Heartbeat latency of each Discord shard", labels=["shard"])
+        for adapter in self.adapters:
+            for shard, state in adapter.status().get("shards", {}).items():
+                up.add_metric([shard], 1.0 if state["connected"] else 0.0)
+                if state["latency"] is not None:
+                    latency.add_metric([shard], state["latency"])
+        yield up
+        yield latency
 
 
 @dataclass
