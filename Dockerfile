@@ -18,7 +18,7 @@ COPY bot ./bot
 COPY adapters ./adapters
 COPY offline_gemini ./offline_gemini
 COPY config ./config
-RUN pip install -c constraints.txt '.[slack,discord]'
+RUN pip install -c constraints.txt '.[slack,discord,postgres]'
 
 USER imagebot
 VOLUME ["/data"]

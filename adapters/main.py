@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from adapters import cli_batch
-from bot.config import ConfigError, Settings, load_settings
+from bot.config import ConfigError, Settings, database_password, load_settings
 from bot.errors import ImagebotError
 from bot.options import OptionInput
 
@@ -60,8 +60,8 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 done, 1 turn or check failed, 2 usage or configuration error, "
                "130 interrupted.")
     parser.add_argument("--config", help="TOML settings file (default: $IMAGEBOT_CONFIG)")
-    parser.add_argument("--database-url", help="sqlite:///path (default: $DATABASE_URL, else "
-                        "~/.local/share/imagebot/imagebot.sqlite3)")
+    parser.add_argument("--database-url", help="sqlite:///path or postgresql://user@host/db "
+                        "(default: $DATABASE_URL, else ~/.local/share/imagebot/imagebot.sqlite3)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     chat = sub.add_parser("chat", help="run one turn of a local thread")
@@ -106,6 +106,13 @@ def _parser() -> argparse.ArgumentParser:
     from adapters import cli_usage
 
     cli_usage.add_commands(sub)  # usage, audit, policy
+
+    migrate = sub.add_parser("migrate-db", help="copy an SQLite database into PostgreSQL")
+    migrate.add_argument("--from", dest="source", required=True, metavar="sqlite:///PATH",
+                         help="the SQLite database to copy (it is not changed)")
+    migrate.add_argument("--to", dest="target", required=True,
+                         metavar="postgresql://USER@HOST/DB",
+                         help="an empty PostgreSQL database (or schema: ?search_path=NAME)")
     return parser
 
 
@@ -156,7 +163,7 @@ def _main(argv: list[str]) -> int:
         return USAGE
     except sqlite3.Error as exc:
         logger.debug("database error", exc_info=True)
-        print(f"imagebot: cannot use the database at {settings.database_path}: "
+        print(f"imagebot: cannot use the database at {settings.database_location()}: "
               f"{_one_line(str(exc))}", file=sys.stderr)
         return USAGE
     except OSError as exc:
@@ -168,6 +175,10 @@ def _main(argv: list[str]) -> int:
         return FAILED
     except Exception as exc:  # one line for the user; the traceback at DEBUG
         logger.debug("unexpected error", exc_info=True)
+        if type(exc).__module__.startswith("asyncpg"):  # PostgreSQL refused or failed
+            print(f"imagebot: cannot use the database at {settings.database_location()}: "
+                  f"{_one_line(str(exc))}", file=sys.stderr)
+            return USAGE
         print(f"imagebot: unexpected error: {type(exc).__name__}: {_one_line(str(exc))} "
               "(IMAGEBOT_LOG_LEVEL=DEBUG shows the traceback)", file=sys.stderr)
         return FAILED
@@ -176,8 +187,9 @@ def _main(argv: list[str]) -> int:
 def _secrets(settings: Settings) -> list[str]:
     return [s for s in (settings.gemini_api_key, settings.slack_bot_token,
                         settings.slack_app_token, settings.slack_signing_secret,
-                        settings.discord_token, settings.web_token,
-                        settings.web_admin_token) if s]
+                        settings.slack_client_secret, settings.discord_token,
+                        settings.web_token, settings.web_admin_token,
+                        database_password(settings.database_url)) if s]
 
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
@@ -189,6 +201,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from adapters.doctor import doctor
 
         return await doctor(settings)
+    if args.command == "migrate-db":
+        return await _migrate_db(args.source, args.target)
     return await _local(args, settings)
 
 
@@ -230,6 +244,17 @@ async def _local(args: argparse.Namespace, settings: Settings) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"imagebot: {exc}", file=sys.stderr)
         return USAGE
+
+
+async def _migrate_db(source: str, target: str) -> int:
+    from bot.migrate import migrate_database
+
+    def progress(line: str) -> None:
+        print(f"imagebot: {line}", file=sys.stderr, flush=True)
+
+    report = await migrate_database(source, target, progress=progress)
+    print(f"copied {report.summary()}")
+    return OK
 
 
 def _one_line(text: str) -> str:

@@ -12,11 +12,12 @@ import html
 import ipaddress
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiohttp import web
+from prometheus_client.core import GaugeMetricFamily
 
 from adapters.batch_poller import BatchPoller
 from adapters.composition import open_app
@@ -76,7 +77,7 @@ def plan(settings: Settings, *, offline: bool = False) -> Plan:
     Raises:
         StartupError: platform tokens without a Gemini key (and no ``--offline``).
     """
-    slack = bool(settings.slack_bot_token)
+    slack = bool(settings.slack_bot_token) or settings.slack_oauth
     discord = bool(settings.discord_token)
     notes: list[str] = []
     if not settings.gemini_api_key and not offline:
@@ -94,6 +95,9 @@ def plan(settings: Settings, *, offline: bool = False) -> Plan:
     if slack and not settings.slack_app_token and not settings.slack_signing_secret:
         raise StartupError("SLACK_BOT_TOKEN is set but neither SLACK_APP_TOKEN (Socket Mode) nor "
                            "SLACK_SIGNING_SECRET (HTTP mode) is. Set one of them.")
+    if settings.slack_oauth and not settings.slack_signing_secret:
+        raise StartupError("SLACK_CLIENT_ID and SLACK_CLIENT_SECRET (multi-workspace install) "
+                           "need SLACK_SIGNING_SECRET too (Basic Information > Signing Secret).")
     return Plan(offline=offline, slack=slack, discord=discord, web=web_on, notes=notes)
 
 
@@ -179,6 +183,7 @@ async def running(settings: Settings, *, offline: bool = False,
         await core.service.forget_events(older_than=EVENT_RETENTION)
         metrics = Metrics(core.service)
         adapters = build_adapters(core, run)
+        metrics.registry.register(ShardCollector(adapters))
         app = make_app(core, adapters, metrics)
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
@@ -207,6 +212,27 @@ async def running(settings: Settings, *, offline: bool = False,
                                    type(exc).__name__)
                     logger.debug("the %s adapter's stop failure", adapter.name, exc_info=True)
             await runner.cleanup()
+
+
+class ShardCollector:
+    """``/metrics`` per Discord shard, read from the adapters' status at each scrape."""
+
+    def __init__(self, adapters: list[Adapter]) -> None:
+        self.adapters = adapters
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        up = GaugeMetricFamily("imagebot_discord_shard_up",
+                               "1 while the Discord shard's gateway connection is open",
+                               labels=["shard"])
+        latency = GaugeMetricFamily("imagebot_discord_shard_latency_seconds",
+                                    "Heartbeat latency of each Discord shard", labels=["shard"])
+        for adapter in self.adapters:
+            for shard, state in adapter.status().get("shards", {}).items():
+                up.add_metric([shard], 1.0 if state["connected"] else 0.0)
+                if state["latency"] is not None:
+                    latency.add_metric([shard], state["latency"])
+        yield up
+        yield latency
 
 
 @dataclass

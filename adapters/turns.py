@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from bot import messages
 from bot.errors import ErrorKind, ImagebotError
+from bot.leases import LinePlace
 from bot.model import Reply, ThreadKey
 from bot.service import ConversationService, StartCallback, TurnStart
 from bot.tasks import drain
@@ -58,15 +59,15 @@ class TurnRunner:
         self.stopping = False
         self.duplicates = 0
         self._tasks: set[asyncio.Task[Any]] = set()
-        #: Per thread, the last turn in line; done when its result has been posted.
-        self._line: dict[ThreadKey, asyncio.Future[None]] = {}
+        #: Per thread, how many of this runner's turns wait or run.
+        self._line: dict[ThreadKey, int] = {}
 
     def busy(self, key: ThreadKey) -> bool:
         """Whether a turn of this thread is running or waiting here."""
         return key in self._line
 
     async def is_session(self, key: ThreadKey) -> bool:
-        """A thread whose first turn is still running is already a session."""
+        """A thread whose first turn is still running (in any process) is already a session."""
         return self.busy(key) or await self.service.is_session(key)
 
     async def claim(self, event_id: str) -> bool:
@@ -85,8 +86,8 @@ class TurnRunner:
 
     def submit(self, key: ThreadKey, reporter: Reporter, call: TurnCall) -> None:
         """Queues a turn in its thread's line now, and runs it in the background."""
-        ahead, mine = self._take_place(key)
-        self.spawn(self._run(key, reporter, call, ahead, mine))
+        place = self._take_place(key)
+        self.spawn(self._run(key, reporter, call, place))
 
     async def run(self, key: ThreadKey, reporter: Reporter, call: TurnCall) -> Reply | None:
         """Runs a turn in its thread's line and waits for it (the web's request/response).
@@ -94,31 +95,32 @@ class TurnRunner:
         Returns:
             The reply once posted, or ``None`` when the turn failed (the reporter was told).
         """
-        ahead, mine = self._take_place(key)
-        return await self._run(key, reporter, call, ahead, mine)
+        place = self._take_place(key)
+        return await self._run(key, reporter, call, place)
 
-    def _take_place(self, key: ThreadKey) -> tuple[asyncio.Future[None] | None,
-                                                   asyncio.Future[None]]:
-        # Taken before any await, so the line is in arrival order.
-        ahead = self._line.get(key)
-        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._line[key] = mine
-        return ahead, mine
+    def _take_place(self, key: ThreadKey) -> LinePlace:
+        # Taken before any await, so the line is in arrival order; the service's line is
+        # shared with every process on the same database.
+        self._line[key] = self._line.get(key, 0) + 1
+        return self.service.place(key)
 
     async def _run(self, key: ThreadKey, reporter: Reporter, call: TurnCall,
-                   ahead: asyncio.Future[None] | None, mine: asyncio.Future[None]
-                   ) -> Reply | None:
+                   place: LinePlace) -> Reply | None:
         try:
-            await reporter.working(queued=ahead is not None)
-            if ahead is not None:
-                await asyncio.wait([ahead])  # not ``await ahead``: cancelling us must not cancel it
-            if self.stopping:
-                await reporter.failed(ImagebotError(messages.STOPPING, kind=ErrorKind.CANCELLED))
-                return None
-            return await self._turn(key, reporter, call)
+            queued = await place.join()
+            await reporter.working(queued=queued)
+            # The place is held until the result is posted: the next turn of the thread,
+            # wherever it arrived, starts after that.
+            async with place:
+                if self.stopping:
+                    await reporter.failed(ImagebotError(messages.STOPPING,
+                                                        kind=ErrorKind.CANCELLED))
+                    return None
+                return await self._turn(key, reporter, call)
         finally:
-            mine.set_result(None)
-            if self._line.get(key) is mine:
+            await place.release()  # when cancelled before it was entered
+            self._line[key] -= 1
+            if not self._line[key]:
                 del self._line[key]
             await reporter.close()
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from bot.model import Author, ThreadKey
 from bot.policy import Scope
-from bot.store import HistoryStore
+from bot.store_api import Store
 
 POLICY_CHANGE = "policy.change"
 REFUSED_POLICY = "refused.policy"
@@ -63,7 +63,7 @@ def actor_of(author: Author, platform: str) -> str:
 class AuditLog:
     """Appends to and reads the ``audit`` table; keeps run-time policy in ``policy_rules``."""
 
-    def __init__(self, store: HistoryStore, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.db = store.db
         self.clock = clock

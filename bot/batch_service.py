@@ -49,7 +49,7 @@ from bot.gemini import GeminiSession
 from bot.model import Attachment, StoredImage, ThreadKey
 from bot.options import OptionInput, Options, caps_for, resolve
 from bot.planning import PlanLimits
-from bot.store import HistoryStore
+from bot.store_api import Store
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class BatchService:
     """Submits and follows Batch API jobs; its state lives in SQLite, so any process
     (``imagebot batch`` or ``serve``) can take up where another left off."""
 
-    def __init__(self, store: HistoryStore, gemini: GeminiSession, limits: PlanLimits,
+    def __init__(self, store: Store, gemini: GeminiSession, limits: PlanLimits,
                  prepare: Prepare, *, poll_seconds: float = 30.0,
                  inline_limit: int = INLINE_LIMIT) -> None:
         self.store = store

@@ -30,7 +30,7 @@ from bot.batch import (
 )
 from bot.model import Author, ImageRef, StoredImage, ThreadKey, Usage
 from bot.prices import PRICES
-from bot.store import HistoryStore
+from bot.store_api import Store
 
 _JOB_SQL = (
     "SELECT j.*, "
@@ -79,7 +79,7 @@ class UsageRow:
 class BatchStore:
     """The batch tables; uses the history store's connection and its write transaction."""
 
-    def __init__(self, store: HistoryStore) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self.db: aiosqlite.Connection = store.db
 

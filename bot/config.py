@@ -54,6 +54,10 @@ DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_DISCORD_API_BASE = "https://discord.com/api/v10"
 DEFAULT_DISCORD_GATEWAY_URL = "wss://gateway.discord.gg/"
 DEFAULT_SOURCE = "default location"
+#: The bot scopes config/slack-manifest.yaml asks for (an OAuth install asks for the same).
+SLACK_BOT_SCOPES = (
+    "app_mentions:read", "channels:history", "chat:write", "commands", "files:read",
+    "files:write", "groups:history", "im:history", "reactions:write", "users:read")
 #: Below this an attachment limit refuses every real image.
 MIN_ATTACHMENT_BYTES = 64 * 1024
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -70,8 +74,11 @@ class Settings:
     gemini_retry_attempts: int = 4
     gemini_retry_initial_delay: float = 2.0
     gemini_retry_max_delay: float = 30.0
-    #: ``sqlite:////absolute/path``; :func:`load_settings` fills in the default location.
-    database_url: str = ""
+    #: ``sqlite:////absolute/path`` or ``postgresql://user@host/db``; :func:`load_settings`
+    #: fills in the default location.
+    database_url: str = field(default="", repr=False)
+    #: Seconds a thread's line ticket lives unrenewed (how long a dead worker holds it up).
+    lease_seconds: float = 30.0
     default_model: str = "pro"
     default_aspect_ratio: str | None = None
     default_size: str | None = None
@@ -92,6 +99,11 @@ class Settings:
     slack_signing_secret: str | None = field(default=None, repr=False)
     slack_api_url: str = DEFAULT_SLACK_API_URL
     slack_require_mention: bool = False
+    slack_client_id: str | None = None
+    slack_client_secret: str | None = field(default=None, repr=False)
+    slack_scopes: tuple[str, ...] = SLACK_BOT_SCOPES
+    discord_shard_count: int | None = None
+    discord_shard_ids: tuple[str, ...] = ()
     discord_token: str | None = field(default=None, repr=False)
     discord_api_base: str = DEFAULT_DISCORD_API_BASE
     discord_gateway_url: str = DEFAULT_DISCORD_GATEWAY_URL
@@ -114,6 +126,11 @@ class Settings:
     prices: PriceTable = field(default_factory=PriceTable)
 
     @property
+    def database_kind(self) -> str:
+        """``postgresql`` or ``sqlite``."""
+        return "postgresql" if is_postgres_url(self.database_url) else "sqlite"
+
+    @property
     def database_path(self) -> Path:
         """The SQLite file named by ``database_url`` (the default location when unset).
 
@@ -124,13 +141,24 @@ class Settings:
             return default_database_path(os.environ)
         return database_path_of(self.database_url, "DATABASE_URL")
 
+    def database_location(self) -> str:
+        """The SQLite file, or the PostgreSQL URL without its password."""
+        if self.database_kind == "postgresql":
+            return redact_url(self.database_url)
+        return str(self.database_path)
+
     def database_description(self) -> str:
         """Where the database is, for ``doctor`` and the start-up log line:
         ``/home/me/.local/share/imagebot/imagebot.sqlite3 (default location; set
         DATABASE_URL to use another)`` or ``/data/imagebot.sqlite3 (from DATABASE_URL)``."""
         if not self.database_url or self.database_source == DEFAULT_SOURCE:
             return f"{self.database_path} ({DEFAULT_SOURCE}; set DATABASE_URL to use another)"
-        return f"{self.database_path} (from {self.database_source or 'DATABASE_URL'})"
+        return f"{self.database_location()} (from {self.database_source or 'DATABASE_URL'})"
+
+    @property
+    def slack_oauth(self) -> bool:
+        """Multi-workspace Slack: installs through OAuth instead of one bot token."""
+        return bool(self.slack_client_id and self.slack_client_secret)
 
     @property
     def option_defaults(self) -> OptionInput:
@@ -161,6 +189,12 @@ ENV: dict[str, str] = {
     "slack_signing_secret": "SLACK_SIGNING_SECRET",
     "slack_api_url": "SLACK_API_URL",
     "slack_require_mention": "SLACK_REQUIRE_MENTION",
+    "slack_client_id": "SLACK_CLIENT_ID",
+    "slack_client_secret": "SLACK_CLIENT_SECRET",
+    "slack_scopes": "SLACK_SCOPES",
+    "discord_shard_count": "DISCORD_SHARD_COUNT",
+    "discord_shard_ids": "DISCORD_SHARD_IDS",
+    "lease_seconds": "IMAGEBOT_LEASE_SECONDS",
     "discord_token": "DISCORD_TOKEN",
     "discord_api_base": "DISCORD_API_BASE",
     "discord_gateway_url": "DISCORD_GATEWAY_URL",
@@ -182,6 +216,23 @@ _TYPES = {f.name: str(f.type) for f in fields(Settings)}
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 _SQLITE_FORMS = "sqlite:////absolute/path/imagebot.sqlite3 or sqlite:///relative/path"
+_DATABASE_FORMS = _SQLITE_FORMS + " or postgresql://user[:password]@host[:port]/database"
+_PG_URL = re.compile(r"(postgres|postgresql)://([^@/\s]*@)?[^/\s]*/[^/?\s]+(\?\S*)?")
+
+
+def is_postgres_url(url: str) -> bool:
+    return url.strip().lower().startswith(("postgres://", "postgresql://"))
+
+
+def redact_url(url: str) -> str:
+    """A database URL fit for logs: any password replaced by ``***``."""
+    return re.sub(r"(://[^:@/]*):[^@/]*@", r"\1:***@", url)
+
+
+def database_password(url: str) -> str | None:
+    """The password in a database URL, for log redaction."""
+    match = re.search(r"://[^:@/]*:([^@/]*)@", url)
+    return match.group(1) if match and match.group(1) else None
 
 
 def default_database_path(env: Mapping[str, str]) -> Path:
@@ -202,11 +253,13 @@ def database_path_of(url: str, label: str) -> Path:
     """
     scheme, sep, rest = url.strip().partition("://")
     scheme = scheme.lower().split("+")[0]
-    if sep and scheme in ("postgres", "postgresql", "mysql", "mariadb"):
-        raise ConfigError(f"{label}: {scheme} databases are not supported yet; use SQLite: "
-                          f"{_SQLITE_FORMS}")
+    if sep and scheme in ("postgres", "postgresql"):
+        raise ConfigError(f"{label} names a PostgreSQL database, not an SQLite file")
+    if sep and scheme in ("mysql", "mariadb"):
+        raise ConfigError(f"{label}: {scheme} databases are not supported; use "
+                          f"{_DATABASE_FORMS}")
     if scheme != "sqlite" or not rest.startswith("/") or not rest.strip("/"):
-        raise ConfigError(f"{label} must be {_SQLITE_FORMS}, got {url!r}")
+        raise ConfigError(f"{label} must be {_DATABASE_FORMS}, got {redact_url(url)!r}")
     return Path(os.path.abspath(rest[1:]))
 
 
@@ -338,6 +391,11 @@ def _database(url: str | None, source: str | None, env: Mapping[str, str]) -> di
         return {"database_url": f"sqlite:///{default_database_path(env)}",
                 "database_source": DEFAULT_SOURCE}
     label = source or "DATABASE_URL"
+    if is_postgres_url(url):
+        if not _PG_URL.fullmatch(url.strip()):
+            raise ConfigError(f"{label} must be postgresql://user[:password]@host[:port]/"
+                              f"database, got {redact_url(url)!r}")
+        return {"database_url": url.strip(), "database_source": label}
     path = database_path_of(url, label)
     if path.is_dir():
         raise ConfigError(f"{label}: {path} is a folder; name the database file in it, "
@@ -381,7 +439,11 @@ def _check(s: Settings, label: Any, configured: set[str]) -> None:
             f"{label('max_attachment_bytes')} must be at least {MIN_ATTACHMENT_BYTES} "
             f"({format_size(MIN_ATTACHMENT_BYTES)}), got {s.max_attachment_bytes} "
             f"({format_size(s.max_attachment_bytes)}); the default is 31457280 (30 MB)")
-    for name in ("gemini_timeout", "gemini_retry_attempts", "gemini_retry_initial_delay",
+    if s.discord_shard_count is not None and s.discord_shard_count <= 0:
+        raise ConfigError(f"{label('discord_shard_count')} must be more than 0, "
+                          f"got {s.discord_shard_count}")
+    _check_shard_ids(s, label)
+    for name in ("lease_seconds", "gemini_timeout", "gemini_retry_attempts", "gemini_retry_initial_delay",
                  "gemini_retry_max_delay", "max_reference_edge", "max_image_pixels",
                  "max_request_bytes", "batch_poll_seconds", "batch_inline_limit"):
         if getattr(s, name) <= 0:
@@ -410,3 +472,18 @@ def _team_controls(values: dict[str, Any]) -> None:
     prices = values.get("prices")
     if prices is not None and not isinstance(prices, PriceTable):
         values["prices"] = prices_from_toml(prices)
+
+
+def _check_shard_ids(s: Settings, label: Any) -> None:
+    ids = s.discord_shard_ids
+    if not ids:
+        return
+    if not all(i.isdigit() for i in ids):
+        raise ConfigError(f"{label('discord_shard_ids')} must be shard numbers like 0,1, "
+                          f"got {','.join(ids)!r}")
+    if s.discord_shard_count is None:
+        raise ConfigError(f"{label('discord_shard_ids')} needs DISCORD_SHARD_COUNT (the total "
+                          "number of shards across all workers)")
+    if any(int(i) >= s.discord_shard_count for i in ids):
+        raise ConfigError(f"{label('discord_shard_ids')} must be below DISCORD_SHARD_COUNT "
+                          f"({s.discord_shard_count}), got {','.join(ids)!r}")

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from bot.model import ThreadKey, Usage
 from bot.policy import Quota, Scope
-from bot.store import HistoryStore
+from bot.store_api import Store
 
 GroupBy = Literal["user", "channel", "workspace", "platform", "model", "day"]
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -108,7 +108,7 @@ Refuse = Callable[[Quota, float, float], Exception]
 class Ledger:
     """Reservations, costs and reports over the store's ``ledger`` table."""
 
-    def __init__(self, store: HistoryStore, *, timezone: str = "UTC",
+    def __init__(self, store: Store, *, timezone: str = "UTC",
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.db = store.db

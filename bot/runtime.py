@@ -1,4 +1,4 @@
-"""Builds the core: the store, the Gemini session (against a configured or given endpoint)
+"""Builds the core: the store (SQLite or PostgreSQL, from ``DATABASE_URL``), the Gemini session (against a configured or given endpoint)
 and the conversation service.
 
 The composition in ``adapters`` opens a core with :func:`open_core` and hands adapters
@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from bot.config import Settings
 from bot.gemini import GeminiSession, build_client
+from bot.installations import Installations
 from bot.service import ConversationService
-from bot.store import HistoryStore
+from bot.store_api import Store
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ class Core:
     service: ConversationService
     offline: bool
     gemini_url: str | None
+    #: Platform installations (Slack OAuth), in the same database.
+    installations: Installations
 
 
 @contextlib.asynccontextmanager
@@ -47,13 +50,46 @@ async def open_core(settings: Settings, *, base_url: str | None = None,
     async with contextlib.AsyncExitStack() as stack:
         url = base_url or settings.gemini_base_url
         client = build_client(settings, api_key=api_key, base_url=url)
-        store = await HistoryStore.open(settings.database_path)
+        store = await open_store(settings.database_url or f"sqlite:///{settings.database_path}")
         stack.push_async_callback(store.close)
         session = GeminiSession(client, timeout=settings.gemini_timeout,
                                 attempts=settings.gemini_retry_attempts, offline=offline)
         stack.push_async_callback(session.aclose)
-        service = ConversationService(store, session, settings)
-        yield Core(settings=settings, service=service, offline=offline, gemini_url=url)
+        service = ConversationService(store, session, settings, lease=settings.lease_seconds)
+        stack.push_async_callback(service.lines.close)
+        yield Core(settings=settings, service=service, offline=offline, gemini_url=url,
+                   installations=Installations(store))
+
+
+async def open_store(url: str) -> Store:
+    """Opens (and migrates) the store a database URL names: ``postgresql://…`` or
+    ``sqlite:///path``.
+
+    Raises:
+        ConfigError: a URL of neither kind.
+    """
+    from bot.config import database_path_of, is_postgres_url
+
+    if is_postgres_url(url):
+        from bot.store_pg import PgHistoryStore
+
+        return await PgHistoryStore.open(url)
+    from bot.store import HistoryStore
+
+    return await HistoryStore.open(database_path_of(url, "DATABASE_URL"))
+
+
+def expected_schema(url: str) -> int:
+    """The schema version this imagebot writes for a database URL's kind."""
+    from bot.config import is_postgres_url
+
+    if is_postgres_url(url):
+        from bot.store_pg import SCHEMA_VERSION as PG_VERSION
+
+        return PG_VERSION
+    from bot.store import SCHEMA_VERSION
+
+    return SCHEMA_VERSION
 
 
 @dataclass(frozen=True)
@@ -72,12 +108,11 @@ async def database_state(settings: Settings) -> DatabaseState:
     Raises:
         Exception: whatever opening the database raised (doctor reports it).
     """
-    from bot.store import SCHEMA_VERSION
-
-    store = await HistoryStore.open(settings.database_path)
+    url = settings.database_url or f"sqlite:///{settings.database_path}"
+    store = await open_store(url)
     try:
-        return DatabaseState(path=str(settings.database_path),
-                             version=await store.schema_version(), expected=SCHEMA_VERSION,
-                             writable=await store.writable())
+        return DatabaseState(path=settings.database_location(),
+                             version=await store.schema_version(),
+                             expected=expected_schema(url), writable=await store.writable())
     finally:
         await store.close()

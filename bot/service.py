@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from google.genai import types
@@ -32,6 +32,7 @@ from bot.errors import (
     TooLargeError,
 )
 from bot.gemini import Answer, GeminiSession, build_config, request_size
+from bot.leases import DEFAULT_TTL, LinePlace, ThreadLines
 from bot.model import (
     Attachment,
     Author,
@@ -48,7 +49,7 @@ from bot.model import (
 from bot.options import OptionInput, Options, resolve
 from bot.planning import PlanLimits, TurnPlan, plan_turn, sticky_settings
 from bot.presentation import format_size
-from bot.store import HistoryStore, NewTurn
+from bot.store_api import NewTurn, Store
 from bot.tasks import drain
 from bot.team import MakePlan, TeamControls, message_plan
 from bot.team_facade import TeamFacade
@@ -71,23 +72,19 @@ class TurnStart:
 StartCallback = Callable[[TurnStart], Awaitable[None]]
 
 
-@dataclass
-class _ThreadQueue:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    users: int = 0
-
-
 class ConversationService(TeamFacade):
     """Runs turns and answers adapters' questions about threads; owns the store.
 
     Team controls (policies, quotas, costs, usage, audit) are in :class:`TeamFacade`."""
 
-    def __init__(self, store: HistoryStore, gemini: GeminiSession, settings: Settings) -> None:
+    def __init__(self, store: Store, gemini: GeminiSession, settings: Settings, *,
+                 lease: float = DEFAULT_TTL) -> None:
         #: The store, for the composition and tests; adapters use the methods below.
         self.store = store
         self.gemini = gemini
         self.settings = settings
-        self._threads: dict[ThreadKey, _ThreadQueue] = {}
+        #: Each thread's line, shared through the store with every other process.
+        self.lines = ThreadLines(store, ttl=lease)
         self.observers: list[Callable[[str, dict[str, Any]], None]] = []
         self._inflight: set[asyncio.Task[Any]] = set()
         self._gate = asyncio.Semaphore(4)
@@ -106,7 +103,7 @@ class ConversationService(TeamFacade):
 
     def queue_depth(self) -> int:
         """Turns running or waiting, across all threads."""
-        return sum(q.users for q in self._threads.values())
+        return self.lines.depth()
 
     # --- turns -------------------------------------------------------------------------
 
@@ -357,7 +354,7 @@ class ConversationService(TeamFacade):
 
     async def is_session(self, key: ThreadKey) -> bool:
         """Whether the thread has a history (or settings) here: whether to answer in it."""
-        return await self.store.thread_exists(key)
+        return await self.store.thread_exists(key) or await self.lines.busy(key)
 
     async def claim(self, event_id: str) -> bool:
         """Records a platform event id; False when it was seen before (a redelivery)."""
@@ -433,8 +430,16 @@ class ConversationService(TeamFacade):
 
     # --- internals ---------------------------------------------------------------------
 
-    def _thread_lock(self, key: ThreadKey) -> _LockGuard:
-        return _LockGuard(self._threads, key)
+    def place(self, key: ThreadKey) -> LinePlace:
+        """Takes the thread's next place in line now, in arrival order, across processes.
+
+        ``async with`` it waits until the turns ahead are over and holds the thread; the
+        service's own turns inside it do not queue again (see :mod:`bot.leases`).
+        """
+        return self.lines.place(key)
+
+    def _thread_lock(self, key: ThreadKey) -> LinePlace:
+        return self.lines.place(key)
 
     def _emit(self, event: str, data: dict[str, Any]) -> None:
         for observer in self.observers:
@@ -447,33 +452,7 @@ class ConversationService(TeamFacade):
         """Waits up to ``grace`` seconds for turns in flight, then cancels the rest."""
         await drain(self._inflight, grace)
         await self.team.release_all()
-
-
-class _LockGuard:
-    """Per-thread FIFO lock whose entry disappears when nobody uses it."""
-
-    def __init__(self, table: dict[ThreadKey, _ThreadQueue], key: ThreadKey) -> None:
-        self.table = table
-        self.key = key
-
-    async def __aenter__(self) -> None:
-        queue = self.table.setdefault(self.key, _ThreadQueue())
-        queue.users += 1
-        try:
-            await queue.lock.acquire()
-        except BaseException:
-            self._leave(queue)
-            raise
-
-    async def __aexit__(self, *exc: object) -> None:
-        queue = self.table[self.key]
-        queue.lock.release()
-        self._leave(queue)
-
-    def _leave(self, queue: _ThreadQueue) -> None:
-        queue.users -= 1
-        if queue.users == 0:
-            self.table.pop(self.key, None)
+        await self.lines.close()
 
 
 async def _fetch(attachment: Attachment) -> bytes:

@@ -15,8 +15,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,10 @@ from bot.errors import ConfigError, NotFoundError
 from bot.history import StoredContent
 from bot.model import Author, StoredImage, StoredReply, ThreadKey, ThreadSummary, TurnView
 from bot.options import OptionInput
+from bot.store_api import NewTurn
+from bot.store_sqlite_scale import SCALE_SCHEMA, SqliteScaleMixin
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "HistoryStore", "NewTurn"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +51,104 @@ async def _signatures_to_blobs(db: aiosqlite.Connection) -> None:
             [(h, mime, len(data), data) for h, (mime, data) in blobs.items()])
         await db.execute("UPDATE contents SET content=? WHERE id=?", (new_text, row_id))
 
+
+#: Team controls (bot.ledger, bot.audit); shared with the PostgreSQL store.
+TEAM_SCHEMA = """
+    CREATE TABLE ledger (
+        id TEXT PRIMARY KEY,
+        state TEXT NOT NULL CHECK (state IN ('reserved', 'committed', 'refunded')),
+        kind TEXT NOT NULL,
+        platform TEXT NOT NULL,
+        workspace TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        thread TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        user_name TEXT NOT NULL,
+        model TEXT NOT NULL,
+        size TEXT NOT NULL,
+        batch INTEGER NOT NULL DEFAULT 0,
+        images INTEGER NOT NULL,
+        reference_images INTEGER NOT NULL DEFAULT 0,
+        prompt_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        thought_tokens INTEGER NOT NULL DEFAULT 0,
+        cost_usd REAL NOT NULL,
+        day TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        settled_at REAL
+    );
+    CREATE INDEX ledger_when ON ledger(created_at, state, images, cost_usd);
+    CREATE INDEX ledger_user ON ledger(platform, user_id, created_at);
+    CREATE INDEX ledger_workspace ON ledger(platform, workspace, created_at, state, images,
+                                            cost_usd);
+    CREATE INDEX ledger_place ON ledger(platform, workspace, channel, created_at, state,
+                                        images, cost_usd);
+    CREATE INDEX usage_turn ON usage(turn_id);
+    CREATE TABLE policy_rules (
+        scope TEXT PRIMARY KEY,
+        rules TEXT NOT NULL,
+        updated_by TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        action TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        actor_name TEXT NOT NULL,
+        platform TEXT NOT NULL,
+        workspace TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        thread TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX audit_when ON audit(at);
+"""
+#: Batch API jobs (bot.batch_store); shared with the PostgreSQL store.
+BATCH_SCHEMA = """
+    CREATE TABLE batch_jobs (
+        id TEXT PRIMARY KEY,
+        display_name TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL DEFAULT '',
+        platform TEXT NOT NULL,
+        workspace TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        thread TEXT NOT NULL,
+        author_id TEXT NOT NULL,
+        author_name TEXT NOT NULL,
+        model TEXT NOT NULL,
+        options TEXT NOT NULL,
+        refs TEXT NOT NULL DEFAULT '[]',
+        remote_refs TEXT NOT NULL DEFAULT '[]',
+        input TEXT NOT NULL DEFAULT 'inline',
+        input_file TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL,
+        error TEXT NOT NULL DEFAULT '',
+        lease_until REAL NOT NULL DEFAULT 0,
+        polls INTEGER NOT NULL DEFAULT 0,
+        next_poll_at REAL NOT NULL DEFAULT 0,
+        results_at REAL,
+        delivered_at REAL,
+        posts TEXT NOT NULL DEFAULT '{}',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX batch_jobs_state ON batch_jobs(state, next_poll_at);
+    CREATE INDEX batch_jobs_thread ON batch_jobs(platform, workspace, channel, thread);
+    CREATE TABLE batch_lines (
+        job_id TEXT NOT NULL REFERENCES batch_jobs(id) ON DELETE CASCADE,
+        number INTEGER NOT NULL,
+        prompt TEXT NOT NULL,
+        options TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        result TEXT NOT NULL DEFAULT '{}',
+        images INTEGER NOT NULL DEFAULT 0,
+        cost REAL NOT NULL DEFAULT 0,
+        posted INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (job_id, number)
+    );
+"""
 
 MIGRATIONS: tuple[Migration, ...] = (
     # 1: initial schema
@@ -118,132 +219,17 @@ MIGRATIONS: tuple[Migration, ...] = (
     """,
     # 2: thought signatures over 1 KiB become blobs
     _signatures_to_blobs,
-    # team controls: the cost ledger (quota reservations), run-time policy, the audit log
-    """
-    CREATE TABLE ledger (
-        id TEXT PRIMARY KEY,
-        state TEXT NOT NULL CHECK (state IN ('reserved', 'committed', 'refunded')),
-        kind TEXT NOT NULL,
-        platform TEXT NOT NULL,
-        workspace TEXT NOT NULL,
-        channel TEXT NOT NULL,
-        thread TEXT NOT NULL,
-        user_id TEXT NOT NULL,
-        user_name TEXT NOT NULL,
-        model TEXT NOT NULL,
-        size TEXT NOT NULL,
-        batch INTEGER NOT NULL DEFAULT 0,
-        images INTEGER NOT NULL,
-        reference_images INTEGER NOT NULL DEFAULT 0,
-        prompt_tokens INTEGER NOT NULL DEFAULT 0,
-        output_tokens INTEGER NOT NULL DEFAULT 0,
-        thought_tokens INTEGER NOT NULL DEFAULT 0,
-        cost_usd REAL NOT NULL,
-        day TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        settled_at REAL
-    );
-    CREATE INDEX ledger_when ON ledger(created_at, state, images, cost_usd);
-    CREATE INDEX ledger_user ON ledger(platform, user_id, created_at);
-    CREATE INDEX ledger_workspace ON ledger(platform, workspace, created_at, state, images,
-                                            cost_usd);
-    CREATE INDEX ledger_place ON ledger(platform, workspace, channel, created_at, state,
-                                        images, cost_usd);
-    CREATE INDEX usage_turn ON usage(turn_id);
-    CREATE TABLE policy_rules (
-        scope TEXT PRIMARY KEY,
-        rules TEXT NOT NULL,
-        updated_by TEXT NOT NULL,
-        updated_at REAL NOT NULL
-    );
-    CREATE TABLE audit (
-        id INTEGER PRIMARY KEY,
-        at REAL NOT NULL,
-        action TEXT NOT NULL,
-        actor TEXT NOT NULL,
-        actor_name TEXT NOT NULL,
-        platform TEXT NOT NULL,
-        workspace TEXT NOT NULL,
-        channel TEXT NOT NULL,
-        thread TEXT NOT NULL,
-        summary TEXT NOT NULL,
-        detail TEXT NOT NULL
-    );
-    CREATE INDEX audit_when ON audit(at);
-    """,
-    # 4: Batch API jobs (bot.batch_store): stored before they are created at Gemini
-    """
-    CREATE TABLE batch_jobs (
-        id TEXT PRIMARY KEY,
-        display_name TEXT NOT NULL UNIQUE,
-        name TEXT NOT NULL DEFAULT '',
-        platform TEXT NOT NULL,
-        workspace TEXT NOT NULL,
-        channel TEXT NOT NULL,
-        thread TEXT NOT NULL,
-        author_id TEXT NOT NULL,
-        author_name TEXT NOT NULL,
-        model TEXT NOT NULL,
-        options TEXT NOT NULL,
-        refs TEXT NOT NULL DEFAULT '[]',
-        remote_refs TEXT NOT NULL DEFAULT '[]',
-        input TEXT NOT NULL DEFAULT 'inline',
-        input_file TEXT NOT NULL DEFAULT '',
-        state TEXT NOT NULL,
-        error TEXT NOT NULL DEFAULT '',
-        lease_until REAL NOT NULL DEFAULT 0,
-        polls INTEGER NOT NULL DEFAULT 0,
-        next_poll_at REAL NOT NULL DEFAULT 0,
-        results_at REAL,
-        delivered_at REAL,
-        posts TEXT NOT NULL DEFAULT '{}',
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL
-    );
-    CREATE INDEX batch_jobs_state ON batch_jobs(state, next_poll_at);
-    CREATE INDEX batch_jobs_thread ON batch_jobs(platform, workspace, channel, thread);
-    CREATE TABLE batch_lines (
-        job_id TEXT NOT NULL REFERENCES batch_jobs(id) ON DELETE CASCADE,
-        number INTEGER NOT NULL,
-        prompt TEXT NOT NULL,
-        options TEXT NOT NULL,
-        status TEXT NOT NULL DEFAULT 'pending',
-        result TEXT NOT NULL DEFAULT '{}',
-        images INTEGER NOT NULL DEFAULT 0,
-        cost REAL NOT NULL DEFAULT 0,
-        posted INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (job_id, number)
-    );
-    """,
+    # 3: thread lines, installations and OAuth states (several processes on one database)
+    SCALE_SCHEMA,
+    # 4: team controls: the cost ledger (quota reservations), run-time policy, the audit log
+    TEAM_SCHEMA,
+    # 5: Batch API jobs (bot.batch_store): stored before they are created at Gemini
+    BATCH_SCHEMA,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-@dataclass
-class NewTurn:
-    """Everything one successful turn writes, in one transaction."""
-
-    turn_id: str
-    key: ThreadKey
-    contents: Sequence[types.Content]
-    settings: OptionInput
-    author_id: str
-    author_name: str
-    prompt: str
-    options: dict[str, Any]
-    refs: list[StoredImage]
-    reply: StoredReply
-    model: str
-    usage: dict[str, int]
-    images: int
-    created_at: float
-    #: sha256 digests already computed this turn, by ``id()`` of the bytes they hash.
-    known_hashes: Mapping[int, str] = field(default_factory=dict)
-    #: Blobs the turn needs beyond its Contents (an Imagen answer, kept out of the history).
-    blobs: Mapping[str, tuple[str, bytes]] = field(default_factory=dict)
-
-
-class HistoryStore:
+class HistoryStore(SqliteScaleMixin):
     """Async SQLite store. Use ``await HistoryStore.open(path)`` and ``await store.close()``."""
 
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:

@@ -33,7 +33,7 @@ from bot.options import OptionInput
 from bot.planning import PlanLimits, TurnPlan, plan_turn
 from bot.policy import Layer, Policy, Quota, Rules, Scope
 from bot.refusals import quota_full
-from bot.store import HistoryStore
+from bot.store_api import Store
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def place(scope: Scope) -> ThreadKey:
 class TeamControls:
     """Policies, quotas, costs and the audit log, on the store's database."""
 
-    def __init__(self, store: HistoryStore, settings: Settings, *,
+    def __init__(self, store: Store, settings: Settings, *,
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.config = settings.policy

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import socket
+import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -155,3 +157,39 @@ def core_factory(stand_in: OfflineGemini, make_settings: Callable[..., Settings]
 async def core(core_factory) -> AsyncIterator[Core]:
     async with core_factory() as opened:
         yield opened
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The PostgreSQL server's URL for this test session (see :mod:`tests.postgres`)."""
+    from tests import postgres
+
+    try:
+        context = postgres.server_url()
+        url = context.__enter__()
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        if os.environ.get("IMAGEBOT_REQUIRE_POSTGRES"):
+            pytest.fail(f"IMAGEBOT_REQUIRE_POSTGRES is set but there is no server: {exc}")
+        pytest.skip(f"no PostgreSQL server for this test: {exc}")
+    try:
+        yield url
+    finally:
+        context.__exit__(None, None, None)
+
+
+@pytest.fixture
+async def postgres_url(postgres_server: str) -> AsyncIterator[str]:
+    """A URL whose ``search_path`` is a fresh schema, dropped after the test."""
+    from tests import postgres
+
+    schema = postgres.new_schema()
+    yield postgres.schema_url(postgres_server, schema)
+    await postgres.drop_schema(postgres_server, schema)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each database imagebot supports, in turn: an SQLite file, then a PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'imagebot.sqlite3'}"
+    return str(request.getfixturevalue("postgres_url"))

@@ -35,7 +35,7 @@ from aiohttp import web
 from adapters.discord import render
 from adapters.discord.admin import DiscordAdmin
 from adapters.discord.batch import DiscordBatches, DiscordBatchPoster
-from adapters.discord.client import ImageBot, PromptModal, invite_url
+from adapters.discord.client import PromptModal, invite_url, make_bot, shard_states
 from adapters.discord.inbound import (
     PLATFORM,
     BatchRequest,
@@ -100,8 +100,10 @@ class DiscordAdapter:
         self.service = core.service
         self.runner = TurnRunner(core.service, name="discord")
         self.tick = tick
-        self.bot = ImageBot(self, guild_ids=settings.discord_guild_ids,
-                            guild_ready_timeout=guild_ready_timeout)
+        self.bot = make_bot(self, guild_ids=settings.discord_guild_ids,
+                            guild_ready_timeout=guild_ready_timeout,
+                            shard_count=settings.discord_shard_count,
+                            shard_ids=settings.discord_shard_ids)
         self.admin = DiscordAdmin(self)  # /imagebot usage | settings, settings menus
         self._hosts = allowed_hosts(settings.discord_api_base)
         self._session: aiohttp.ClientSession | None = None
@@ -144,14 +146,19 @@ class DiscordAdapter:
         await self._teardown()
 
     def status(self) -> dict[str, Any]:
-        ws = self.bot.ws
-        connected = (ws is not None and ws.open and self.bot.is_ready()
-                     and not self.bot.is_closed())
+        shards = shard_states(self.bot)
+        if shards:
+            connected = (self.bot.is_ready() and not self.bot.is_closed()
+                         and all(s["connected"] for s in shards.values()))
+        else:
+            ws = self.bot.ws
+            connected = (ws is not None and ws.open and self.bot.is_ready()
+                         and not self.bot.is_closed())
         latency = self.bot.latency
         return {"ok": connected and not self.runner.stopping, "connected": connected,
                 "latency": round(latency, 3) if math.isfinite(latency) else None,
                 "message_content": self.bot.reads_all_messages,
-                **self.runner.status()}
+                **({"shards": shards} if shards else {}), **self.runner.status()}
 
     def _point_at_endpoints(self) -> None:
         """Applies DISCORD_API_BASE / DISCORD_GATEWAY_URL; discord.py keeps both as class

@@ -11,6 +11,7 @@ when it mentions the bot, so follow-ups in a thread must mention the bot too.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from re import Match
 from typing import Any, Protocol
@@ -67,7 +68,7 @@ class ImageBot(discord.Client):
     """A ``discord.Client`` with imagebot's commands and persistent buttons."""
 
     def __init__(self, handlers: Handlers, *, guild_ids: Sequence[str] = (),
-                 guild_ready_timeout: float = 2.0) -> None:
+                 guild_ready_timeout: float = 2.0, **client_options: Any) -> None:
         intents = discord.Intents.none()
         intents.guilds = True
         intents.guild_messages = True
@@ -79,7 +80,7 @@ class ImageBot(discord.Client):
         discord.VoiceClient.warn_nacl = False
         discord.VoiceClient.warn_dave = False
         super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none(),
-                         guild_ready_timeout=guild_ready_timeout)
+                         guild_ready_timeout=guild_ready_timeout, **client_options)
         self.handlers = handlers
         self.guild_ids = tuple(int(g) for g in guild_ids)
         self.tree = app_commands.CommandTree(self)
@@ -123,6 +124,35 @@ class ImageBot(discord.Client):
 
     async def on_message(self, message: discord.Message) -> None:
         await self.handlers.message(message)
+
+
+class ShardedImageBot(ImageBot, discord.AutoShardedClient):
+    """The same bot on discord.py's ``AutoShardedClient``: one gateway connection per shard
+    (``DISCORD_SHARD_COUNT`` in all, ``DISCORD_SHARD_IDS`` of them in this worker)."""
+
+
+def make_bot(handlers: Handlers, *, guild_ids: Sequence[str] = (),
+             guild_ready_timeout: float = 2.0, shard_count: int | None = None,
+             shard_ids: Sequence[str] = ()) -> ImageBot:
+    """A plain client, or a sharded one when a shard count is configured."""
+    if shard_count is None:
+        return ImageBot(handlers, guild_ids=guild_ids, guild_ready_timeout=guild_ready_timeout)
+    return ShardedImageBot(handlers, guild_ids=guild_ids,
+                           guild_ready_timeout=guild_ready_timeout, shard_count=shard_count,
+                           shard_ids=[int(i) for i in shard_ids] or None)
+
+
+def shard_states(bot: discord.Client) -> dict[str, dict[str, Any]]:
+    """Each shard this worker runs: connected, and its heartbeat latency (seconds)."""
+    if not isinstance(bot, discord.AutoShardedClient):
+        return {}
+    states = {}
+    for shard_id, info in sorted(bot.shards.items()):
+        latency = info.latency
+        states[str(shard_id)] = {"connected": not info.is_closed(),
+                                 "latency": round(latency, 3) if math.isfinite(latency)
+                                 else None}
+    return states
 
 
 def invite_url(application_id: int) -> str:

@@ -15,6 +15,7 @@ What happens where:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import re
 from collections.abc import Mapping
@@ -59,6 +60,7 @@ from adapters.slack.events import (
     verdict,
 )
 from adapters.slack.library_logs import bolt_logger
+from adapters.slack.oauth import mount_oauth, oauth_settings
 from adapters.slack.reporter import SLACK_FAILURES, TurnReporter, slack_error
 from adapters.slack.signing import Refused, refuse, signed_request
 from adapters.turns import TurnRunner
@@ -73,6 +75,10 @@ from bot.service import StartCallback
 logger = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
+#: The Web API client of the request being handled (set by each listener; tasks it spawns
+#: inherit it), so one adapter serves every workspace installed through OAuth.
+_workspace_client: contextvars.ContextVar[AsyncWebClient | None] = contextvars.ContextVar(
+    "imagebot_slack_client", default=None)
 #: Pages of ``conversations.replies`` read when a mention turns a thread into a session.
 THREAD_PAGES = 5
 #: How long ``start`` may take to reach Slack in Socket Mode before giving up.
@@ -91,8 +97,9 @@ class SlackAdapter:
             connect_timeout: seconds ``start`` may take to connect in Socket Mode.
         """
         settings = core.settings
-        if not settings.slack_bot_token:
-            raise ValueError("SLACK_BOT_TOKEN is not set")
+        if not settings.slack_bot_token and not settings.slack_oauth:
+            raise ValueError("SLACK_BOT_TOKEN (or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET) "
+                             "is not set")
         self.core = core
         self.service = core.service
         self.runner = TurnRunner(core.service, name="slack")
@@ -110,9 +117,11 @@ class SlackAdapter:
         # are checked by ``signed_request`` before bolt (which checks them again).
         self._verifier = (None if self.socket_mode
                           else SignatureVerifier(settings.slack_signing_secret or ""))
+        # Multi-workspace: bolt finds each request's workspace bot token in the database.
+        oauth = oauth_settings(settings, core.installations) if settings.slack_oauth else None
         self.app = AsyncApp(
             client=self.client, signing_secret=settings.slack_signing_secret or "",
-            request_verification_enabled=not self.socket_mode,
+            oauth_settings=oauth, request_verification_enabled=not self.socket_mode,
             process_before_response=False, logger=bolt_logger(f"{__name__}.bolt"))
         self.app.event("app_mention")(self._on_event)
         self.app.event("message")(self._on_event)
@@ -131,6 +140,8 @@ class SlackAdapter:
     # --- lifecycle (the serve Adapter protocol) -------------------------------------------
 
     def mount(self, app: web.Application) -> None:
+        if self.core.settings.slack_oauth:
+            mount_oauth(app, self.app)
         if not self.socket_mode:
             app.router.add_post(EVENTS_PATH, self._http_events)
 
@@ -220,11 +231,18 @@ class SlackAdapter:
 
     # --- listeners: acknowledge, then work in the background -------------------------------
 
+    def _web(self) -> AsyncWebClient:
+        """The Web API client of the workspace whose request is being handled (its own bot
+        token when installed through OAuth), else the configured one."""
+        return _workspace_client.get() or self.client
+
     async def _on_event(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
+        _workspace_client.set(context.client)
         self.runner.spawn(self._message(body, context.bot_user_id or ""))
 
     async def _on_imagine(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond,
                           context: AsyncBoltContext) -> None:
+        _workspace_client.set(context.client)
         command = command_from_payload(body)
         prompt = prompt_text(command.text, context.bot_user_id or "")
         if is_batch(prompt):
@@ -254,7 +272,9 @@ class SlackAdapter:
             return
         await self.batches.command(command, await self._author(command.user), respond)
 
-    async def _on_click(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+    async def _on_click(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond,
+                        context: AsyncBoltContext) -> None:
+        _workspace_client.set(context.client)
         await ack()
         click = click_from_payload(body)
         if click is not None:
@@ -292,7 +312,7 @@ class SlackAdapter:
                                        direct=message.is_direct)
             return await self.service.handle(message.key, incoming, on_start=started)
 
-        reporter = TurnReporter(self.client, channel=message.channel, thread_ts=message.root_ts,
+        reporter = TurnReporter(self._web(), channel=message.channel, thread_ts=message.root_ts,
                                 react_ts=message.ts, requester=message.user,
                                 alt=display_prompt(prompt))
         await self.runner.run(message.key, reporter, call)
@@ -302,7 +322,7 @@ class SlackAdapter:
         cursor: str | None = None
         try:
             for _ in range(THREAD_PAGES):
-                page = await self.client.conversations_replies(
+                page = await self._web().conversations_replies(
                     channel=message.channel, ts=message.root_ts, limit=200, cursor=cursor)
                 messages.extend(page.get("messages") or ())
                 cursor = (page.get("response_metadata") or {}).get("next_cursor")
@@ -324,7 +344,7 @@ class SlackAdapter:
             return
         root = render.command_root_post(command.user, command.text)
         try:
-            posted = await self.client.chat_postMessage(
+            posted = await self._web().chat_postMessage(
                 channel=command.channel, text=root.text, blocks=root.blocks,
                 unfurl_links=False, unfurl_media=False)
         except SLACK_FAILURES as exc:
@@ -342,7 +362,7 @@ class SlackAdapter:
                                        direct=command.channel.startswith("D"))
             return await self.service.handle(key, incoming, on_start=started)
 
-        reporter = TurnReporter(self.client, channel=command.channel, thread_ts=root_ts,
+        reporter = TurnReporter(self._web(), channel=command.channel, thread_ts=root_ts,
                                 react_ts=root_ts, requester=command.user,
                                 alt=display_prompt(prompt))
         await self.runner.run(key, reporter, call)
@@ -367,7 +387,7 @@ class SlackAdapter:
                 record.id, author=await self._author(click.user), changes=changes,
                 on_start=started, direct=key.channel.startswith("D"))
 
-        reporter = TurnReporter(self.client, channel=key.channel, thread_ts=key.thread,
+        reporter = TurnReporter(self._web(), channel=key.channel, thread_ts=key.thread,
                                 react_ts=None, requester=click.user,
                                 alt=display_prompt(record.prompt))
         await self.runner.run(key, reporter, call)
@@ -385,7 +405,7 @@ class SlackAdapter:
         if user == author_id:
             return True
         try:
-            info = await self.client.users_info(user=user)
+            info = await self._web().users_info(user=user)
         except SLACK_FAILURES as exc:
             logger.warning("users.info failed: %s", slack_error(exc))
             return False
@@ -395,19 +415,19 @@ class SlackAdapter:
         channel = str(refs.get("channel") or "")
         for ts in refs.get("messages") or ():
             try:
-                await self.client.chat_delete(channel=channel, ts=ts)
+                await self._web().chat_delete(channel=channel, ts=ts)
             except SLACK_FAILURES as exc:
                 logger.info("chat.delete %s failed: %s", ts, slack_error(exc))
         for file_id in refs.get("files") or ():
             try:
-                await self.client.files_delete(file=file_id)
+                await self._web().files_delete(file=file_id)
             except SLACK_FAILURES as exc:
                 logger.info("files.delete %s failed: %s", file_id, slack_error(exc))
 
     async def _author(self, user: str) -> Author:
         if user not in self._names:
             try:
-                info = await self.client.users_info(user=user)
+                info = await self._web().users_info(user=user)
                 self._names[user] = display_name(info.get("user") or {})
             except SLACK_FAILURES as exc:
                 logger.info("users.info failed: %s", slack_error(exc))
@@ -432,7 +452,7 @@ class SlackAdapter:
 
     async def _download(self, file: SlackFile) -> bytes:
         url = file.url or await self._file_url(file)
-        token = self.core.settings.slack_bot_token or ""
+        token = self._web().token or ""
         try:
             data, content_type = await download(
                 self._http(), url, name=file.name, allowed_hosts=self._hosts,
@@ -449,7 +469,7 @@ class SlackAdapter:
     async def _file_url(self, file: SlackFile) -> str:
         """Some events leave a file's details out; ``files.info`` has them."""
         try:
-            info = (await self.client.files_info(file=file.id)).get("file") or {}
+            info = (await self._web().files_info(file=file.id)).get("file") or {}
         except SLACK_FAILURES as exc:
             if slack_error(exc) == "missing_scope":
                 raise AttachmentError(render.files_read_missing(file.name)) from exc

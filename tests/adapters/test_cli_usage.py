@@ -60,7 +60,7 @@ async def test_usage_by_person_and_model_and_as_csv(capsys, database) -> None:
                                   "slack/T1")
     assert code == 0 and "slack/T1/C1" in out and "discord" not in out
     code, _, err = await imagebot(capsys, database, "usage", "--since", "last tuesday")
-    assert code == 1 and "30d" in err
+    assert code == 2 and "30d" in err, "a bad option value is a usage error (exit 2)"
 
 
 async def test_audit_lists_the_refusal(capsys, database) -> None:

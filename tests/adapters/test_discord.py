@@ -15,10 +15,11 @@ import discord
 import discord.gateway
 import discord.http
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from adapters.discord import DiscordAdapter, render
 from adapters.discord.reporter import StatusMessage, TurnReporter
-from adapters.serve import running
+from adapters.serve import ShardCollector, running
 from bot import messages
 from bot.images import image_info, sha256
 from bot.model import Reply, ReplyImage, ReplyPart, ThreadKey, Usage
@@ -547,3 +548,45 @@ async def test_serve_runs_the_adapter_when_a_token_is_set(
         assert status["connected"] and status["message_content"]
         assert isinstance(status["latency"], float | None)
         assert emulator.identifies == 1 and emulator.global_commands
+
+
+# --------------------------------------------------------------------------- sharding
+# With DISCORD_SHARD_COUNT and DISCORD_SHARD_IDS the bot runs discord.py's AutoShardedClient
+# on its share of the shards and reports each shard in ``status`` (/healthz) and /metrics.
+
+
+def owning_shard(emulator: DiscordEmulator, count: int) -> int:
+    return (int(emulator.guild_id) >> 22) % count
+
+
+async def test_a_worker_runs_its_shards_and_reports_each(open_bot: Any,
+                                                         emulator: DiscordEmulator) -> None:
+    shard = owning_shard(emulator, 2)
+    async with open_bot(discord_shard_count=2, discord_shard_ids=(str(shard),)) as (_, adapter):
+        assert emulator.identify_payloads[-1]["shard"] == [shard, 2]
+        status = adapter.status()
+        assert status["ok"] and list(status["shards"]) == [str(shard)]
+        assert status["shards"][str(shard)]["connected"]
+
+        record = await emulator.slash_command("imagine", {"prompt": "a cat in a hat"},
+                                              user_id=USER, channel_id=emulator.channel_id)
+        await emulator.wait_for(lambda: bool(record.original and record.original["id"]
+                                             in emulator.threads))
+        await settled(emulator, adapter)
+        assert results(emulator, emulator.channel_id)
+
+        registry = CollectorRegistry()
+        registry.register(ShardCollector([adapter]))
+        text = generate_latest(registry).decode()
+        assert f'imagebot_discord_shard_up{{shard="{shard}"}} 1.0' in text
+        assert f'imagebot_discord_shard_latency_seconds{{shard="{shard}"}}' in text
+
+
+async def test_a_worker_whose_shards_carry_no_guild_still_starts(open_bot: Any,
+                                                                emulator: DiscordEmulator
+                                                                ) -> None:
+    other = 1 - owning_shard(emulator, 2)
+    async with open_bot(discord_shard_count=2, discord_shard_ids=(str(other),)) as (_, adapter):
+        assert emulator.identify_payloads[-1]["shard"] == [other, 2]
+        assert adapter.status()["shards"][str(other)]["connected"]
+        assert list(adapter.bot.guilds) == []

@@ -43,8 +43,8 @@ def run(argv, capsys):
 
 
 @pytest.mark.parametrize(("command", "env", "words"), [
-    ("doctor", {"DATABASE_URL": "postgresql://db/imagebot"},
-     "DATABASE_URL: postgresql databases are not supported yet"),
+    ("doctor", {"DATABASE_URL": "postgresql://db"},
+     "DATABASE_URL must be postgresql://user[:password]@host[:port]/database"),
     ("threads", {"DATABASE_URL": "mysql-ish"}, "DATABASE_URL must be sqlite:////absolute"),
     ("serve", {"DATABASE_URL": "sqlite:////nonexistent/dir/x.db"},
      "the folder /nonexistent/dir does not exist"),

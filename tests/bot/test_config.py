@@ -51,6 +51,15 @@ def test_database_url(tmp_path):
         load_settings(env={"DATABASE_URL": "postgres://x"})
 
 
+def test_a_postgresql_url_is_taken_as_is_and_its_password_never_shown():
+    url = "postgresql://bot:s3cret@db.internal:5432/imagebot?search_path=tenant1"
+    settings = load_settings(env={"DATABASE_URL": url})
+    assert settings.database_kind == "postgresql" and settings.database_url == url
+    assert settings.database_description() == (
+        "postgresql://bot:***@db.internal:5432/imagebot?search_path=tenant1 (from DATABASE_URL)")
+    assert "s3cret" not in repr(settings)
+
+
 def test_the_default_database_is_one_place_wherever_imagebot_runs(tmp_path, monkeypatch):
     env = {"HOME": str(tmp_path / "home")}
     expected = tmp_path / "home" / ".local" / "share" / "imagebot" / "imagebot.sqlite3"
@@ -84,12 +93,23 @@ def test_a_missing_folder_of_an_explicit_path_is_an_error_not_created(tmp_path):
 
 
 @pytest.mark.parametrize(("env", "message"), [
-    ({"DATABASE_URL": "postgresql://db.example/imagebot"},
-     "DATABASE_URL: postgresql databases are not supported yet; use SQLite: "
-     "sqlite:////absolute/path/imagebot.sqlite3 or sqlite:///relative/path"),
+    ({"DATABASE_URL": "postgresql://db.example"},
+     "DATABASE_URL must be postgresql://user[:password]@host[:port]/database, got "
+     "'postgresql://db.example'"),
+    ({"DATABASE_URL": "mysql://db.example/imagebot"},
+     "DATABASE_URL: mysql databases are not supported; use sqlite:////absolute/path/"
+     "imagebot.sqlite3 or sqlite:///relative/path or postgresql://user[:password]@host"
+     "[:port]/database"),
     ({"DATABASE_URL": "imagebot.db"},
      "DATABASE_URL must be sqlite:////absolute/path/imagebot.sqlite3 or "
-     "sqlite:///relative/path, got 'imagebot.db'"),
+     "sqlite:///relative/path or postgresql://user[:password]@host[:port]/database, got "
+     "'imagebot.db'"),
+    ({"DISCORD_SHARD_IDS": "0,1"},
+     "DISCORD_SHARD_IDS needs DISCORD_SHARD_COUNT (the total number of shards across all "
+     "workers)"),
+    ({"DISCORD_SHARD_COUNT": "2", "DISCORD_SHARD_IDS": "1,2"},
+     "DISCORD_SHARD_IDS must be below DISCORD_SHARD_COUNT (2), got '1,2'"),
+    ({"IMAGEBOT_LEASE_SECONDS": "0"}, "IMAGEBOT_LEASE_SECONDS must be more than 0, got 0.0"),
     ({"IMAGEBOT_PORT": "abc"}, "IMAGEBOT_PORT must be a whole number, got 'abc'"),
     ({"IMAGEBOT_PORT": "99999"},
      "IMAGEBOT_PORT must be a port number from 1 to 65535, got 99999"),

@@ -326,3 +326,20 @@ async def test_refusals_reach_the_metrics(core_factory):
         with pytest.raises(PolicyError):
             await core.service.handle(key(), msg("a cat --size 2K"))
     assert seen == ["quota", "policy"]
+
+
+async def test_quotas_hold_across_two_workers_on_either_database(core_factory, stand_in,
+                                                                  database_url):
+    """Two processes' cores on one database (SQLite file or PostgreSQL schema): twenty
+    requests from one person, spread over both, against a quota of five run five."""
+    stand_in.faults.latency = 0.2
+    async with core_factory(daily_images_per_user=5, database_url=database_url) as one, \
+            core_factory(daily_images_per_user=5, database_url=database_url) as two:
+        workers = (one.service, two.service)
+        results = await asyncio.gather(
+            *(workers[n % 2].handle(key(f"w{n}"), msg(f"cat {n}")) for n in range(20)),
+            return_exceptions=True)
+        refused = [r for r in results if isinstance(r, QuotaError)]
+        assert len(refused) == 15, [r for r in results if isinstance(r, Exception)][:3]
+        assert len(generations(stand_in)) == 5
+        assert "5 of 5" in refused[0].user_message

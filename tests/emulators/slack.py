@@ -390,6 +390,8 @@ class SlackEmulator:
         team_domain: str = "testteam",
         bot_name: str = "imagebot",
         verification_token: str = "test-verification-token",
+        client_id: str = "1111111111.2222222222",
+        client_secret: str = "test-client-secret",
     ) -> None:
         self.bot_token = bot_token
         self.app_token = app_token
@@ -402,6 +404,13 @@ class SlackEmulator:
         self.team_domain = team_domain
         self.bot_name = bot_name
         self.verification_token = verification_token
+        self.client_id = client_id
+        self.client_secret = client_secret
+        #: OAuth installs: bot token -> workspace (team id, name), as oauth.v2.access issued.
+        self.installs: dict[str, tuple[str, str]] = {}
+        #: The app's configured Redirect URL (used when the authorize link names none).
+        self.oauth_redirect_url: str | None = None
+        self._oauth_codes: dict[str, JsonDict] = {}
 
         self.calls: list[ApiCall] = []
         self.users: dict[str, JsonDict] = {}
@@ -478,6 +487,7 @@ class SlackEmulator:
         router.add_get("/files/{user}/{file_id}/{name}", self._handle_permalink)
         router.add_post("/{kind:commands|actions}/{team}/{hook_id}/{secret}", self._handle_hook)
         router.add_get("/socket", self._handle_socket)
+        router.add_get("/oauth/v2/authorize", self._handle_authorize)
         return app
 
     # ------------------------------------------------------------------ state
@@ -1128,6 +1138,12 @@ class SlackEmulator:
         handler = self._api.get(method)
         if handler is None:
             raise SlackError("unknown_method", req_method=method)
+        if method == "oauth.v2.access":  # authenticated by the client id and secret
+            return handler(params)
+        if token in self.installs and method == "auth.test":
+            return self._auth_test_installed(token)
+        if token in self.installs and method not in _APP_TOKEN_METHODS:
+            return handler(params)
         if token is None:
             raise SlackError("not_authed")
         if token not in (self.bot_token, self.app_token):
@@ -1155,7 +1171,12 @@ class SlackEmulator:
             params.update({k: v if isinstance(v, str) else v.file.read() for k, v in form.items()})
         token = params.get("token") if isinstance(params.get("token"), str) else None
         auth = request.headers.get("Authorization")
-        if auth is not None:
+        if auth is not None and auth.startswith("Basic "):
+            # oauth.v2.access: the app's client id and secret as HTTP Basic credentials.
+            user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+            params.setdefault("client_id", user)
+            params.setdefault("client_secret", password)
+        elif auth is not None:
             token = auth[7:].strip() if auth.startswith("Bearer ") else ""
         return params, token, warnings
 
@@ -1185,6 +1206,7 @@ class SlackEmulator:
     def _api_methods(self) -> dict[str, Callable[[JsonDict], JsonDict]]:
         return {
             "auth.test": self._auth_test,
+            "oauth.v2.access": self._oauth_v2_access,
             "apps.connections.open": self._apps_connections_open,
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
@@ -1210,6 +1232,49 @@ class SlackEmulator:
         }, name="auth_test.json")
         result.pop("ok")
         return result
+
+    def _auth_test_installed(self, token: str) -> JsonDict:
+        team_id, team_name = self.installs[token]
+        return {"url": f"https://{team_id.lower()}.slack.com/", "team": team_name,
+                "user": self.bot_name, "team_id": team_id, "user_id": self.bot_user_id,
+                "bot_id": self.bot_id, "is_enterprise_install": False}
+
+    async def _handle_authorize(self, request: web.Request) -> web.Response:
+        """The consent page, approved at once: back to the app with a code and the state."""
+        query = request.query
+        if query.get("client_id") != self.client_id:
+            return web.Response(status=400, text="invalid_client_id", content_type="text/html")
+        redirect = query.get("redirect_uri") or self.oauth_redirect_url
+        if not redirect:
+            return web.Response(status=400, text="no redirect_uri configured",
+                                content_type="text/html")
+        code = f"{secrets.randbelow(10**12)}.{secrets.token_hex(16)}"
+        self._oauth_codes[code] = {
+            "team_id": query.get("team", self.team_id),
+            "team_name": query.get("team_name", self.team_name),
+            "user": query.get("user", "U0INSTALL"), "scope": query.get("scope", ""),
+            "redirect_uri": query.get("redirect_uri"), "expires": time.time() + 600}
+        target = f"{redirect}{'&' if '?' in redirect else '?'}" + urlencode(
+            {"code": code, "state": query.get("state", "")})
+        raise web.HTTPFound(target)
+
+    def _oauth_v2_access(self, params: JsonDict) -> JsonDict:
+        if params.get("client_id") != self.client_id:
+            raise SlackError("invalid_client_id")
+        if params.get("client_secret") != self.client_secret:
+            raise SlackError("bad_client_secret")
+        grant = self._oauth_codes.pop(str(params.get("code") or ""), None)
+        if grant is None or grant["expires"] < time.time():
+            raise SlackError("invalid_code")
+        if grant["redirect_uri"] and params.get("redirect_uri") != grant["redirect_uri"]:
+            raise SlackError("bad_redirect_uri")
+        token = f"xoxb-{grant['team_id']}-{secrets.token_hex(12)}"
+        self.installs[token] = (grant["team_id"], grant["team_name"])
+        return {"app_id": self.app_id, "authed_user": {"id": grant["user"]},
+                "scope": grant["scope"], "token_type": "bot", "access_token": token,
+                "bot_user_id": self.bot_user_id,
+                "team": {"id": grant["team_id"], "name": grant["team_name"]},
+                "enterprise": None, "is_enterprise_install": False}
 
     def _apps_connections_open(self, params: JsonDict) -> JsonDict:
         ticket = str(uuid.uuid4())
@@ -1473,7 +1538,8 @@ class SlackEmulator:
         if file_obj is None:
             return web.Response(status=404, text="<html><body>Not found</body></html>",
                                 content_type="text/html")
-        authorized = request.headers.get("Authorization") == f"Bearer {self.bot_token}"
+        bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        authorized = bearer == self.bot_token or bearer in self.installs
         self.downloads.append({"path": request.path, "file_id": file_id, "authorized": authorized})
         if not authorized or file_id in self._html_login_files:
             return self._login_page()

@@ -1,0 +1,255 @@
+"""Each thread's line: its turns run one at a time, in arrival order, across every process
+that shares the database.
+
+A place in a line is taken at once, in this process (an asyncio FIFO) and in the database
+(a ticket, see :class:`bot.store_api.LineStore`). A turn starts when the turn ahead of it
+here is over and its ticket is the oldest live one of the thread. Tickets are leases: this
+process renews its own every ``ttl / 3`` seconds, so a process that dies mid-turn holds
+its threads up for at most ``ttl`` seconds, and no database transaction is ever held
+while Gemini works.
+
+Places are re-entrant within a task: the turn runner takes the thread's place for the
+whole turn (until its result is posted) and the service's own place inside it is free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import uuid
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from bot.model import ThreadKey
+from bot.store_api import LineStore
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a ticket lives without renewal: how long a dead process can hold a thread up.
+DEFAULT_TTL = 30.0
+#: Polling bounds while another process's turn is ahead (seconds).
+POLL_MIN, POLL_MAX = 0.02, 0.25
+
+_held: contextvars.ContextVar[frozenset[ThreadKey]] = contextvars.ContextVar(
+    "imagebot_held_lines", default=frozenset())
+
+
+def line_name(key: ThreadKey) -> str:
+    """The thread's line as stored: its key's parts joined by a separator no id contains."""
+    return "\x1f".join((key.platform, key.workspace, key.channel, key.thread))
+
+
+@dataclass
+class _Local:
+    """This process's part of one thread's line: who is last, and how many are in it."""
+
+    last: Place | None = None
+    users: int = 0
+
+
+@dataclass(eq=False)
+class Place:
+    """One place in a thread's line. ``async with place:`` waits for its turn, holds it,
+    and gives it up (also on error or cancellation)."""
+
+    lines: ThreadLines
+    key: ThreadKey
+    ahead: Place | None
+    ticketed: asyncio.Future[None] = field(default_factory=lambda: _future())
+    done: asyncio.Future[None] = field(default_factory=lambda: _future())
+    ticket: int | None = None
+    _gone: bool = False
+    _token: contextvars.Token[frozenset[ThreadKey]] | None = None
+
+    @property
+    def queued(self) -> bool:
+        """Whether a turn of this thread is ahead of this one in this process."""
+        return self.ahead is not None and not self.ahead.done.done()
+
+    async def join(self) -> bool:
+        """Takes the ticket (at most once); whether a turn is ahead, here or elsewhere."""
+        try:
+            if self.ticket is None and not self.ticketed.done():
+                await self._join()
+            if self.queued or self.ticket is None:
+                return self.queued
+            first = await self.lines.store.line_first(self.lines.name(self.key), self.ticket)
+            return not first
+        except BaseException:
+            await self._leave()
+            raise
+
+    async def __aenter__(self) -> Place:
+        try:
+            if self.ticket is None and not self.ticketed.done():
+                await self._join()
+            await self._wait()
+        except BaseException:
+            await self._leave()
+            raise
+        self._token = _held.set(_held.get() | {self.key})
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self._token is not None:
+            _held.reset(self._token)
+        await self._leave()
+
+    async def _join(self) -> None:
+        # Tickets are taken in this process's arrival order, so the database's order
+        # agrees with it (connections of a pool may otherwise overtake one another).
+        if self.ahead is not None:
+            await asyncio.wait([self.ahead.ticketed])
+        try:
+            self.ticket = await self.lines.store.line_join(
+                self.lines.name(self.key), self.lines.holder, self.lines.ttl)
+        finally:
+            _settle(self.ticketed)
+
+    async def _wait(self) -> None:
+        ahead = self.ahead
+        if ahead is not None:
+            await asyncio.wait([ahead.done])  # not ``await``: cancelling us must not cancel it
+        await self.lines.wait_first(self)
+
+    async def release(self) -> None:
+        """Gives the place up if it is still held (safe to call more than once)."""
+        await self._leave()
+
+    async def _leave(self) -> None:
+        if self._gone:
+            return
+        self._gone = True
+        try:
+            if self.ticket is not None:
+                ticket, self.ticket = self.ticket, None
+                # Shielded: a cancelled turn still gives its place up.
+                await asyncio.shield(self.lines.store.line_leave(ticket))
+        except Exception:  # the ticket then expires on its own
+            logger.warning("could not leave the line of %s", self.key, exc_info=True)
+        finally:
+            _settle(self.ticketed)
+            _settle(self.done)
+            self.lines.left(self)
+
+
+class Reentered:
+    """The place a task already holds: entering it again waits for nothing."""
+
+    queued = False
+
+    async def join(self) -> bool:
+        return False
+
+    async def release(self) -> None:
+        return None
+
+    async def __aenter__(self) -> Reentered:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+#: What :meth:`ThreadLines.place` gives: a new place, or the one this task already holds.
+LinePlace = Place | Reentered
+
+
+class ThreadLines:
+    """Every thread's line for one process (one store, one holder id)."""
+
+    def __init__(self, store: LineStore, *, ttl: float = DEFAULT_TTL) -> None:
+        self.store = store
+        self.ttl = ttl
+        self.holder = uuid.uuid4().hex
+        self._local: dict[ThreadKey, _Local] = {}
+        self._renewer: asyncio.Task[None] | None = None
+
+    @staticmethod
+    def name(key: ThreadKey) -> str:
+        return line_name(key)
+
+    def place(self, key: ThreadKey) -> LinePlace:
+        """Takes the next place in ``key``'s line now (arrival order); enter it to wait."""
+        if key in _held.get():
+            return Reentered()
+        local = self._local.setdefault(key, _Local())
+        place = Place(self, key, ahead=local.last)
+        local.last = place
+        local.users += 1
+        self._ensure_renewer()
+        return place
+
+    def depth(self) -> int:
+        """Turns waiting or running in this process, across all threads."""
+        return sum(local.users for local in self._local.values())
+
+    def busy_here(self, key: ThreadKey) -> bool:
+        return key in self._local
+
+    async def busy(self, key: ThreadKey) -> bool:
+        """Whether a turn of ``key`` waits or runs here or in another process."""
+        return self.busy_here(key) or await self.store.line_busy(self.name(key))
+
+    def left(self, place: Place) -> None:
+        local = self._local.get(place.key)
+        if local is None:
+            return
+        local.users -= 1
+        if local.last is place:
+            local.last = None
+        if local.users <= 0:
+            del self._local[place.key]
+        if not self._local and self._renewer is not None:
+            # Nothing left to renew: no task outlives the last turn.
+            self._renewer.cancel()
+            self._renewer = None
+
+    async def wait_first(self, place: Place) -> None:
+        """Polls until ``place``'s ticket is the oldest live one of its thread."""
+        delay = POLL_MIN
+        name = self.name(place.key)
+        while True:
+            assert place.ticket is not None
+            first = await self.store.line_first(name, place.ticket)
+            if first:
+                return
+            if first is None:
+                # Our own ticket expired (this process stalled past the lease): queue again.
+                logger.warning("the line ticket of %s expired while waiting; queueing again",
+                               place.key)
+                place.ticket = await self.store.line_join(name, self.holder, self.ttl)
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, POLL_MAX)
+
+    def _ensure_renewer(self) -> None:
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.get_running_loop().create_task(
+                self._renew(), name="imagebot-line-renewer")
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            try:
+                await self.store.line_renew(self.holder, self.ttl)
+            except Exception:  # renewed on the next round, well inside the lease
+                logger.warning("renewing line tickets failed", exc_info=True)
+
+    async def close(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+            self._renewer = None
+
+
+def _future() -> asyncio.Future[None]:
+    return asyncio.get_running_loop().create_future()
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

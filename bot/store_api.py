@@ -1,0 +1,156 @@
+"""The store interface the core depends on, whichever database is behind it.
+
+:class:`bot.store.HistoryStore` (SQLite) and :class:`bot.store_pg.PgHistoryStore`
+(PostgreSQL) both provide :class:`Store`; the contract tests in
+``tests/bot/test_store_contract.py`` run the same cases against each. The service talks to
+this Protocol only; :func:`bot.runtime.open_store` picks the implementation from
+``DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from google.genai import types
+
+from bot.history import StoredContent
+from bot.model import StoredImage, StoredReply, ThreadKey, ThreadSummary, TurnView
+from bot.options import OptionInput
+
+
+@dataclass
+class NewTurn:
+    """Everything one successful turn writes, in one transaction."""
+
+    turn_id: str
+    key: ThreadKey
+    contents: Sequence[types.Content]
+    settings: OptionInput
+    author_id: str
+    author_name: str
+    prompt: str
+    options: dict[str, Any]
+    refs: list[StoredImage]
+    reply: StoredReply
+    model: str
+    usage: dict[str, int]
+    images: int
+    created_at: float
+    #: sha256 digests already computed this turn, by ``id()`` of the bytes they hash.
+    known_hashes: Mapping[int, str] = field(default_factory=dict)
+    #: Blobs the turn needs beyond its Contents (an Imagen answer, kept out of the history).
+    blobs: Mapping[str, tuple[str, bytes]] = field(default_factory=dict)
+
+
+class LineStore(Protocol):
+    """Tickets in each thread's line, shared by every process using the database.
+
+    A ticket is a row with an expiry: its holder renews it while it waits or runs, so a
+    process that dies leaves nothing behind once its tickets expire. Ticket numbers grow
+    in the order the database took them, which is the line's order.
+    """
+
+    async def line_join(self, line: str, holder: str, ttl: float) -> int:
+        """Takes the next ticket in ``line`` for ``holder``, valid ``ttl`` seconds."""
+
+    async def line_first(self, line: str, ticket: int) -> bool | None:
+        """Drops expired tickets of ``line``; whether ``ticket`` is now first in it
+        (``None`` when the ticket itself expired and is gone)."""
+
+    async def line_renew(self, holder: str, ttl: float) -> None:
+        """Extends every ticket of ``holder`` to ``ttl`` seconds from now."""
+
+    async def line_leave(self, ticket: int) -> None:
+        """Gives a ticket up (the turn is over, or its waiter gave up)."""
+
+    async def line_busy(self, line: str) -> bool:
+        """Whether ``line`` has an unexpired ticket (a turn waiting or running somewhere)."""
+
+
+class InstallationStore(Protocol):
+    """Platform installations (Slack's OAuth installs) and one-time OAuth states."""
+
+    async def save_installation(self, platform: str, key: str, data: Mapping[str, Any]) -> None:
+        """Stores (or replaces) the installation known as ``key`` (a workspace id...)."""
+
+    async def find_installation(self, platform: str, key: str) -> dict[str, Any] | None: ...
+
+    async def delete_installation(self, platform: str, key: str) -> bool: ...
+
+    async def issue_state(self, state: str, expires_at: float) -> None:
+        """Records an OAuth ``state`` that may be consumed once before ``expires_at``."""
+
+    async def consume_state(self, state: str) -> bool:
+        """True once for a state that was issued and has not expired; False otherwise."""
+
+
+class TableStore(Protocol):
+    """What modules that keep their own tables on the store use (the cost ledger, the
+    audit log, batch jobs): an aiosqlite-shaped connection with ``?`` placeholders, a write
+    transaction (one writer at a time), and blobs by hash."""
+
+    db: Any
+
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[None]: ...
+
+    def _transaction(self) -> contextlib.AbstractAsyncContextManager[None]: ...
+
+    async def write_blobs(self, blobs: dict[str, tuple[str, bytes]]) -> None: ...
+
+
+class Store(LineStore, InstallationStore, TableStore, Protocol):
+    """Threads, their history and blobs, turn records, usage and event ids."""
+
+    async def close(self) -> None: ...
+
+    async def schema_version(self) -> int: ...
+
+    async def writable(self) -> bool:
+        """A health check: can the database take a write now?"""
+
+    # threads
+    async def thread_exists(self, key: ThreadKey) -> bool: ...
+
+    async def settings(self, key: ThreadKey) -> OptionInput: ...
+
+    async def save_settings(self, key: ThreadKey, settings: OptionInput) -> None: ...
+
+    async def list_threads(self, platform: str | None = None) -> list[ThreadSummary]: ...
+
+    async def find_thread(self, key: ThreadKey) -> ThreadSummary | None: ...
+
+    async def delete_thread(self, key: ThreadKey) -> bool: ...
+
+    async def rename_thread(self, key: ThreadKey, title: str) -> bool: ...
+
+    # history and blobs
+    async def load_history(self, key: ThreadKey) -> list[types.Content]: ...
+
+    async def load_stored(self, key: ThreadKey) -> list[StoredContent]: ...
+
+    async def inflate(self, stored: Sequence[StoredContent]) -> list[types.Content]: ...
+
+    async def blob_sizes(self, hashes: set[str] | list[str]) -> dict[str, int]: ...
+
+    async def get_blobs(self, hashes: set[str] | list[str]) -> dict[str, bytes]: ...
+
+    async def commit_turn(self, turn: NewTurn) -> None: ...
+
+    # turn records, events, usage
+    async def get_turn(self, turn_id: str) -> TurnView | None: ...
+
+    async def list_turns(self, key: ThreadKey, *, include_deleted: bool = False
+                         ) -> list[TurnView]: ...
+
+    async def set_platform_refs(self, turn_id: str, refs: dict[str, Any]) -> None: ...
+
+    async def delete_turn(self, turn_id: str) -> bool: ...
+
+    async def mark_event(self, event_id: str) -> bool: ...
+
+    async def prune_events(self, older_than: float) -> None: ...
+
+    async def usage_rows(self, key: ThreadKey | None = None) -> list[dict[str, Any]]: ...

@@ -1,0 +1,117 @@
+"""SQLite's part of running several processes on one database: thread lines (tickets with
+an expiry), platform installations and OAuth states.
+
+A mixin of :class:`bot.store.HistoryStore`, kept apart so the scale-out tables and their
+queries live in one place; :data:`SCALE_SCHEMA` is one of the store's migrations. Each
+statement stands alone (autocommit), so no transaction is ever held while a turn runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import aiosqlite
+
+SCALE_SCHEMA = """
+    CREATE TABLE thread_line (
+        ticket INTEGER PRIMARY KEY AUTOINCREMENT,
+        line TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE INDEX thread_line_line ON thread_line(line, ticket);
+    CREATE INDEX thread_line_holder ON thread_line(holder);
+    CREATE TABLE installations (
+        platform TEXT NOT NULL,
+        key TEXT NOT NULL,
+        data TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (platform, key)
+    );
+    CREATE TABLE oauth_states (
+        state TEXT PRIMARY KEY,
+        expires_at REAL NOT NULL
+    );
+"""
+
+
+class SqliteScaleMixin:
+    """Lines, installations and OAuth states on the store's one connection."""
+
+    db: aiosqlite.Connection
+    _write_lock: asyncio.Lock
+
+    # --- thread lines --------------------------------------------------------------------
+
+    async def line_join(self, line: str, holder: str, ttl: float) -> int:
+        async with self._write_lock:
+            cur = await self.db.execute(
+                "INSERT INTO thread_line (line, holder, expires_at) VALUES (?,?,?)",
+                (line, holder, time.time() + ttl))
+            assert cur.lastrowid is not None
+            return int(cur.lastrowid)
+
+    async def line_first(self, line: str, ticket: int) -> bool | None:
+        async with self._write_lock:
+            await self.db.execute("DELETE FROM thread_line WHERE line=? AND expires_at<?",
+                                  (line, time.time()))
+        async with self.db.execute(
+                "SELECT ticket FROM thread_line WHERE line=? AND ticket<=? ORDER BY ticket "
+                "LIMIT 2", (line, ticket)) as cur:
+            rows = [int(r[0]) for r in await cur.fetchall()]
+        if ticket not in rows:
+            return None
+        return rows[0] == ticket
+
+    async def line_renew(self, holder: str, ttl: float) -> None:
+        async with self._write_lock:
+            await self.db.execute("UPDATE thread_line SET expires_at=? WHERE holder=?",
+                                  (time.time() + ttl, holder))
+
+    async def line_leave(self, ticket: int) -> None:
+        async with self._write_lock:
+            await self.db.execute("DELETE FROM thread_line WHERE ticket=?", (ticket,))
+
+    async def line_busy(self, line: str) -> bool:
+        async with self.db.execute(
+                "SELECT 1 FROM thread_line WHERE line=? AND expires_at>=? LIMIT 1",
+                (line, time.time())) as cur:
+            return await cur.fetchone() is not None
+
+    # --- installations and OAuth states ----------------------------------------------------
+
+    async def save_installation(self, platform: str, key: str, data: Mapping[str, Any]) -> None:
+        async with self._write_lock:
+            await self.db.execute(
+                "INSERT INTO installations (platform, key, data, updated_at) VALUES (?,?,?,?) "
+                "ON CONFLICT (platform, key) DO UPDATE SET data=excluded.data, "
+                "updated_at=excluded.updated_at",
+                (platform, key, json.dumps(dict(data), sort_keys=True), time.time()))
+
+    async def find_installation(self, platform: str, key: str) -> dict[str, Any] | None:
+        async with self.db.execute("SELECT data FROM installations WHERE platform=? AND key=?",
+                                   (platform, key)) as cur:
+            row = await cur.fetchone()
+        return json.loads(row[0]) if row else None
+
+    async def delete_installation(self, platform: str, key: str) -> bool:
+        async with self._write_lock:
+            cur = await self.db.execute(
+                "DELETE FROM installations WHERE platform=? AND key=?", (platform, key))
+            return cur.rowcount > 0
+
+    async def issue_state(self, state: str, expires_at: float) -> None:
+        async with self._write_lock:
+            await self.db.execute("DELETE FROM oauth_states WHERE expires_at<?", (time.time(),))
+            await self.db.execute("INSERT INTO oauth_states (state, expires_at) VALUES (?,?)",
+                                  (state, expires_at))
+
+    async def consume_state(self, state: str) -> bool:
+        async with self._write_lock:
+            cur = await self.db.execute(
+                "DELETE FROM oauth_states WHERE state=? AND expires_at>=?", (state, time.time()))
+            return cur.rowcount > 0

@@ -1,0 +1,127 @@
+"""Two ``imagebot serve`` processes on one PostgreSQL database, in Slack HTTP mode.
+
+Slack events and their retries for the same threads alternate between the workers: each
+turn runs once, in delivery order, and the next turn carries valid thought signatures (the
+stand-in checks them strictly). A worker killed mid-turn leaves the thread's history as it
+was and holds the thread up no longer than the lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.model import ThreadKey
+from bot.runtime import open_store
+from offline_gemini import OfflineGemini
+from tests.conftest import TEST_KEY
+from tests.emulators.slack import SlackEmulator
+from tests.workers import SlackDelivery, stop_worker, workers
+
+pytestmark = pytest.mark.timeout(180)
+
+CHANNEL = "C0STUDIO1"
+ALICE = "U0ALICE1"
+LEASE = 3.0
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[SlackEmulator]:
+    emulator = SlackEmulator()
+    await emulator.start()
+    emulator.add_user(ALICE, "alice")
+    emulator.add_channel(CHANNEL, "studio")
+    yield emulator
+    await emulator.stop()
+
+
+def worker_env(stand_in: OfflineGemini, slack: SlackEmulator, database_url: str
+               ) -> dict[str, str]:
+    return {"GEMINI_API_KEY": TEST_KEY, "GEMINI_BASE_URL": stand_in.base_url,
+            "GEMINI_RETRY_ATTEMPTS": "1", "DATABASE_URL": database_url,
+            "SLACK_BOT_TOKEN": slack.bot_token, "SLACK_SIGNING_SECRET": slack.signing_secret,
+            "SLACK_API_URL": slack.api_url, "IMAGEBOT_LEASE_SECONDS": str(LEASE)}
+
+
+async def prompts_of(database_url: str, key: ThreadKey) -> list[str]:
+    store = await open_store(database_url)
+    try:
+        return [t.prompt for t in await store.list_turns(key)]
+    finally:
+        await store.close()
+
+
+async def wait_turns(database_url: str, key: ThreadKey, count: int, timeout: float  # noqa: ASYNC109
+                     ) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        prompts = await prompts_of(database_url, key)
+        if len(prompts) >= count or time.monotonic() > deadline:
+            return prompts
+        await asyncio.sleep(0.1)
+
+
+async def test_events_and_retries_alternate_between_two_workers(
+        stand_in: OfflineGemini, slack: SlackEmulator, postgres_url: str, tmp_path: Path):
+    stand_in.faults.latency = 0.3
+    async with workers(2, worker_env(stand_in, slack, postgres_url), tmp_path) as pool:
+        delivery = SlackDelivery(slack, pool)
+        keys, expected = [], []
+        for n in range(2):
+            root = slack.app_mention_event(CHANNEL, ALICE, f"thread {n}: a lighthouse")
+            keys.append(ThreadKey("slack", slack.team_id, CHANNEL, root["ts"]))
+            expected.append([f"thread {n}: a lighthouse"])
+            await delivery.deliver(root)
+        for step in range(3):
+            for n, key in enumerate(keys):
+                prompt = f"thread {n}: change {step}"
+                expected[n].append(prompt)
+                await delivery.deliver(slack.message_event(CHANNEL, ALICE, prompt,
+                                                           thread_ts=key.thread))
+        for key, prompts in zip(keys, expected, strict=True):
+            assert await wait_turns(postgres_url, key, len(prompts), 60) == prompts
+        generated = [r for r in stand_in.requests if r.body and "contents" in r.body]
+        assert len(generated) == 8, "one generation per event, retries dropped"
+        # Each follow-up sent the thread so far back, signatures included (checked strictly).
+        assert all(len(r.body["contents"]) % 2 == 1 for r in generated)
+        logs = [w.log_text() for w in pool]
+        assert all("dropped a duplicate delivery" in text for text in logs)
+        for key in keys:
+            replies = [m for m in slack.messages(CHANNEL, key.thread) if m.get("files")]
+            assert len(replies) == 4, "every turn posted its result once"
+
+
+async def test_a_worker_killed_mid_turn_blocks_the_thread_no_longer_than_the_lease(
+        stand_in: OfflineGemini, slack: SlackEmulator, postgres_url: str, tmp_path: Path):
+    async with workers(2, worker_env(stand_in, slack, postgres_url), tmp_path) as pool:
+        delivery = SlackDelivery(slack, pool)
+        root = slack.app_mention_event(CHANNEL, ALICE, "a lighthouse")
+        key = ThreadKey("slack", slack.team_id, CHANNEL, root["ts"])
+        await delivery.deliver(root)
+        assert await wait_turns(postgres_url, key, 1, 30) == ["a lighthouse"]
+
+        stand_in.faults.latency = 30.0  # the doomed turn is still at Gemini when killed
+        asked = len(stand_in.requests)
+        await delivery.deliver(slack.message_event(CHANNEL, ALICE, "doomed",
+                                                   thread_ts=key.thread), retry=False)
+        await slack.wait_for(lambda: len(stand_in.requests) > asked, timeout=20)
+        pool[1].kill()
+        await pool[1].process.wait()
+        stand_in.faults.latency = 0.0
+        killed_at = time.monotonic()
+
+        # The next message goes to the surviving worker; it waits for the dead ticket only.
+        delivery.sent = 0
+        await delivery.deliver(slack.message_event(CHANNEL, ALICE, "at night",
+                                                   thread_ts=key.thread), retry=False)
+        prompts = await wait_turns(postgres_url, key, 2, 30)
+        waited = time.monotonic() - killed_at
+        assert prompts == ["a lighthouse", "at night"], "nothing half-written, nothing lost"
+        assert waited <= LEASE + 3.0, f"held up {waited:.1f} s with a {LEASE} s lease"
+        last = stand_in.requests[-1].body["contents"]
+        assert len(last) == 3, "the surviving turn built on the committed history"
+        await stop_worker(pool[0])
