@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
@@ -227,6 +228,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     BATCH_SCHEMA,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+#: How long a write waits for another process's writer before giving up (seconds).
+BUSY_WAIT = 30.0
 
 
 class HistoryStore(SqliteScaleMixin):
@@ -314,7 +317,7 @@ class HistoryStore(SqliteScaleMixin):
     async def _transaction(self) -> AsyncIterator[None]:
         """One write transaction at a time; rolled back on any error or cancellation."""
         async with self._write_lock:
-            await self.db.execute("BEGIN IMMEDIATE")
+            await self._begin()
             try:
                 yield
                 await self.db.execute("COMMIT")
@@ -322,6 +325,23 @@ class HistoryStore(SqliteScaleMixin):
                 if self.db.in_transaction:
                     await self.db.execute("ROLLBACK")
                 raise
+
+    async def _begin(self) -> None:
+        """``BEGIN IMMEDIATE``, waiting out another process's writer. SQLite's busy timeout
+        covers most of that wait, but in WAL mode it can answer "database is locked" at once
+        (a read snapshot another connection's commit made stale), so that is retried here."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BUSY_WAIT
+        delay = 0.01
+        while True:
+            try:
+                await self.db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or loop.time() + delay > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
 
     async def save_settings(self, key: ThreadKey, settings: OptionInput) -> None:
         """Stores settings without a turn (a settings command, the web selectors)."""
@@ -476,7 +496,7 @@ class HistoryStore(SqliteScaleMixin):
         for digest, (mime, data) in blobs.items():
             if digest in stored:
                 continue
-            async with self._write_lock:
+            async with self._transaction():
                 await self.db.execute(
                     "INSERT OR IGNORE INTO blobs (sha256, mime_type, size, data) "
                     "VALUES (?,?,?,?)", (digest, mime, len(data), data))
@@ -513,7 +533,7 @@ class HistoryStore(SqliteScaleMixin):
 
     async def set_platform_refs(self, turn_id: str, refs: dict[str, Any]) -> None:
         """Records where an adapter posted a turn's result (message ids), for Delete."""
-        async with self._write_lock:
+        async with self._transaction():
             await self.db.execute("UPDATE turns SET platform_refs=? WHERE id=?",
                                   (json.dumps(refs), turn_id))
 
@@ -530,14 +550,14 @@ class HistoryStore(SqliteScaleMixin):
 
     async def mark_event(self, event_id: str) -> bool:
         """Records a platform event id; False if it was seen before (a duplicate delivery)."""
-        async with self._write_lock:
+        async with self._transaction():
             cur = await self.db.execute(
                 "INSERT OR IGNORE INTO events (event_id, seen_at) VALUES (?, ?)",
                 (event_id, time.time()))
             return cur.rowcount > 0
 
     async def prune_events(self, older_than: float) -> None:
-        async with self._write_lock:
+        async with self._transaction():
             await self.db.execute("DELETE FROM events WHERE seen_at < ?",
                                   (time.time() - older_than,))
 

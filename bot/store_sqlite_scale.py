@@ -9,9 +9,10 @@ statement stands alone (autocommit), so no transaction is ever held while a turn
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiosqlite
@@ -45,10 +46,15 @@ class SqliteScaleMixin:
     db: aiosqlite.Connection
     _write_lock: asyncio.Lock
 
+    # Every write takes the write lock first (BEGIN IMMEDIATE): in WAL mode an autocommit
+    # DELETE or UPDATE reads before it writes, and another connection's commit in between
+    # makes it fail at once with "database is locked", whatever the busy timeout.
+    _transaction: Callable[[], contextlib.AbstractAsyncContextManager[None]]
+
     # --- thread lines --------------------------------------------------------------------
 
     async def line_join(self, line: str, holder: str, ttl: float) -> int:
-        async with self._write_lock:
+        async with self._transaction():
             cur = await self.db.execute(
                 "INSERT INTO thread_line (line, holder, expires_at) VALUES (?,?,?)",
                 (line, holder, time.time() + ttl))
@@ -56,7 +62,7 @@ class SqliteScaleMixin:
             return int(cur.lastrowid)
 
     async def line_first(self, line: str, ticket: int) -> bool | None:
-        async with self._write_lock:
+        async with self._transaction():
             await self.db.execute("DELETE FROM thread_line WHERE line=? AND expires_at<?",
                                   (line, time.time()))
         async with self.db.execute(
@@ -68,12 +74,12 @@ class SqliteScaleMixin:
         return rows[0] == ticket
 
     async def line_renew(self, holder: str, ttl: float) -> None:
-        async with self._write_lock:
+        async with self._transaction():
             await self.db.execute("UPDATE thread_line SET expires_at=? WHERE holder=?",
                                   (time.time() + ttl, holder))
 
     async def line_leave(self, ticket: int) -> None:
-        async with self._write_lock:
+        async with self._transaction():
             await self.db.execute("DELETE FROM thread_line WHERE ticket=?", (ticket,))
 
     async def line_busy(self, line: str) -> bool:
@@ -85,7 +91,7 @@ class SqliteScaleMixin:
     # --- installations and OAuth states ----------------------------------------------------
 
     async def save_installation(self, platform: str, key: str, data: Mapping[str, Any]) -> None:
-        async with self._write_lock:
+        async with self._transaction():
             await self.db.execute(
                 "INSERT INTO installations (platform, key, data, updated_at) VALUES (?,?,?,?) "
                 "ON CONFLICT (platform, key) DO UPDATE SET data=excluded.data, "
@@ -99,19 +105,19 @@ class SqliteScaleMixin:
         return json.loads(row[0]) if row else None
 
     async def delete_installation(self, platform: str, key: str) -> bool:
-        async with self._write_lock:
+        async with self._transaction():
             cur = await self.db.execute(
                 "DELETE FROM installations WHERE platform=? AND key=?", (platform, key))
             return cur.rowcount > 0
 
     async def issue_state(self, state: str, expires_at: float) -> None:
-        async with self._write_lock:
+        async with self._transaction():
             await self.db.execute("DELETE FROM oauth_states WHERE expires_at<?", (time.time(),))
             await self.db.execute("INSERT INTO oauth_states (state, expires_at) VALUES (?,?)",
                                   (state, expires_at))
 
     async def consume_state(self, state: str) -> bool:
-        async with self._write_lock:
+        async with self._transaction():
             cur = await self.db.execute(
                 "DELETE FROM oauth_states WHERE state=? AND expires_at>=?", (state, time.time()))
             return cur.rowcount > 0
