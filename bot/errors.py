@@ -113,3 +113,8 @@ class CancelledTurn(ImagebotError):
     """A turn cancelled (the bot is shutting down, or the requester cancelled it)."""
 
     kind = ErrorKind.CANCELLED
+
+
+class CancelledByUser(CancelledTurn):
+    """The requester (or an admin) pressed Cancel; unlike a shutdown, nobody needs to send
+    it again. Nothing was stored."""

@@ -14,9 +14,9 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from google.genai import types
 
@@ -36,7 +36,6 @@ from bot.model import (
     Author,
     IncomingMessage,
     Reply,
-    ReplyImage,
     ReplyPart,
     StoredImage,
     StoredReply,
@@ -47,10 +46,14 @@ from bot.model import (
 from bot.options import OptionInput, Options, resolve
 from bot.planning import PlanLimits, TurnPlan, plan_turn, sticky_settings
 from bot.presentation import format_size
+from bot.progress import ProgressCallback
 from bot.store import HistoryStore, NewTurn
+from bot.streaming import reply_image, stream_answer
 from bot.tasks import drain
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -114,11 +117,14 @@ class ConversationService:
                          limits=self.limits)
 
     async def handle(self, key: ThreadKey, message: IncomingMessage, *,
-                     on_start: StartCallback | None = None) -> Reply:
+                     on_start: StartCallback | None = None,
+                     on_progress: ProgressCallback | None = None) -> Reply:
         """Runs one turn for ``message`` in thread ``key``.
 
         Inline flags are taken out of the text (they win over the platform's own fields);
         the rest is the prompt. Options given here become the thread's settings.
+        ``on_start`` is told when generation starts, ``on_progress`` what a thinking
+        model streams (thought text, drafts, final parts, grounding, usage).
 
         Returns:
             The reply, with ``view`` set to the turn as stored.
@@ -126,14 +132,16 @@ class ConversationService:
         Raises:
             ImagebotError: any failure, with a message for the user; history is unchanged.
         """
-        return await self._run(key, message.author, on_start=on_start, sticky=True,
+        return await self._run(key, message.author, on_start=on_start,
+                               on_progress=on_progress, sticky=True,
                                make_plan=lambda sticky: plan_turn(
                                    message.text, message.attachments, ui=message.options,
                                    sticky=sticky, limits=self.limits))
 
     async def reroll(self, turn_id: str, *, author: Author,
                      changes: OptionInput | None = None,
-                     on_start: StartCallback | None = None) -> Reply:
+                     on_start: StartCallback | None = None,
+                     on_progress: ProgressCallback | None = None) -> Reply:
         """Runs a stored turn's request again as a new turn, optionally with changes (4K).
 
         Raises:
@@ -153,8 +161,8 @@ class ConversationService:
                             attachments=attachments)
 
         # A reroll or a 4K re-run is a one-off: it does not change the thread's settings.
-        return await self._run(record.thread, author, on_start=on_start, sticky=False,
-                               make_plan=make_plan)
+        return await self._run(record.thread, author, on_start=on_start,
+                               on_progress=on_progress, sticky=False, make_plan=make_plan)
 
     async def delete(self, turn_id: str) -> TurnView | None:
         """Removes a turn from its thread's history (the Delete button).
@@ -171,7 +179,8 @@ class ConversationService:
         return record if deleted else None
 
     async def _run(self, key: ThreadKey, author: Author, *, on_start: StartCallback | None,
-                   sticky: bool, make_plan: Callable[[OptionInput], TurnPlan]) -> Reply:
+                   on_progress: ProgressCallback | None, sticky: bool,
+                   make_plan: Callable[[OptionInput], TurnPlan]) -> Reply:
         task = asyncio.current_task()
         if task:
             self._inflight.add(task)
@@ -179,7 +188,8 @@ class ConversationService:
         try:
             async with self._thread_lock(key):
                 return await self._turn(key, author, make_plan, on_start=on_start,
-                                        queued=queued, sticky=sticky)
+                                        on_progress=on_progress, queued=queued,
+                                        sticky=sticky)
         except asyncio.CancelledError as exc:
             self._emit("error", {"kind": ErrorKind.CANCELLED.value, "key": key})
             raise CancelledTurn(messages.RESTART_CANCELLED) from exc
@@ -193,7 +203,8 @@ class ConversationService:
 
     async def _turn(self, key: ThreadKey, author: Author,
                     make_plan: Callable[[OptionInput], TurnPlan], *,
-                    on_start: StartCallback | None, queued: float, sticky: bool) -> Reply:
+                    on_start: StartCallback | None, on_progress: ProgressCallback | None,
+                    queued: float, sticky: bool) -> Reply:
         # The gate bounds how many turns do CPU and database work at once, so a burst of
         # arrivals is spread over several loop iterations instead of stalling one.
         async with self._gate:
@@ -202,7 +213,8 @@ class ConversationService:
         refs = await self._prepare(plan.attachments)
         try:
             return await self._generate(key, author, plan, refs, settings, on_start=on_start,
-                                        queued=queued, sticky=sticky)
+                                        on_progress=on_progress, queued=queued,
+                                        sticky=sticky)
         finally:
             if any(r.notice for r in refs):
                 # Big decodes leave freed heap behind; hand it back to the system.
@@ -210,7 +222,8 @@ class ConversationService:
 
     async def _generate(self, key: ThreadKey, author: Author, plan: TurnPlan,
                         refs: list[images.PreparedImage], settings: OptionInput, *,
-                        on_start: StartCallback | None, queued: float, sticky: bool) -> Reply:
+                        on_start: StartCallback | None, on_progress: ProgressCallback | None,
+                        queued: float, sticky: bool) -> Reply:
         if on_start:
             await on_start(TurnStart(key=key, options=plan.options,
                                      waited=time.monotonic() - queued))
@@ -222,8 +235,36 @@ class ConversationService:
             history, notices = await self._history_for(key, user)
             contents = [*history, user]
             config = build_config(plan.options)
-        answer = await self.gemini.generate(plan.options.model, contents, config)
+        answer = await self._ask(plan.options.model, contents, config, on_progress, started)
         elapsed = time.monotonic() - started
+        # Once the answer is in, the turn is stored whatever happens: a Cancel (or a
+        # shutdown) arriving now must not leave a stored turn reported as "nothing saved".
+        reply = await _uncancelled(self._commit(
+            key, author, plan, refs, settings, answer, user, elapsed=elapsed, notices=notices,
+            sticky=sticky))
+        self._emit("turn", {"model": plan.options.model, "elapsed": elapsed,
+                            "total": time.monotonic() - queued, "usage": reply.usage,
+                            "images": len(reply.images), "key": key})
+        return reply
+
+    async def _ask(self, model: str, contents: list[types.Content],
+                   config: types.GenerateContentConfig, on_progress: ProgressCallback | None,
+                   started: float) -> Answer:
+        """Streams the answer of a thinking model (so its drafts show while it thinks);
+        other models answer in one call."""
+        caps = self.limits.models.get(model)
+        if caps is None or not caps.thinking:
+            return await self.gemini.generate(model, contents, config)
+        streamed = await stream_answer(self.gemini, model, contents, config,
+                                       on_progress=on_progress, started=started)
+        if streamed.first_chunk is not None:
+            self._emit("first_progress", {"model": model, "seconds": streamed.first_chunk})
+        return streamed.answer
+
+    async def _commit(self, key: ThreadKey, author: Author, plan: TurnPlan,
+                      refs: list[images.PreparedImage], settings: OptionInput, answer: Answer,
+                      user: types.Content, *, elapsed: float, notices: list[str],
+                      sticky: bool) -> Reply:
         async with self._gate:
             reply = await asyncio.to_thread(self._reply, key, answer, plan.options, elapsed,
                                             refs, notices)
@@ -236,8 +277,6 @@ class ConversationService:
                 reply=view.reply, model=plan.options.model, usage=reply.usage.__dict__,
                 images=len(reply.images), created_at=view.created_at,
                 known_hashes=_known_hashes(refs, reply)))
-        self._emit("turn", {"model": plan.options.model, "elapsed": elapsed,
-                            "usage": reply.usage, "images": len(reply.images), "key": key})
         return _with_view(reply, view)
 
     async def _prepare(self, attachments: tuple[Attachment, ...]
@@ -291,7 +330,7 @@ class ConversationService:
         for part in answer.content.parts or ():
             target = thoughts if part.thought else parts
             if part.inline_data is not None and part.inline_data.data:
-                target.append(ReplyPart(kind="image", image=_reply_image(part.inline_data)))
+                target.append(ReplyPart(kind="image", image=reply_image(part.inline_data)))
             elif part.text:
                 target.append(ReplyPart(kind="text", text=part.text))
         notices = [r.notice for r in refs if r.notice] + extra_notices
@@ -437,15 +476,19 @@ async def _fetch(attachment: Attachment) -> bytes:
                               "Attach it again.") from exc
 
 
-def _reply_image(blob: types.Blob) -> ReplyImage:
-    data = blob.data or b""
-    try:
-        mime, width, height = images.image_info(data)
-    except Exception:  # an unreadable image still gets posted; sizes are informative only
-        logger.info("could not read a generated image's size (%d bytes)", len(data))
-        mime, width, height = blob.mime_type or "image/png", 0, 0
-    return ReplyImage(data=data, mime_type=mime, width=width, height=height,
-                      sha256=images.sha256(data))
+async def _uncancelled(work: Coroutine[Any, Any, T]) -> T:
+    """Runs ``work`` to its end even when this task is cancelled meanwhile; the
+    cancellation is absorbed (the work it would have interrupted has already begun)."""
+    task = asyncio.ensure_future(work)
+    while True:
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled():
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
 
 
 def _known_hashes(refs: list[images.PreparedImage], reply: Reply) -> dict[int, str]:

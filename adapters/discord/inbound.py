@@ -23,9 +23,11 @@ CDN_HOSTS = frozenset({"cdn.discordapp.com", "media.discordapp.net"})
 #: ``/imagine``'s model choices: what users see, and the alias the core resolves.
 MODEL_CHOICES: tuple[tuple[str, str], ...] = (("Nano Banana", "flash"),
                                                ("Nano Banana Pro", "pro"))
-BUTTON_ACTIONS = ("reroll", "4k", "delete")
+BUTTON_ACTIONS = ("reroll", "4k", "delete", "drafts", "cancel")
 #: Buttons carry their action and turn id, so any process can answer a click (restarts).
-BUTTON_TEMPLATE = r"imagebot:(?P<action>reroll|4k|delete):(?P<turn>[0-9a-f]{8,64})"
+#: Cancel carries the running turn's ticket id instead.
+BUTTON_TEMPLATE = (r"imagebot:(?P<action>reroll|4k|delete|drafts|cancel)"
+                   r":(?P<turn>[0-9a-f]{8,64})")
 EDIT_MODAL_PREFIX = "imagebot:edit:"
 THREAD_NAME_LIMIT = 100
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".heic", ".heif", ".bmp",

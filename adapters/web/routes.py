@@ -31,6 +31,7 @@ from bot import images
 from bot.errors import ImagebotError
 from bot.model import Author, IncomingMessage, Reply, ThreadKey
 from bot.options import ASPECT_RATIOS, IMAGE_SIZES, OptionInput
+from bot.progress import Progress
 from bot.runtime import Core
 from bot.service import TurnStart
 
@@ -280,6 +281,9 @@ class WebReporter:
         """The page shows its own pending state."""
 
     async def started(self, start: TurnStart) -> None:
+        """The page shows its own pending state."""
+
+    async def progress(self, event: Progress) -> None:
         """The page shows its own pending state."""
 
     async def finished(self, reply: Reply) -> dict[str, Any]:
