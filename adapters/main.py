@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sqlite3
@@ -77,6 +78,10 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--with-text", dest="image_only", action="store_false",
                       help="ask for text along with the images")
     chat.add_argument("--out", default="out", help="directory for the images (default: out)")
+    chat.add_argument("--thoughts", metavar="DIR",
+                      help="also save the drafts the model makes while thinking (Pro) here")
+    chat.add_argument("--json", action="store_true",
+                      help="print one JSON object (paths, sizes, sources, usage, turn id)")
     chat.add_argument("--offline", action="store_true",
                       help="use the built-in offline stand-in instead of Gemini")
     chat.add_argument("prompt", nargs="+", help="what to draw or change (inline flags work)")
@@ -203,10 +208,15 @@ async def _local(args: argparse.Namespace, settings: Settings) -> int:
                 return FAILED
             options = OptionInput(model=args.model, aspect_ratio=args.aspect_ratio,
                                   size=args.size, search=args.search, image_only=args.image_only)
+            status = sys.stderr if sys.stderr.isatty() else None
             await cli_adapter.chat(core, thread=args.thread, prompt=" ".join(args.prompt),
-                                   image_paths=args.image, options=options, out_dir=args.out)
+                                   image_paths=args.image, options=options, out_dir=args.out,
+                                   status=status, thoughts_dir=args.thoughts,
+                                   as_json=args.json)
             return OK
     except ImagebotError as exc:
+        if getattr(args, "json", False):
+            print(json.dumps({"error": exc.user_message, "kind": str(exc.kind)}))
         print(f"imagebot: {_one_line(exc.user_message)}", file=sys.stderr)
         return FAILED
     except FileNotFoundError as exc:
