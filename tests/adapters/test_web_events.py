@@ -7,6 +7,7 @@ import asyncio
 import base64
 import io
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -82,7 +83,8 @@ async def test_a_turn_streams_its_thinking_then_the_stored_turn(client) -> None:
     data = base64.b64decode(draft["data_url"].split(",", 1)[1])
     assert Image.open(io.BytesIO(data)).size == (draft["width"], draft["height"])
     assert "data_url" not in progress[4]["image"], "final images come stored, with the result"
-    assert progress[1]["status"].startswith("Drawing… 0 s · 1 draft · Nano Banana Pro")
+    assert re.match(r"Drawing… \d+ s · 1 draft · Nano Banana Pro · 1K · 16:9$",
+                    progress[1]["status"])
     turn = seen[-1][1]["turn"]
     assert turn == (await turns(client, "a" * 32))[0]
     assert len([p for p in turn["thoughts"] if p["kind"] == "image"]) == 2

@@ -9,15 +9,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import json
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from google.genai import types
 
-from bot.errors import CancelledTurn, GenerationError
+from bot.errors import CancelledTurn, GenerationError, ServiceError
 from bot.metrics import Metrics
 from bot.model import Author, IncomingMessage, ThreadKey
 from bot.options import FLASH, PRO
 from bot.progress import Progress
+from bot.runtime import open_core
 from bot.streaming import ChunkAccumulator
 from offline_gemini import thought_signature_for
 
@@ -217,3 +221,34 @@ def test_chunks_without_content_do_not_drop_the_turn():
         ("plan", True), (None, None), ("", None)]
     assert candidate.content.parts[-1].thought_signature == signature
     assert candidate.finish_reason == "STOP" and response.usage_metadata.total_token_count == 42
+
+
+async def test_a_failure_in_mid_stream_comes_after_what_arrived_and_keeps_nothing(
+        make_settings):
+    """The stream breaks after the thought (an error event, as the live API sends one)."""
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        thought = {"candidates": [{"index": 0, "content": {"role": "model", "parts": [
+            {"text": "**Planning**", "thought": True}]}}], "modelVersion": PRO}
+        failure = {"error": {"code": 500, "message": "boom", "status": "INTERNAL"}}
+        for event in (thought, failure):
+            await response.write(f"data: {json.dumps(event)}\r\n\r\n".encode())
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1beta/models/{model}", stream)
+    async with TestServer(app) as server:
+        settings = make_settings(str(server.make_url("")).rstrip("/"), gemini_retry_attempts=1)
+        async with open_core(settings) as core:
+            seen: list[Progress] = []
+
+            async def on_progress(event: Progress) -> None:
+                seen.append(event)
+
+            with pytest.raises(ServiceError) as failed:
+                await core.service.handle(STREAMED, msg("a fox"), on_progress=on_progress)
+            assert failed.value.kind == "outage"
+            assert [(e.kind, e.text) for e in seen] == [("thought_text", "**Planning**")]
+            assert not await core.service.store.thread_exists(STREAMED)
