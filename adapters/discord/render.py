@@ -164,19 +164,21 @@ def buttons(reply: Reply) -> tuple[Button, ...]:
 
 
 def status_payload(status: str, *, ticket: str | None, thought: str = "",
-                   draft: ReplyImage | None = None, number: int = 0) -> MessagePayload:
+                   draft: ReplyImage | None = None, number: int = 0,
+                   upload_limit: int = 0) -> MessagePayload:
     """The live status: what runs and for how long, what the model thinks about, a Cancel
-    button, and the latest draft (``draft``: attach it now; none: keep what is attached)."""
+    button, and the latest draft (``draft``: attach it now, re-encoded under
+    ``upload_limit`` if need be (CPU work then); none: keep what is attached)."""
     lines = [f"⏳ {status}"]
     if thought:
         lines.append(f"💭 {_clip(thought, 300)}")
+    uploads: tuple[Upload, ...] = ()
     if draft is not None:
         lines.append(f"🖼️ {draft_caption(number)}")
+        upload, _ = fit_upload(draft, upload_limit or len(draft.data), number=number,
+                               stem=f"imagebot-draft-{number}", alt=f"Draft {number}")
+        uploads = (upload,) if upload is not None else ()
     buttons = (Button("cancel", ticket, "Cancel", "secondary"),) if ticket else ()
-    uploads = ()
-    if draft is not None:
-        name = f"imagebot-draft-{number}-{draft.sha256[:6]}.{draft.extension}"
-        uploads = (Upload(name, draft.data, draft.mime_type, f"Draft {number}"),)
     return MessagePayload(content=_clip("\n".join(lines), MESSAGE_LIMIT), uploads=uploads,
                           buttons=buttons, keep_files=draft is None)
 

@@ -180,7 +180,7 @@ class TurnReporter:
             changed = changed or headline(event.text) != self._thought
             self._thought = headline(event.text)
         if event.kind == "thought_image" and event.image is not None:
-            await self._show(self._live(draft=event.image))
+            await self._show(await asyncio.to_thread(self._live, event.image))
         elif changed:
             await self._show(self._live())
 
@@ -263,7 +263,8 @@ class TurnReporter:
         status = messages.live_status(self._stage, elapsed=time.monotonic() - self._began,
                                       drafts=self._drafts, settings=self._settings)
         return render.status_payload(status, ticket=self.ticket, thought=self._thought,
-                                     draft=draft, number=self._drafts)
+                                     draft=draft, number=self._drafts,
+                                     upload_limit=self.upload_limit)
 
     async def _show_status(self, text: str) -> None:
         await self._show(MessagePayload(content=text))
