@@ -1,9 +1,12 @@
 """The one turn lifecycle every surface shares: claiming, the per-thread line, running the
-turn in the background, shutdown grace, and turning failures into user messages.
+turn in the background, progress, Cancel, shutdown grace, and turning failures into user
+messages.
 
 An adapter translates its platform's input into a call of the service and gives the
 runner a :class:`Reporter` that shows the turn on that platform. One rule holds for every
-platform: a thread's next turn starts after the previous turn's result is posted.
+platform: a thread's next turn starts after the previous turn's result is posted. A
+waiting turn is told its place in line as the line moves; a running one, what the model
+streams. Each turn has a :class:`Ticket`, by which its requester (or an admin) cancels it.
 """
 
 from __future__ import annotations
@@ -93,7 +96,6 @@ class _Live:
     """A turn from taking its place in line until it is over."""
 
     ticket: Ticket
-    done: asyncio.Future[None]
     cancel_asked: asyncio.Future[str]
     call: asyncio.Task[Reply] | None = None
     #: False once the answer is in: a Cancel then is too late.
@@ -201,8 +203,7 @@ class TurnRunner:
     def _take_place(self, key: ThreadKey, ticket: Ticket) -> _Live:
         # Taken before any await, so the line is in arrival order.
         loop = asyncio.get_running_loop()
-        live = _Live(ticket=ticket, done=loop.create_future(),
-                     cancel_asked=loop.create_future())
+        live = _Live(ticket=ticket, cancel_asked=loop.create_future())
         self._lines.setdefault(key, _Line()).turns.append(live)
         self._live[ticket.id] = live
         return live
@@ -220,7 +221,6 @@ class TurnRunner:
                 return None
             return await self._turn(key, reporter, call, live)
         finally:
-            live.done.set_result(None)
             self._live.pop(live.ticket.id, None)
             line.leave(live)
             if not line.turns:
