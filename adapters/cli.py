@@ -1,20 +1,24 @@
-"""The command-line adapter: one turn of a local thread, and views of what is stored."""
+"""The command-line adapter: one turn of a local thread (with a live status line on a
+terminal, drafts saved as they come, or one JSON result), and views of what is stored."""
 
 from __future__ import annotations
 
 import asyncio
 import getpass
+import json
 import mimetypes
 import re
 import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
-from bot.model import Attachment, Author, IncomingMessage, Reply, ThreadKey
+from adapters.terminal import DraftSaver, StatusLine
+from bot.model import Attachment, Author, IncomingMessage, Reply, ReplyImage, ThreadKey
 from bot.options import OptionInput
 from bot.presentation import footer
+from bot.progress import Progress
 from bot.runtime import Core
 
 PLATFORMS = ("cli", "web", "slack", "discord")
@@ -34,8 +38,15 @@ def file_attachment(path: Path) -> Attachment:
 
 
 async def chat(core: Core, *, thread: str, prompt: str, image_paths: Sequence[str],
-               options: OptionInput, out_dir: str, out: TextIO | None = None) -> Reply:
+               options: OptionInput, out_dir: str, out: TextIO | None = None,
+               status: TextIO | None = None, thoughts_dir: str | None = None,
+               as_json: bool = False) -> Reply:
     """Runs one turn and prints the text, the saved image paths, sources and usage.
+
+    Args:
+        status: a terminal to keep a live status line on while the turn runs.
+        thoughts_dir: where to save the drafts as they arrive.
+        as_json: print one JSON object (see :func:`result_json`) instead of lines.
 
     Raises:
         ImagebotError: on any failure (the caller prints it as one line and exits 1).
@@ -49,10 +60,50 @@ async def chat(core: Core, *, thread: str, prompt: str, image_paths: Sequence[st
     message = IncomingMessage(
         author=Author(id=f"cli:{getpass.getuser()}", name=getpass.getuser()),
         text=prompt, attachments=tuple(file_attachment(p) for p in paths), options=options)
-    reply = await core.service.handle(thread_key(thread), message)
+    line = StatusLine(status) if status is not None else None
+    saver = DraftSaver(Path(thoughts_dir), thread) if thoughts_dir else None
+
+    async def on_progress(event: Progress) -> None:
+        for watcher in (line, saver):
+            if watcher is not None:
+                await watcher.progress(event)
+
+    try:
+        reply = await core.service.handle(thread_key(thread), message,
+                                          on_start=line.started if line else None,
+                                          on_progress=on_progress)
+    finally:
+        if line is not None:
+            await line.close()
     saved = save_images(reply, Path(out_dir), thread)
-    print_reply(reply, saved, out)
+    drafts = saver.saved if saver else []
+    if as_json:
+        print(json.dumps(result_json(reply, thread, saved, drafts), ensure_ascii=False), file=out)
+    else:
+        print_reply(reply, saved, out, drafts)
     return reply
+
+
+def result_json(reply: Reply, thread: str, saved: list[Path],
+                drafts: list[tuple[Path, ReplyImage]]) -> dict[str, Any]:
+    """``chat --json``: one object for scripts: paths, sizes, sources, usage, turn id."""
+    return {
+        "turn_id": reply.turn_id, "thread": thread, "model": reply.model,
+        "settings": reply.options.summary() if reply.options else "",
+        "elapsed": round(reply.elapsed, 3), "offline": reply.offline,
+        "images": [_image_json(path, image) for path, image in zip(saved, reply.images,
+                                                                  strict=True)],
+        "drafts": [_image_json(path, image) for path, image in drafts],
+        "texts": reply.texts,
+        "sources": [{"title": s.title, "url": s.url} for s in reply.sources],
+        "search_queries": list(reply.search_queries), "notices": list(reply.notices),
+        "usage": dict(reply.usage.__dict__),
+    }
+
+
+def _image_json(path: Path, image: ReplyImage) -> dict[str, Any]:
+    return {"path": str(path), "width": image.width, "height": image.height,
+            "mime_type": image.mime_type, "bytes": len(image.data), "sha256": image.sha256}
 
 
 def save_images(reply: Reply, out_dir: Path, thread: str) -> list[Path]:
@@ -66,7 +117,8 @@ def save_images(reply: Reply, out_dir: Path, thread: str) -> list[Path]:
     return saved
 
 
-def print_reply(reply: Reply, saved: list[Path], out: TextIO) -> None:
+def print_reply(reply: Reply, saved: list[Path], out: TextIO,
+                drafts: Sequence[tuple[Path, ReplyImage]] = ()) -> None:
     for notice in reply.notices:
         print(f"note: {notice}", file=out)
     paths = iter(saved)
@@ -77,6 +129,8 @@ def print_reply(reply: Reply, saved: list[Path], out: TextIO) -> None:
             path = next(paths)
             print(f"image: {path} ({part.image.width}×{part.image.height}, "
                   f"{part.image.mime_type})", file=out)
+    for path, image in drafts:
+        print(f"draft: {path} ({image.width}×{image.height}, {image.mime_type})", file=out)
     for source in reply.sources:
         print(f"source: {source.title} <{source.url}>", file=out)
     for query in reply.search_queries:

@@ -40,7 +40,8 @@ async def open_app(settings: Settings, *, offline: bool | None = None,
         if offline:
             from offline_gemini import OfflineGemini
 
-            stand_in = OfflineGemini(api_key=OFFLINE_KEY, strict_signatures=strict_signatures)
+            stand_in = OfflineGemini(api_key=OFFLINE_KEY, strict_signatures=strict_signatures,
+                                     stream_gap=settings.offline_stream_gap)
             base_url = await stand_in.start()
             stack.push_async_callback(stand_in.stop)
             key = OFFLINE_KEY

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sqlite3
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from adapters import cli_batch
 from bot.config import ConfigError, Settings, database_password, load_settings
@@ -54,16 +55,7 @@ def _port(text: str) -> int:
     return port
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="imagebot", description="Gemini image models in Slack, Discord, the web and the CLI.",
-        epilog="Exit codes: 0 done, 1 turn or check failed, 2 usage or configuration error, "
-               "130 interrupted.")
-    parser.add_argument("--config", help="TOML settings file (default: $IMAGEBOT_CONFIG)")
-    parser.add_argument("--database-url", help="sqlite:///path or postgresql://user@host/db "
-                        "(default: $DATABASE_URL, else ~/.local/share/imagebot/imagebot.sqlite3)")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _chat_parser(sub: Any) -> None:
     chat = sub.add_parser("chat", help="run one turn of a local thread")
     chat.add_argument("--thread", required=True, help="thread name (created on first use)")
     chat.add_argument("--image", action="append", default=[], metavar="PATH",
@@ -82,10 +74,26 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--with-text", dest="image_only", action="store_false",
                       help="ask for text along with the images")
     chat.add_argument("--out", default="out", help="directory for the images (default: out)")
+    chat.add_argument("--thoughts", metavar="DIR",
+                      help="also save the drafts the model makes while thinking (Pro) here")
+    chat.add_argument("--json", action="store_true",
+                      help="print one JSON object (paths, sizes, sources, usage, turn id)")
     chat.add_argument("--offline", action="store_true",
                       help="use the built-in offline stand-in instead of Gemini")
     chat.add_argument("prompt", nargs="+", help="what to draw or change (inline flags work)")
 
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="imagebot", description="Gemini image models in Slack, Discord, the web and the CLI.",
+        epilog="Exit codes: 0 done, 1 turn or check failed, 2 usage or configuration error, "
+               "130 interrupted.")
+    parser.add_argument("--config", help="TOML settings file (default: $IMAGEBOT_CONFIG)")
+    parser.add_argument("--database-url", help="sqlite:///path or postgresql://user@host/db "
+                        "(default: $DATABASE_URL, else ~/.local/share/imagebot/imagebot.sqlite3)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    _chat_parser(sub)
     sub.add_parser("threads", help="list stored threads")
     history = sub.add_parser("history", help="show a stored thread")
     history.add_argument("--thread", required=True, help="a name as `imagebot threads` prints it")
@@ -235,10 +243,15 @@ async def _local(args: argparse.Namespace, settings: Settings) -> int:
                 return FAILED
             options = OptionInput(model=args.model, aspect_ratio=args.aspect_ratio,
                                   size=args.size, search=args.search, image_only=args.image_only)
+            status = sys.stderr if sys.stderr.isatty() else None
             await cli_adapter.chat(core, thread=args.thread, prompt=" ".join(args.prompt),
-                                   image_paths=args.image, options=options, out_dir=args.out)
+                                   image_paths=args.image, options=options, out_dir=args.out,
+                                   status=status, thoughts_dir=args.thoughts,
+                                   as_json=args.json)
             return OK
     except ImagebotError as exc:
+        if getattr(args, "json", False):
+            print(json.dumps({"error": exc.user_message, "kind": str(exc.kind)}))
         print(f"imagebot: {_one_line(exc.user_message)}", file=sys.stderr)
         return FAILED
     except (FileNotFoundError, ValueError) as exc:

@@ -1,22 +1,28 @@
 """The one turn lifecycle every surface shares: claiming, the per-thread line, running the
-turn in the background, shutdown grace, and turning failures into user messages.
+turn in the background, progress, Cancel, shutdown grace, and turning failures into user
+messages.
 
 An adapter translates its platform's input into a call of the service and gives the
 runner a :class:`Reporter` that shows the turn on that platform. One rule holds for every
-platform: a thread's next turn starts after the previous turn's result is posted.
+platform: a thread's next turn starts after the previous turn's result is posted. A
+waiting turn is told its place in line as the line moves; a running one, what the model
+streams. Each turn has a :class:`Ticket`, by which its requester (or an admin) cancels it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
 from bot import messages
-from bot.errors import ErrorKind, ImagebotError
+from bot.errors import CancelledByUser, ErrorKind, ImagebotError
 from bot.leases import LinePlace
 from bot.model import Reply, ThreadKey
+from bot.progress import Progress, ProgressCallback
 from bot.service import ConversationService, StartCallback, TurnStart
 from bot.tasks import drain
 
@@ -25,7 +31,9 @@ logger = logging.getLogger(__name__)
 #: How long ``stop`` lets turns in flight post their results before cancelling them.
 STOP_GRACE = 10.0
 
-TurnCall = Callable[[StartCallback], Awaitable[Reply]]
+#: What :meth:`TurnRunner.cancel` did: stopped the turn, refused (not the requester nor an
+#: admin), or found nothing to stop (finished, posting its result, or run elsewhere).
+CancelOutcome = Literal["cancelled", "not_allowed", "gone"]
 
 
 class Reporter(Protocol):
@@ -33,10 +41,14 @@ class Reporter(Protocol):
     it logs them and never raises, so a platform hiccup never ends a turn."""
 
     async def working(self, *, queued: bool) -> None:
-        """The request was accepted; ``queued`` when it waits behind another turn."""
+        """The request was accepted; ``queued`` when it waits behind another turn (a
+        ``queued`` progress event with its place in line follows)."""
 
     async def started(self, start: TurnStart) -> None:
         """Generation started (options resolved, files fetched)."""
+
+    async def progress(self, event: Progress) -> None:
+        """Something happened: a new place in line, thought text, a draft, final parts."""
 
     async def finished(self, reply: Reply) -> dict[str, Any]:
         """Posts the result; returns where it went (kept with the turn for Delete)."""
@@ -46,6 +58,75 @@ class Reporter(Protocol):
 
     async def close(self) -> None:
         """The turn is over, whatever happened (remove a reaction, stop a ticker)."""
+
+
+@dataclass(frozen=True)
+class TurnHooks:
+    """What a turn's call passes on to the service:
+    ``service.handle(key, message, on_start=hooks.on_start, on_progress=hooks.on_progress)``.
+
+    The hooks object is itself the start callback, so a call written before progress
+    existed (``on_start=hooks``) still works; it just shows no progress.
+    """
+
+    on_start: StartCallback
+    on_progress: ProgressCallback
+
+    async def __call__(self, start: TurnStart) -> None:
+        await self.on_start(start)
+
+
+TurnCall = Callable[[TurnHooks], Awaitable[Reply]]
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """The handle of one turn, made before it is submitted so that its status message can
+    carry it on a Cancel button. ``requester`` is the platform user id allowed to cancel."""
+
+    id: str
+    requester: str = ""
+
+    @classmethod
+    def new(cls, requester: str = "") -> Ticket:
+        return cls(id=uuid.uuid4().hex, requester=requester)
+
+
+@dataclass(eq=False)
+class _Live:
+    """A turn from taking its place in line until it is over."""
+
+    ticket: Ticket
+    cancel_asked: asyncio.Future[str]
+    #: The thread's place in the line every process on the database shares.
+    place: LinePlace
+    call: asyncio.Task[Reply] | None = None
+    #: False once the answer is in: a Cancel then is too late.
+    cancellable: bool = True
+
+    def cancel(self, by: str) -> None:
+        if not self.cancel_asked.done():
+            self.cancel_asked.set_result(by)
+        if self.call is not None:
+            self.call.cancel()
+
+    def cancel_error(self) -> CancelledByUser:
+        return CancelledByUser(messages.cancelled(self.cancel_asked.result()))
+
+
+@dataclass(eq=False)
+class _Line:
+    """One thread's turns in arrival order: the first runs, the others wait."""
+
+    turns: list[_Live] = field(default_factory=list)
+    #: Resolved (and replaced) whenever a turn leaves, so waiting turns see their new place.
+    moved: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    def leave(self, live: _Live) -> None:
+        self.turns.remove(live)
+        self.moved.set_result(None)
+        self.moved = asyncio.get_running_loop().create_future()
 
 
 class TurnRunner:
@@ -59,12 +140,12 @@ class TurnRunner:
         self.stopping = False
         self.duplicates = 0
         self._tasks: set[asyncio.Task[Any]] = set()
-        #: Per thread, how many of this runner's turns wait or run.
-        self._line: dict[ThreadKey, int] = {}
+        self._lines: dict[ThreadKey, _Line] = {}
+        self._live: dict[str, _Live] = {}
 
     def busy(self, key: ThreadKey) -> bool:
         """Whether a turn of this thread is running or waiting here."""
-        return key in self._line
+        return key in self._lines
 
     async def is_session(self, key: ThreadKey) -> bool:
         """A thread whose first turn is still running (in any process) is already a session."""
@@ -84,56 +165,122 @@ class TurnRunner:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def submit(self, key: ThreadKey, reporter: Reporter, call: TurnCall) -> None:
-        """Queues a turn in its thread's line now, and runs it in the background."""
-        place = self._take_place(key)
-        self.spawn(self._run(key, reporter, call, place))
+    def submit(self, key: ThreadKey, reporter: Reporter, call: TurnCall, *,
+               ticket: Ticket | None = None) -> None:
+        """Queues a turn in its thread's line now, and runs it in the background.
 
-    async def run(self, key: ThreadKey, reporter: Reporter, call: TurnCall) -> Reply | None:
+        Args:
+            ticket: the turn's handle for :meth:`cancel` (one is made when not given).
+        """
+        live = self._take_place(key, ticket or Ticket.new())
+        self.spawn(self._run(key, reporter, call, live))
+
+    async def run(self, key: ThreadKey, reporter: Reporter, call: TurnCall, *,
+                  ticket: Ticket | None = None) -> Reply | None:
         """Runs a turn in its thread's line and waits for it (the web's request/response).
 
         Returns:
             The reply once posted, or ``None`` when the turn failed (the reporter was told).
         """
-        place = self._take_place(key)
-        return await self._run(key, reporter, call, place)
+        live = self._take_place(key, ticket or Ticket.new())
+        return await self._run(key, reporter, call, live)
 
-    def _take_place(self, key: ThreadKey) -> LinePlace:
-        # Taken before any await, so the line is in arrival order; the service's line is
-        # shared with every process on the same database.
-        self._line[key] = self._line.get(key, 0) + 1
-        return self.service.place(key)
+    def cancel(self, ticket_id: str, *, by: str, by_name: str = "",
+               admin: bool = False) -> CancelOutcome:
+        """Stops a turn that waits or runs here (the Cancel button); nothing is stored.
+
+        Args:
+            by: the platform user id of who asks; only the requester or an admin may.
+            by_name: how the status names them ("Cancelled by …").
+            admin: whether ``by`` may cancel anyone's turn here.
+        """
+        live = self._live.get(ticket_id)
+        if live is None or not live.cancellable:
+            return "gone"
+        if not admin and by != live.ticket.requester:
+            return "not_allowed"
+        logger.info("%s: turn %s cancelled by %s", self.name, ticket_id[:8], by)
+        live.cancel(by_name or by)
+        return "cancelled"
+
+    def _take_place(self, key: ThreadKey, ticket: Ticket) -> _Live:
+        # Taken before any await, so the line is in arrival order.
+        loop = asyncio.get_running_loop()
+        live = _Live(ticket=ticket, cancel_asked=loop.create_future(),
+                     place=self.service.place(key))
+        self._lines.setdefault(key, _Line()).turns.append(live)
+        self._live[ticket.id] = live
+        return live
 
     async def _run(self, key: ThreadKey, reporter: Reporter, call: TurnCall,
-                   place: LinePlace) -> Reply | None:
+                   live: _Live) -> Reply | None:
+        line = self._lines[key]
         try:
-            queued = await place.join()
-            await reporter.working(queued=queued)
-            # The place is held until the result is posted: the next turn of the thread,
-            # wherever it arrived, starts after that.
-            async with place:
+            elsewhere = await live.place.join()  # a turn ahead here, or in another process
+            await reporter.working(queued=line.turns[0] is not live or elsewhere)
+            if not await self._wait_turn(line, live, reporter):
+                await reporter.failed(live.cancel_error())
+                return None
+            # The shared place is held until the result is posted: the thread's next turn,
+            # wherever it arrived, starts after that. (A Cancel while another process holds
+            # the thread is honoured as soon as this turn's place comes.)
+            async with live.place:
+                if live.cancel_asked.done():
+                    await reporter.failed(live.cancel_error())
+                    return None
                 if self.stopping:
                     await reporter.failed(ImagebotError(messages.STOPPING,
                                                         kind=ErrorKind.CANCELLED))
                     return None
-                return await self._turn(key, reporter, call)
+                return await self._turn(key, reporter, call, live)
         finally:
-            await place.release()  # when cancelled before it was entered
-            self._line[key] -= 1
-            if not self._line[key]:
-                del self._line[key]
+            await live.place.release()  # when cancelled before it was entered
+            self._live.pop(live.ticket.id, None)
+            line.leave(live)
+            if not line.turns:
+                self._lines.pop(key, None)
             await reporter.close()
 
-    async def _turn(self, key: ThreadKey, reporter: Reporter, call: TurnCall) -> Reply | None:
+    async def _wait_turn(self, line: _Line, live: _Live, reporter: Reporter) -> bool:
+        """Waits until ``live`` is first in its line, telling its place whenever it moves.
+
+        Returns:
+            False when it was cancelled while waiting.
+        """
+        shown = 0
+        while line.turns[0] is not live:
+            position = line.turns.index(live)
+            if position != shown:
+                await reporter.progress(Progress.queued(position))
+                shown = position
+            # Not ``await line.moved``: cancelling us must not cancel what others wait on.
+            await asyncio.wait([line.moved, live.cancel_asked],
+                               return_when=asyncio.FIRST_COMPLETED)
+            if live.cancel_asked.done():
+                return False
+        return not live.cancel_asked.done()
+
+    async def _turn(self, key: ThreadKey, reporter: Reporter, call: TurnCall,
+                    live: _Live) -> Reply | None:
+        hooks = TurnHooks(on_start=reporter.started, on_progress=reporter.progress)
+        # The call runs as a task of its own, so Cancel stops the call and nothing else.
+        live.call = asyncio.ensure_future(call(hooks))
         try:
-            reply = await call(reporter.started)
-        except ImagebotError as exc:
-            await reporter.failed(exc)
+            reply = await live.call
+        except (ImagebotError, asyncio.CancelledError) as exc:
+            if not live.cancel_asked.done():
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                await reporter.failed(exc)
+                return None
+            await reporter.failed(live.cancel_error())
             return None
         except Exception:
             logger.exception("%s: a turn in %s failed", self.name, key)
             await reporter.failed(ImagebotError(messages.INTERNAL_ERROR, kind=ErrorKind.INTERNAL))
             return None
+        finally:
+            live.cancellable = False
         posted = await reporter.finished(reply)
         if posted:
             await self.service.record_posts(reply.turn_id, posted)
@@ -151,5 +298,5 @@ class TurnRunner:
         await drain(self._tasks, self.grace)
 
     def status(self) -> dict[str, Any]:
-        return {"busy_threads": len(self._line), "tasks": len(self._tasks),
+        return {"busy_threads": len(self._lines), "tasks": len(self._tasks),
                 "duplicates_dropped": self.duplicates}

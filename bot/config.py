@@ -94,6 +94,9 @@ class Settings:
     batch_inline_limit: int = 20_000_000
     models: Mapping[str, ModelCaps] = field(default_factory=lambda: dict(DEFAULT_MODELS))
     offline: bool = False
+    #: Seconds between the offline stand-in's stream chunks, so offline previews show
+    #: thinking and drafts arriving as Gemini's do (0: all at once).
+    offline_stream_gap: float = 0.4
     slack_bot_token: str | None = field(default=None, repr=False)
     slack_app_token: str | None = field(default=None, repr=False)
     slack_signing_secret: str | None = field(default=None, repr=False)
@@ -184,6 +187,7 @@ ENV: dict[str, str] = {
     "max_reference_edge": "IMAGEBOT_MAX_REFERENCE_EDGE",
     "max_attachment_bytes": "IMAGEBOT_MAX_ATTACHMENT_BYTES",
     "batch_poll_seconds": "IMAGEBOT_BATCH_POLL_SECONDS",
+    "offline_stream_gap": "IMAGEBOT_OFFLINE_STREAM_GAP",
     "slack_bot_token": "SLACK_BOT_TOKEN",
     "slack_app_token": "SLACK_APP_TOKEN",
     "slack_signing_secret": "SLACK_SIGNING_SECRET",
@@ -448,6 +452,9 @@ def _check(s: Settings, label: Any, configured: set[str]) -> None:
                  "max_request_bytes", "batch_poll_seconds", "batch_inline_limit"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{label(name)} must be more than 0, got {getattr(s, name)}")
+    if not 0 <= s.offline_stream_gap <= 60:
+        raise ConfigError(f"{label('offline_stream_gap')} must be from 0 to 60 seconds, "
+                          f"got {s.offline_stream_gap}")
     for name, schemes in (("gemini_base_url", ("http", "https")),
                           ("slack_api_url", ("http", "https")),
                           ("discord_api_base", ("http", "https")),

@@ -143,3 +143,8 @@ class QuotaError(PolicyError):
     """A daily quota or budget has no room left for the turn; no API call is made."""
 
     kind = ErrorKind.QUOTA
+
+
+class CancelledByUser(CancelledTurn):
+    """The requester (or an admin) pressed Cancel; unlike a shutdown, nobody needs to send
+    it again. Nothing was stored."""

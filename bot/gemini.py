@@ -8,11 +8,12 @@ restored thread and an uninterrupted one send identical requests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiohttp
 from google import genai
@@ -63,6 +64,8 @@ _BLOCK_MESSAGES = {
     "OTHER": "Gemini blocked the prompt (reason: OTHER). Rephrase it and try again.",
 }
 _VALID_FINISH = {None, "STOP", "FINISH_REASON_UNSPECIFIED"}
+#: Marks the end of a stream in the queue that carries its chunks across loops.
+_END = object()
 
 
 @dataclass(frozen=True)
@@ -188,10 +191,57 @@ class GeminiSession:
         Raises:
             ServiceError: rate limits, outages, timeouts, refusals and connection failures.
         """
-        # The SDK's own timeout covers one attempt; this bounds the whole retried call.
-        deadline = self.timeout * self.attempts + 60
+        with self._mapped_failures(timeout_text, map_error):
+            return await asyncio.wait_for(self._worker.run(make(self.client)),
+                                          timeout=self._deadline())
+
+    async def stream(self, model: str, contents: list[types.Content],
+                     config: types.GenerateContentConfig
+                     ) -> AsyncGenerator[types.GenerateContentResponse, None]:
+        """Calls ``generate_content_stream`` and yields each chunk as it arrives, in order.
+
+        The SDK reads the stream on the worker loop; chunks cross over to the caller's loop
+        one by one. Closing the iterator or cancelling the caller cancels the request (the
+        connection is closed). A failure in mid-stream is raised after the chunks that came
+        before it.
+        """
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue[object] = asyncio.Queue()
+
+        async def pump() -> None:
+            stream = await self.client.aio.models.generate_content_stream(
+                model=model, contents=contents, config=config)
+            async for chunk in stream:
+                loop.call_soon_threadsafe(chunks.put_nowait, chunk)
+
+        # Chunks are queued from the worker thread before the pump's end is, so the end
+        # marker always comes after the last chunk.
+        pumping = asyncio.ensure_future(self._worker.run(pump()))
+        pumping.add_done_callback(lambda _: chunks.put_nowait(_END))
+        deadline = loop.time() + self._deadline()
         try:
-            return await asyncio.wait_for(self._worker.run(make(self.client)), timeout=deadline)
+            with self._mapped_failures(lambda: timeout_message(self.name, config, self.timeout)):
+                # A timeout per wait, not around the yields: the caller's own awaits between
+                # chunks must not be cancelled by it.
+                while (item := await asyncio.wait_for(
+                        chunks.get(), max(0.0, deadline - loop.time()))) is not _END:
+                    yield cast(types.GenerateContentResponse, item)
+                await pumping
+        finally:
+            if not pumping.done():
+                pumping.cancel()
+
+    def _deadline(self) -> float:
+        # The SDK's own timeout covers one attempt; this bounds the whole retried call.
+        return self.timeout * self.attempts + 60
+
+    @contextlib.contextmanager
+    def _mapped_failures(self, timeout_text: Callable[[], str] | None = None,
+                         map_error: Callable[[errors.APIError], ImagebotError | None]
+                         | None = None) -> Iterator[None]:
+        """Turns the SDK's and the network's failures into errors with a user message."""
+        try:
+            yield
         except errors.APIError as exc:
             mapped = map_error(exc) if map_error else None
             raise (mapped or map_api_error(exc, self.attempts)) from exc
@@ -278,11 +328,11 @@ def map_response(response: types.GenerateContentResponse) -> Answer:
     content = types.Content(role="model", parts=content.parts)
     return Answer(
         content=content,
-        sources=_sources(candidate.grounding_metadata),
+        sources=grounding_sources(candidate.grounding_metadata),
         search_queries=tuple((candidate.grounding_metadata.web_search_queries or [])
                              if candidate.grounding_metadata else ()),
         search_entry_point=_entry_point(candidate.grounding_metadata),
-        usage=_usage(response.usage_metadata),
+        usage=usage_of(response.usage_metadata),
         model_version=response.model_version or "",
     )
 
@@ -305,7 +355,7 @@ def _enum_name(value: object) -> str:
     return str(getattr(value, "value", value) or "")
 
 
-def _sources(meta: types.GroundingMetadata | None) -> tuple[Source, ...]:
+def grounding_sources(meta: types.GroundingMetadata | None) -> tuple[Source, ...]:
     if not meta or not meta.grounding_chunks:
         return ()
     seen: dict[str, Source] = {}
@@ -322,7 +372,7 @@ def _entry_point(meta: types.GroundingMetadata | None) -> str | None:
     return None
 
 
-def _usage(meta: types.GenerateContentResponseUsageMetadata | None) -> Usage:
+def usage_of(meta: types.GenerateContentResponseUsageMetadata | None) -> Usage:
     if meta is None:
         return Usage()
     return Usage(

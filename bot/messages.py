@@ -21,6 +21,45 @@ NO_IMAGE_NOTICE = ("No image this time: the model answered in text only. "
                    "Ask for the image explicitly, or try again.")
 FLAGS_ONLY = " Flags alone (like `--ar 16:9`) are not a prompt."
 
+# --- live progress and Cancel ------------------------------------------------------------
+
+#: Each stage of a running turn, as a status line names it.
+STAGES = {"queued": "Waiting", "sending": "Generating", "thinking": "Thinking",
+          "drawing": "Drawing", "finishing": "Finishing"}
+CANCEL_NOT_YOURS = ("Only the person who asked for this, or an admin, can cancel it.")
+CANCEL_GONE = "That request is no longer running, so there is nothing to cancel."
+CANCELLING = "Cancelling…"
+NO_DRAFTS = ("This result has no draft images (only Nano Banana Pro shows the drafts it "
+             "makes while thinking).")
+DRAFTS_HEADING = "Drafts Gemini made while thinking (not part of the conversation):"
+
+
+def queued(position: int) -> str:
+    """The status of a turn waiting in its thread's line, ``position`` turns from the front."""
+    if position <= 1:
+        return QUEUED
+    return (f"Waiting for {position} earlier turns in this thread to finish. "
+            "Yours starts after them.")
+
+
+def live_status(stage: str, *, elapsed: float, drafts: int = 0, settings: str = "") -> str:
+    """``Thinking… 12 s · 1 draft · Nano Banana Pro · 4K · 16:9``."""
+    bits = [f"{STAGES.get(stage, stage.capitalize())}… {int(elapsed)} s"]
+    if drafts:
+        bits.append(f"{drafts} draft" + ("" if drafts == 1 else "s"))
+    if settings:
+        bits.append(settings)
+    return " · ".join(bits)
+
+
+def cancelled(by: str) -> str:
+    who = f" by {by}" if by else ""
+    return f"Cancelled{who}. Nothing was saved; this thread carries on as before."
+
+
+def draft_caption(number: int) -> str:
+    return f"Draft {number}, still thinking…"
+
 
 def empty_prompt(with_attachments: bool) -> str:
     return ("The prompt is empty. Say what to draw or what to change"

@@ -23,6 +23,16 @@ class Metrics:
         self.latency = Histogram(
             "imagebot_turn_seconds", "Gemini time per successful turn", ["model"],
             buckets=(1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300), registry=self.registry)
+        self.first_progress = Histogram(
+            "imagebot_first_progress_seconds",
+            "Time from a streamed request to its first chunk (thought text or a draft)",
+            ["model"], buckets=(0.5, 1, 2, 3, 5, 8, 12, 20, 30, 60, 120),
+            registry=self.registry)
+        self.result = Histogram(
+            "imagebot_result_seconds",
+            "Time from a turn's arrival (waiting in its thread included) to its stored result",
+            ["model"], buckets=(1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600),
+            registry=self.registry)
         self.errors = Counter("imagebot_errors", "Failed turns by kind", ["kind"],
                               registry=self.registry)
         self.tokens = Counter("imagebot_tokens", "Tokens used", ["model", "type"],
@@ -41,12 +51,16 @@ class Metrics:
         if event == "error":
             self.errors.labels(kind=data.get("kind", "internal")).inc()
             return
+        if event == "first_progress":
+            self.first_progress.labels(model=data["model"]).observe(data["seconds"])
+            return
         if event != "turn":
             return
         model = data["model"]
         key = data.get("key")
         self.turns.labels(model=model, platform=getattr(key, "platform", "")).inc()
         self.latency.labels(model=model).observe(data["elapsed"])
+        self.result.labels(model=model).observe(data.get("total", data["elapsed"]))
         self.images.labels(model=model).inc(data["images"])
         self.cost.labels(model=model, platform=getattr(key, "platform", "")).inc(
             data.get("cost", 0.0))

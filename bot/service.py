@@ -13,9 +13,9 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from google.genai import types
 
@@ -38,7 +38,6 @@ from bot.model import (
     Author,
     IncomingMessage,
     Reply,
-    ReplyImage,
     ReplyPart,
     StoredImage,
     StoredReply,
@@ -49,12 +48,16 @@ from bot.model import (
 from bot.options import OptionInput, Options, resolve
 from bot.planning import PlanLimits, TurnPlan, plan_turn, sticky_settings
 from bot.presentation import format_size
+from bot.progress import ProgressCallback
 from bot.store_api import NewTurn, Store
+from bot.streaming import reply_image, stream_answer
 from bot.tasks import drain
 from bot.team import MakePlan, TeamControls, message_plan
 from bot.team_facade import TeamFacade
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -123,11 +126,14 @@ class ConversationService(TeamFacade):
 
     async def handle(self, key: ThreadKey, message: IncomingMessage, *,
                      on_start: StartCallback | None = None,
-                     admission: Admission | None = None) -> Reply:
+                     admission: Admission | None = None,
+                     on_progress: ProgressCallback | None = None) -> Reply:
         """Runs one turn for ``message`` in thread ``key``.
 
         Inline flags are taken out of the text (they win over the platform's own fields);
         the rest is the prompt. Options given here become the thread's settings.
+        ``on_start`` is told when generation starts, ``on_progress`` what a thinking
+        model streams (thought text, drafts, final parts, grounding, usage).
 
         Args:
             admission: the turn as let in by :meth:`admit` when the adapter accepted it;
@@ -139,13 +145,16 @@ class ConversationService(TeamFacade):
         Raises:
             ImagebotError: any failure, with a message for the user; history is unchanged.
         """
-        return await self._run(key, message.author, on_start=on_start, sticky=True,
+        return await self._run(key, message.author, on_start=on_start,
+                               on_progress=on_progress, sticky=True,
                                make_plan=message_plan(message), admission=admission,
                                direct=message.direct, carry=True)
 
     async def reroll(self, turn_id: str, *, author: Author,
                      changes: OptionInput | None = None,
-                     on_start: StartCallback | None = None, direct: bool = False) -> Reply:
+                     on_start: StartCallback | None = None,
+                     on_progress: ProgressCallback | None = None,
+                     direct: bool = False) -> Reply:
         """Runs a stored turn's request again as a new turn, optionally with changes (4K).
 
         Raises:
@@ -166,8 +175,9 @@ class ConversationService(TeamFacade):
 
         # A reroll or a 4K re-run is a one-off: it does not change the thread's settings.
         kind: TurnKind = "4k" if changes and changes.size == "4K" else "reroll"
-        return await self._run(record.thread, author, on_start=on_start, sticky=False,
-                               make_plan=make_plan, direct=direct, kind=kind)
+        return await self._run(record.thread, author, on_start=on_start,
+                               on_progress=on_progress, sticky=False, make_plan=make_plan,
+                               direct=direct, kind=kind)
 
     async def delete(self, turn_id: str, *, by: Author | None = None) -> TurnView | None:
         """Removes a turn from its thread's history (the Delete button); audited.
@@ -186,6 +196,7 @@ class ConversationService(TeamFacade):
         return record if deleted else None
 
     async def _run(self, key: ThreadKey, author: Author, *, on_start: StartCallback | None,
+                   on_progress: ProgressCallback | None = None,
                    sticky: bool, make_plan: MakePlan, admission: Admission | None = None,
                    direct: bool = False, kind: TurnKind = "turn", carry: bool = False
                    ) -> Reply:
@@ -199,7 +210,8 @@ class ConversationService(TeamFacade):
                 key, author, make_plan, limits=self.limits, direct=direct, kind=kind)
             async with self._thread_lock(key):
                 return await self._turn(key, author, make_plan, admission, on_start=on_start,
-                                        queued=queued, sticky=sticky, carry=carry)
+                                        on_progress=on_progress, queued=queued,
+                                        sticky=sticky, carry=carry)
         except asyncio.CancelledError as exc:
             await self.team.abandon(admission, None)
             self._emit("error", {"kind": ErrorKind.CANCELLED.value, "key": key})
@@ -214,7 +226,8 @@ class ConversationService(TeamFacade):
                 self._inflight.discard(task)
 
     async def _turn(self, key: ThreadKey, author: Author, make_plan: MakePlan,
-                    admission: Admission, *, on_start: StartCallback | None, queued: float,
+                    admission: Admission, *, on_start: StartCallback | None,
+                    on_progress: ProgressCallback | None, queued: float,
                     sticky: bool, carry: bool) -> Reply:
         # The gate bounds how many turns do CPU and database work at once, so a burst of
         # arrivals is spread over several loop iterations instead of stalling one.
@@ -228,7 +241,8 @@ class ConversationService(TeamFacade):
         refs = await self._prepare(plan.attachments)
         try:
             return await self._generate(key, author, plan, refs, settings, admission,
-                                        on_start=on_start, queued=queued, sticky=sticky)
+                                        on_start=on_start, on_progress=on_progress,
+                                        queued=queued, sticky=sticky)
         finally:
             if any(r.notice for r in refs):
                 # Big decodes leave freed heap behind; hand it back to the system.
@@ -237,6 +251,7 @@ class ConversationService(TeamFacade):
     async def _generate(self, key: ThreadKey, author: Author, plan: TurnPlan,
                         refs: list[images.PreparedImage], settings: OptionInput,
                         admission: Admission, *, on_start: StartCallback | None,
+                        on_progress: ProgressCallback | None,
                         queued: float, sticky: bool) -> Reply:
         if on_start:
             await on_start(TurnStart(key=key, options=plan.options,
@@ -248,10 +263,52 @@ class ConversationService(TeamFacade):
             stored: list[types.Content] = []  # Imagen has no chat: nothing enters the history
             notices += withheld
         else:
-            answer, user, left_out = await self._chat(key, plan, refs)
+            answer, user, left_out = await self._chat(key, plan, refs, on_progress, started)
             stored = [user, answer.content]
             notices += left_out
         elapsed = time.monotonic() - started
+        # Once the answer is in, the turn is stored whatever happens: a Cancel (or a
+        # shutdown) arriving now must not leave a stored turn reported as "nothing saved".
+        reply, cost = await _uncancelled(self._commit(
+            key, author, plan, refs, settings, answer, stored, admission, elapsed=elapsed,
+            notices=notices, sticky=sticky))
+        self._emit("turn", {"model": plan.options.model, "elapsed": elapsed, "cost": cost,
+                            "total": time.monotonic() - queued, "usage": reply.usage,
+                            "images": len(reply.images), "key": key})
+        return reply
+
+    async def _chat(self, key: ThreadKey, plan: TurnPlan, refs: list[images.PreparedImage],
+                    on_progress: ProgressCallback | None, started: float
+                    ) -> tuple[Answer, types.Content, list[str]]:
+        """A Gemini turn: the thread's history, this message, one answer."""
+        async with self._gate:
+            user = types.Content(role="user", parts=[types.Part(text=plan.prompt)] + [
+                types.Part(inline_data=types.Blob(data=r.data, mime_type=r.mime_type))
+                for r in refs])
+            history, notices = await self._history_for(key, user)
+            contents = [*history, user]
+            config = build_config(plan.options)
+        answer = await self._ask(plan.options.model, contents, config, on_progress, started)
+        return answer, user, notices
+
+    async def _ask(self, model: str, contents: list[types.Content],
+                   config: types.GenerateContentConfig, on_progress: ProgressCallback | None,
+                   started: float) -> Answer:
+        """Streams the answer of a thinking model (so its drafts show while it thinks);
+        other models answer in one call."""
+        caps = self.limits.models.get(model)
+        if caps is None or not caps.thinking:
+            return await self.gemini.generate(model, contents, config)
+        streamed = await stream_answer(self.gemini, model, contents, config,
+                                       on_progress=on_progress, started=started)
+        if streamed.first_chunk is not None:
+            self._emit("first_progress", {"model": model, "seconds": streamed.first_chunk})
+        return streamed.answer
+
+    async def _commit(self, key: ThreadKey, author: Author, plan: TurnPlan,
+                      refs: list[images.PreparedImage], settings: OptionInput, answer: Answer,
+                      stored: list[types.Content], admission: Admission, *, elapsed: float,
+                      notices: list[str], sticky: bool) -> tuple[Reply, float | None]:
         async with self._gate:
             reply = await asyncio.to_thread(self._reply, key, answer, plan.options, elapsed,
                                             refs, notices, admission.id)
@@ -266,22 +323,7 @@ class ConversationService(TeamFacade):
                 known_hashes=_known_hashes(refs, reply),
                 blobs={} if stored else _image_blobs(reply)))
             cost = await self.team.settle(admission, reply)
-        self._emit("turn", {"model": plan.options.model, "elapsed": elapsed, "cost": cost,
-                            "usage": reply.usage, "images": len(reply.images), "key": key})
-        return _with_view(reply, view)
-
-    async def _chat(self, key: ThreadKey, plan: TurnPlan, refs: list[images.PreparedImage]
-                    ) -> tuple[Answer, types.Content, list[str]]:
-        """A Gemini turn: the thread's history, this message, one answer."""
-        async with self._gate:
-            user = types.Content(role="user", parts=[types.Part(text=plan.prompt)] + [
-                types.Part(inline_data=types.Blob(data=r.data, mime_type=r.mime_type))
-                for r in refs])
-            history, notices = await self._history_for(key, user)
-            contents = [*history, user]
-            config = build_config(plan.options)
-        answer = await self.gemini.generate(plan.options.model, contents, config)
-        return answer, user, notices
+        return _with_view(reply, view), cost
 
     async def _prepare(self, attachments: tuple[Attachment, ...]
                        ) -> list[images.PreparedImage]:
@@ -335,7 +377,7 @@ class ConversationService(TeamFacade):
         for part in answer.content.parts or ():
             target = thoughts if part.thought else parts
             if part.inline_data is not None and part.inline_data.data:
-                target.append(ReplyPart(kind="image", image=_reply_image(part.inline_data)))
+                target.append(ReplyPart(kind="image", image=reply_image(part.inline_data)))
             elif part.text:
                 target.append(ReplyPart(kind="text", text=part.text))
         notices = [r.notice for r in refs if r.notice] + extra_notices
@@ -467,15 +509,19 @@ async def _fetch(attachment: Attachment) -> bytes:
                               "Attach it again.") from exc
 
 
-def _reply_image(blob: types.Blob) -> ReplyImage:
-    data = blob.data or b""
-    try:
-        mime, width, height = images.image_info(data)
-    except Exception:  # an unreadable image still gets posted; sizes are informative only
-        logger.info("could not read a generated image's size (%d bytes)", len(data))
-        mime, width, height = blob.mime_type or "image/png", 0, 0
-    return ReplyImage(data=data, mime_type=mime, width=width, height=height,
-                      sha256=images.sha256(data))
+async def _uncancelled(work: Coroutine[Any, Any, T]) -> T:
+    """Runs ``work`` to its end even when this task is cancelled meanwhile; the
+    cancellation is absorbed (the work it would have interrupted has already begun)."""
+    task = asyncio.ensure_future(work)
+    while True:
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled():
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
 
 
 def _image_blobs(reply: Reply) -> dict[str, tuple[str, bytes]]:

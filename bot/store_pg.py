@@ -28,8 +28,8 @@ from bot.history import StoredContent
 from bot.model import Author, StoredImage, StoredReply, ThreadKey, ThreadSummary, TurnView
 from bot.options import OptionInput
 from bot.pg_compat import PgConnection, postgres_ddl
-from bot.store import BATCH_SCHEMA, TEAM_SCHEMA
 from bot.store_api import NewTurn
+from bot.tables import BATCH_SCHEMA, TEAM_SCHEMA
 
 logger = logging.getLogger(__name__)
 

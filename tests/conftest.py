@@ -134,6 +134,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             "gemini_retry_initial_delay": 0.01,
             "gemini_retry_max_delay": 0.05,
             "gemini_timeout": 20.0,
+            "offline_stream_gap": 0.0,  # tests that want gaps ask for them
         }
         base.update(overrides)
         return load_settings(env={}, **base)

@@ -50,6 +50,7 @@ from adapters.discord.inbound import (
     thread_key,
     thread_name,
 )
+from adapters.discord.progress import cancel_turn, show_drafts
 from adapters.discord.reporter import (
     THREAD_ARCHIVE_MINUTES,
     TICK,
@@ -59,7 +60,7 @@ from adapters.discord.reporter import (
     failure_reason,
 )
 from adapters.download import download
-from adapters.turns import TurnRunner
+from adapters.turns import Ticket, TurnHooks, TurnRunner
 from bot import messages
 from bot.admission import Admission
 from bot.config import DEFAULT_DISCORD_API_BASE, DEFAULT_DISCORD_GATEWAY_URL
@@ -68,7 +69,6 @@ from bot.model import Attachment, Author, IncomingMessage, Reply, ThreadKey, Tur
 from bot.options import OptionInput
 from bot.planning import display_prompt
 from bot.runtime import Core
-from bot.service import StartCallback
 
 logger = logging.getLogger(__name__)
 
@@ -309,12 +309,13 @@ class DiscordAdapter:
             open_thread = None if key else thread_name(request.text)
             # A thread opened on a message gets the message's id, so the key is known now.
             key = key or thread_key(guild_id, _channel_id(channel), head_id)
+            ticket = Ticket.new(str(interaction.user.id))
             reporter = TurnReporter(OriginalResponse(interaction), channel,
                                     upload_limit=interaction.filesize_limit,
                                     alt=display_prompt(request.text), open_thread=open_thread,
-                                    tick=self.tick)
+                                    tick=self.tick, ticket=ticket.id)
             self.runner.submit(key, reporter, functools.partial(
-                self._handle, key, incoming, admission=admission))
+                self._handle, key, incoming, admission=admission), ticket=ticket)
         except BaseException:
             await self.service.release(admission)
             raise
@@ -343,6 +344,11 @@ class DiscordAdapter:
     async def _click(self, interaction: discord.Interaction, action: str, turn_id: str) -> None:
         if not await self._accept(interaction):
             return
+        if action == "cancel":
+            refusal = await cancel_turn(self.runner, interaction, turn_id)
+            if refusal:
+                await self._ephemeral(interaction, refusal)
+            return
         record = await self.service.turn(turn_id)
         if record is None:
             await self._ephemeral(interaction, messages.GONE)
@@ -350,20 +356,25 @@ class DiscordAdapter:
         if action == "delete":
             await self._delete(interaction, record)
             return
+        if action == "drafts":
+            await show_drafts(self.service, interaction, record)
+            return
         # Acknowledged without a message: the new result shows in the session thread.
         await interaction.response.defer()
         channel = self._thread_channel(record.thread)
+        ticket = Ticket.new(str(interaction.user.id))
         reporter = TurnReporter(StatusMessage(channel), channel,
                                 upload_limit=interaction.filesize_limit,
-                                alt=display_prompt(record.prompt), tick=self.tick)
+                                alt=display_prompt(record.prompt), tick=self.tick,
+                                ticket=ticket.id)
         changes = FOUR_K if action == "4k" else None
         author = _author(interaction.user)
 
-        def call(on_start: StartCallback) -> Awaitable[Reply]:
+        def call(hooks: TurnHooks) -> Awaitable[Reply]:
             return self.service.reroll(turn_id, author=author, changes=changes,
-                                       on_start=on_start)
+                                       on_start=hooks.on_start, on_progress=hooks.on_progress)
 
-        self.runner.submit(record.thread, reporter, call)
+        self.runner.submit(record.thread, reporter, call, ticket=ticket)
 
     async def _delete(self, interaction: discord.Interaction, record: TurnView) -> None:
         """The requester, or anyone allowed to manage messages here, may delete a result."""
@@ -458,11 +469,13 @@ class DiscordAdapter:
 
     def _message_turn(self, key: ThreadKey, thread: discord.Thread,
                       incoming: IncomingMessage, admission: Admission) -> None:
+        ticket = Ticket.new(incoming.author.id)
         reporter = TurnReporter(StatusMessage(thread), thread,
                                 upload_limit=thread.guild.filesize_limit,
-                                alt=display_prompt(incoming.text), tick=self.tick)
+                                alt=display_prompt(incoming.text), tick=self.tick,
+                                ticket=ticket.id)
         self.runner.submit(key, reporter, functools.partial(
-            self._handle, key, incoming, admission=admission))
+            self._handle, key, incoming, admission=admission), ticket=ticket)
 
     def _message_request(self, message: discord.Message) -> TurnRequest:
         bot_id = self.bot.user.id if self.bot.user else 0
@@ -480,9 +493,10 @@ class DiscordAdapter:
 
     # --- turns --------------------------------------------------------------------------
 
-    def _handle(self, key: ThreadKey, incoming: IncomingMessage, on_start: StartCallback, *,
+    def _handle(self, key: ThreadKey, incoming: IncomingMessage, hooks: TurnHooks, *,
                 admission: Admission | None = None) -> Awaitable[Reply]:
-        return self.service.handle(key, incoming, on_start=on_start, admission=admission)
+        return self.service.handle(key, incoming, on_start=hooks.on_start,
+                                   on_progress=hooks.on_progress, admission=admission)
 
     def _attachments(self, files: tuple[FileRef, ...]) -> tuple[Attachment, ...]:
         return tuple(Attachment(name=f.name, mime_type=f.content_type, size=f.size,

@@ -26,9 +26,11 @@ MODEL_CHOICES: tuple[tuple[str, str], ...] = (("Nano Banana", "flash"),
                                                ("Imagen 4", "imagen-4"),
                                                ("Imagen 4 Ultra", "imagen-4-ultra"),
                                                ("Imagen 4 Fast", "imagen-4-fast"))
-BUTTON_ACTIONS = ("reroll", "4k", "delete")
+BUTTON_ACTIONS = ("reroll", "4k", "delete", "drafts", "cancel")
 #: Buttons carry their action and turn id, so any process can answer a click (restarts).
-BUTTON_TEMPLATE = r"imagebot:(?P<action>reroll|4k|delete):(?P<turn>[0-9a-f]{8,64})"
+#: Cancel carries the running turn's ticket id instead.
+BUTTON_TEMPLATE = (r"imagebot:(?P<action>reroll|4k|delete|drafts|cancel)"
+                   r":(?P<turn>[0-9a-f]{8,64})")
 EDIT_MODAL_PREFIX = "imagebot:edit:"
 #: A batch's Cancel button carries the job id (so it works after restarts).
 CANCEL_TEMPLATE = r"imagebot:batch-cancel:(?P<job>[0-9a-f]{8,32})"

@@ -15,6 +15,7 @@ from urllib.parse import quote, quote_plus, urlsplit
 
 from adapters.discord.inbound import button_id
 from bot.images import reencode_under
+from bot.messages import DRAFTS_HEADING, NO_DRAFTS, draft_caption
 from bot.model import Reply, ReplyImage, ReplyPart
 from bot.options import PRO
 from bot.presentation import error_text, footer, notices_text, split_text
@@ -64,12 +65,16 @@ class Button:
 
 @dataclass(frozen=True)
 class MessagePayload:
-    """One Discord message: text, files, an embed (as Discord's JSON) and buttons."""
+    """One Discord message: text, files, an embed (as Discord's JSON) and buttons.
+
+    ``keep_files`` edits a message without touching its files (a status keeps its draft).
+    """
 
     content: str = ""
     uploads: tuple[Upload, ...] = ()
     embed: dict[str, Any] | None = None
     buttons: tuple[Button, ...] = ()
+    keep_files: bool = False
 
     def without_uploads(self, note: str) -> tuple[MessagePayload, ...]:
         """The same message with a note in place of its files (after a refused upload).
@@ -145,14 +150,49 @@ def reply_embed(reply: Reply) -> dict[str, Any]:
 
 
 def buttons(reply: Reply) -> tuple[Button, ...]:
-    """Reroll, 4K (unless this already was a 4K Pro image) and Delete."""
+    """Reroll, 4K (unless this already was a 4K Pro image), Delete, and Drafts when the
+    model drew drafts."""
     turn = reply.turn_id
     items = [Button("reroll", turn, "Reroll", "secondary", "🔁")]
     options = reply.options
     if not (options and options.model == PRO and options.size == "4K"):
         items.append(Button("4k", turn, "4K", "primary"))
     items.append(Button("delete", turn, "Delete", "danger"))
+    if any(p.image is not None for p in reply.thoughts):
+        items.append(Button("drafts", turn, "Drafts", "secondary", "🖼️"))
     return tuple(items)
+
+
+def status_payload(status: str, *, ticket: str | None, thought: str = "",
+                   draft: ReplyImage | None = None, number: int = 0,
+                   upload_limit: int = 0) -> MessagePayload:
+    """The live status: what runs and for how long, what the model thinks about, a Cancel
+    button, and the latest draft (``draft``: attach it now, re-encoded under
+    ``upload_limit`` if need be (CPU work then); none: keep what is attached)."""
+    lines = [f"⏳ {status}"]
+    if thought:
+        lines.append(f"💭 {_clip(thought, 300)}")
+    uploads: tuple[Upload, ...] = ()
+    if draft is not None:
+        lines.append(f"🖼️ {draft_caption(number)}")
+        upload, _ = fit_upload(draft, upload_limit or len(draft.data), number=number,
+                               stem=f"imagebot-draft-{number}", alt=f"Draft {number}")
+        uploads = (upload,) if upload is not None else ()
+    buttons = (Button("cancel", ticket, "Cancel", "secondary"),) if ticket else ()
+    return MessagePayload(content=_clip("\n".join(lines), MESSAGE_LIMIT), uploads=uploads,
+                          buttons=buttons, keep_files=draft is None)
+
+
+def drafts_payload(images: list[ReplyImage], *, upload_limit: int) -> MessagePayload:
+    """The ephemeral answer to **Drafts**: the drafts as files (re-encoded when too big)."""
+    uploads = []
+    for number, image in enumerate(images, start=1):
+        upload, _ = fit_upload(image, upload_limit, number=number,
+                               stem=f"imagebot-draft-{number}", alt=f"Draft {number}")
+        if upload is not None:
+            uploads.append(upload)
+    text = DRAFTS_HEADING if uploads else NO_DRAFTS
+    return MessagePayload(content=text, uploads=tuple(uploads[:FILES_PER_MESSAGE]))
 
 
 def status_text(status: str, elapsed: float | None) -> str:

@@ -1,10 +1,12 @@
 """Shows one turn on Discord: a live status, then the result or the error in its place.
 
 The status lives in one "head" message: the deferred reply of a command or button, or a
-message the bot posts in the session thread. It shows what runs and the seconds elapsed,
-refreshed every few seconds with a typing indicator (real progress only). The result's
-first message replaces it; the rest follow in the channel, or in the thread opened on
-the head message for a command run in a text channel.
+message the bot posts in the session thread. It shows the stage (thinking, drawing), the
+seconds elapsed, what the model thinks about, the latest draft image and a Cancel button;
+it is edited when the stage changes or a draft arrives, and every few seconds for the
+elapsed time (with a typing indicator). The result's first message replaces it, draft
+included; the rest follow in the channel, or in the thread opened on the head message for
+a command run in a text channel.
 
 Discord failures never end a turn: a refused upload is reported in place of the files,
 and a post that still fails after discord.py's retries is logged.
@@ -28,7 +30,8 @@ from adapters.discord.client import TurnButton
 from adapters.discord.render import MessagePayload
 from bot import messages
 from bot.errors import ImagebotError
-from bot.model import Reply
+from bot.model import Reply, ReplyImage
+from bot.progress import Progress, Stage, headline
 from bot.service import TurnStart
 
 logger = logging.getLogger(__name__)
@@ -77,7 +80,7 @@ class StatusMessage:
 def send_kwargs(payload: MessagePayload) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"content": payload.content or None}
     if payload.uploads:
-        kwargs["files"] = _files(payload)
+        kwargs["files"] = files_of(payload)
     if payload.embed:
         kwargs["embed"] = discord.Embed.from_dict(payload.embed)
     if payload.buttons:
@@ -86,13 +89,18 @@ def send_kwargs(payload: MessagePayload) -> dict[str, Any]:
 
 
 def edit_kwargs(payload: MessagePayload) -> dict[str, Any]:
-    """Edits replace everything, so a status turns into exactly the payload."""
-    return {"content": payload.content or None, "attachments": _files(payload),
-            "embed": discord.Embed.from_dict(payload.embed) if payload.embed else None,
-            "view": _view(payload) if payload.buttons else None}
+    """Edits replace everything, so a status turns into exactly the payload (its files
+    are left alone only when the payload says to keep them)."""
+    kwargs: dict[str, Any] = {
+        "content": payload.content or None,
+        "embed": discord.Embed.from_dict(payload.embed) if payload.embed else None,
+        "view": _view(payload) if payload.buttons else None}
+    if not payload.keep_files:
+        kwargs["attachments"] = files_of(payload)
+    return kwargs
 
 
-def _files(payload: MessagePayload) -> list[discord.File]:
+def files_of(payload: MessagePayload) -> list[discord.File]:
     return [discord.File(io.BytesIO(u.data), filename=u.filename,
                          description=u.description or None) for u in payload.uploads]
 
@@ -123,7 +131,8 @@ class TurnReporter:
     """The Discord side of one turn."""
 
     def __init__(self, head: Head, channel: discord.abc.Messageable, *, upload_limit: int,
-                 alt: str = "", open_thread: str | None = None, tick: float = TICK) -> None:
+                 alt: str = "", open_thread: str | None = None, tick: float = TICK,
+                 ticket: str | None = None) -> None:
         """
         Args:
             head: where the status shows and the result's first message goes.
@@ -133,6 +142,7 @@ class TurnReporter:
             open_thread: a thread name, to open a thread on the result's first message
                 and post the rest there (a command run in a text channel).
             tick: seconds between status refreshes.
+            ticket: the turn's ticket id, for the status's Cancel button.
         """
         self.head = head
         self.channel = channel
@@ -140,19 +150,39 @@ class TurnReporter:
         self.alt = alt
         self.open_thread = open_thread
         self.tick = tick
+        self.ticket = ticket
         self._ticker: asyncio.Task[None] | None = None
+        self._settings = ""
+        self._stage: Stage = "sending"
+        self._thought = ""
+        self._drafts = 0
+        self._began = time.monotonic()
 
     async def working(self, *, queued: bool) -> None:
         await self._typing()
-        if queued:
-            await self._show_status(render.status_text(messages.QUEUED, None))
 
     async def started(self, start: TurnStart) -> None:
         """The core started generating: show it, and keep the elapsed time current."""
-        began = time.monotonic()
+        self._began = time.monotonic()
+        self._settings = start.options.summary()
         await self._stop_ticker()
-        await self._show_status(render.status_text(start.status(), 0))
-        self._ticker = asyncio.create_task(self._tick(start.status(), began))
+        await self._show(self._live())
+        self._ticker = asyncio.create_task(self._tick())
+
+    async def progress(self, event: Progress) -> None:
+        """A new place in line, stage or draft shows at once; the rest with the next tick."""
+        if event.kind == "queued":
+            await self._show(render.status_payload(event.status(), ticket=self.ticket))
+            return
+        changed = event.stage != self._stage
+        self._stage, self._drafts = event.stage, event.drafts
+        if event.kind == "thought_text":
+            changed = changed or headline(event.text) != self._thought
+            self._thought = headline(event.text)
+        if event.kind == "thought_image" and event.image is not None:
+            await self._show(await asyncio.to_thread(self._live, event.image))
+        elif changed:
+            await self._show(self._live())
 
     async def failed(self, error: ImagebotError) -> None:
         await self._stop_ticker()
@@ -229,17 +259,27 @@ class TurnReporter:
                 logger.warning("could not say so either: %s", failure_reason(again))
             return None
 
+    def _live(self, draft: ReplyImage | None = None) -> MessagePayload:
+        status = messages.live_status(self._stage, elapsed=time.monotonic() - self._began,
+                                      drafts=self._drafts, settings=self._settings)
+        return render.status_payload(status, ticket=self.ticket, thought=self._thought,
+                                     draft=draft, number=self._drafts,
+                                     upload_limit=self.upload_limit)
+
     async def _show_status(self, text: str) -> None:
+        await self._show(MessagePayload(content=text))
+
+    async def _show(self, payload: MessagePayload) -> None:
         try:
-            await self.head.show(MessagePayload(content=text))
+            await self.head.show(payload)
         except discord.HTTPException as exc:
             logger.warning("status update failed: %s", failure_reason(exc))
 
-    async def _tick(self, status: str, began: float) -> None:
+    async def _tick(self) -> None:
         while True:
             await asyncio.sleep(self.tick)
             await self._typing()
-            await self._show_status(render.status_text(status, time.monotonic() - began))
+            await self._show(self._live())
 
     async def _typing(self) -> None:
         # Cosmetic: a missing permission must not stop the turn.

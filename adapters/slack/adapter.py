@@ -61,16 +61,16 @@ from adapters.slack.events import (
 )
 from adapters.slack.library_logs import bolt_logger
 from adapters.slack.oauth import mount_oauth, oauth_settings
+from adapters.slack.progress import PACE, show_drafts
 from adapters.slack.reporter import SLACK_FAILURES, TurnReporter, slack_error
 from adapters.slack.signing import Refused, refuse, signed_request
-from adapters.turns import TurnRunner
+from adapters.turns import Ticket, TurnHooks, TurnRunner
 from bot import messages
 from bot.errors import AttachmentError, ErrorKind, ImagebotError
 from bot.model import Attachment, Author, IncomingMessage, Reply, TurnView
 from bot.options import OptionInput
 from bot.planning import display_prompt
 from bot.runtime import Core
-from bot.service import StartCallback
 
 logger = logging.getLogger(__name__)
 
@@ -90,11 +90,13 @@ class SlackAdapter:
 
     name = "slack"
 
-    def __init__(self, core: Core, *, connect_timeout: float = CONNECT_TIMEOUT) -> None:
+    def __init__(self, core: Core, *, connect_timeout: float = CONNECT_TIMEOUT,
+                 pace: float = PACE) -> None:
         """
         Args:
             core: the running core.
             connect_timeout: seconds ``start`` may take to connect in Socket Mode.
+            pace: seconds between progress updates of a status message.
         """
         settings = core.settings
         if not settings.slack_bot_token and not settings.slack_oauth:
@@ -104,6 +106,7 @@ class SlackAdapter:
         self.service = core.service
         self.runner = TurnRunner(core.service, name="slack")
         self.connect_timeout = connect_timeout
+        self.pace = pace
         self.socket_mode = bool(settings.slack_app_token)
         if not self.socket_mode and not settings.slack_signing_secret:
             raise ValueError("HTTP mode needs SLACK_SIGNING_SECRET (or set SLACK_APP_TOKEN "
@@ -303,19 +306,20 @@ class SlackAdapter:
                                        message.files)
             return
 
-        async def call(started: StartCallback) -> Reply:
+        async def call(hooks: TurnHooks) -> Reply:
             files = list(message.files)
             if pick_up:
                 files = await self._thread_images(message, bot_user_id) + files
             incoming = IncomingMessage(author=await self._author(message.user), text=prompt,
                                        attachments=tuple(self._attachment(f) for f in files),
                                        direct=message.is_direct)
-            return await self.service.handle(message.key, incoming, on_start=started)
+            return await self.service.handle(message.key, incoming, on_start=hooks.on_start,
+                                             on_progress=hooks.on_progress)
 
-        reporter = TurnReporter(self._web(), channel=message.channel, thread_ts=message.root_ts,
-                                react_ts=message.ts, requester=message.user,
-                                alt=display_prompt(prompt))
-        await self.runner.run(message.key, reporter, call)
+        ticket = Ticket.new(message.user)
+        reporter = self._reporter(message.channel, message.root_ts, react_ts=message.ts,
+                                  requester=message.user, prompt=prompt, ticket=ticket)
+        await self.runner.run(message.key, reporter, call, ticket=ticket)
 
     async def _thread_images(self, message: SlackMessage, bot_user_id: str) -> list[SlackFile]:
         messages: list[dict[str, Any]] = []
@@ -357,20 +361,24 @@ class SlackAdapter:
         key = thread_key(command.team, command.channel, root_ts)
         author = Author(command.user, command.user_name)
 
-        async def call(started: StartCallback) -> Reply:
+        async def call(hooks: TurnHooks) -> Reply:
             incoming = IncomingMessage(author=author, text=prompt,
                                        direct=command.channel.startswith("D"))
-            return await self.service.handle(key, incoming, on_start=started)
+            return await self.service.handle(key, incoming, on_start=hooks.on_start,
+                                             on_progress=hooks.on_progress)
 
-        reporter = TurnReporter(self._web(), channel=command.channel, thread_ts=root_ts,
-                                react_ts=root_ts, requester=command.user,
-                                alt=display_prompt(prompt))
-        await self.runner.run(key, reporter, call)
+        ticket = Ticket.new(command.user)
+        reporter = self._reporter(command.channel, root_ts, react_ts=root_ts,
+                                  requester=command.user, prompt=prompt, ticket=ticket)
+        await self.runner.run(key, reporter, call, ticket=ticket)
 
     # --- buttons ----------------------------------------------------------------------------
 
     async def _click(self, click: ButtonClick, respond: AsyncRespond) -> None:
         if click.trigger_id and not await self.runner.claim(f"slack:click:{click.trigger_id}"):
+            return
+        if click.action == "cancel":
+            await self._cancel(click, respond)
             return
         record = await self.service.turn(click.turn_id)
         if record is None or record.thread.platform != PLATFORM:
@@ -379,18 +387,41 @@ class SlackAdapter:
         if click.action == "delete":
             await self._delete(record, click.user, respond)
             return
+        if click.action == "drafts":
+            await show_drafts(self.client, self.service, record, respond)
+            return
         changes = OptionInput(model="pro", size="4K") if click.action == "4k" else None
         key = record.thread
 
-        async def call(started: StartCallback) -> Reply:
+        async def call(hooks: TurnHooks) -> Reply:
             return await self.service.reroll(
                 record.id, author=await self._author(click.user), changes=changes,
-                on_start=started, direct=key.channel.startswith("D"))
+                on_start=hooks.on_start, on_progress=hooks.on_progress,
+                direct=key.channel.startswith("D"))
 
-        reporter = TurnReporter(self._web(), channel=key.channel, thread_ts=key.thread,
-                                react_ts=None, requester=click.user,
-                                alt=display_prompt(record.prompt))
-        await self.runner.run(key, reporter, call)
+        ticket = Ticket.new(click.user)
+        reporter = self._reporter(key.channel, key.thread, react_ts=None, requester=click.user,
+                                  prompt=record.prompt, ticket=ticket)
+        await self.runner.run(key, reporter, call, ticket=ticket)
+
+    def _reporter(self, channel: str, thread_ts: str, *, react_ts: str | None,
+                  requester: str, prompt: str, ticket: Ticket) -> TurnReporter:
+        return TurnReporter(self._web(), channel=channel, thread_ts=thread_ts,
+                            react_ts=react_ts, requester=requester,
+                            alt=display_prompt(prompt), ticket=ticket.id, pace=self.pace)
+
+    async def _cancel(self, click: ButtonClick, respond: AsyncRespond) -> None:
+        """Cancel on a status message: the requester, or a workspace admin, stops the turn
+        (the status then says who cancelled it)."""
+        name = (await self._author(click.user)).name or click.user
+        outcome = self.runner.cancel(click.turn_id, by=click.user, by_name=name)
+        if outcome == "not_allowed" and await self._is_admin(click.user):
+            outcome = self.runner.cancel(click.turn_id, by=click.user, by_name=name,
+                                         admin=True)
+        if outcome == "not_allowed":
+            await self._tell(respond, messages.CANCEL_NOT_YOURS)
+        elif outcome == "gone":
+            await self._tell(respond, messages.CANCEL_GONE)
 
     async def _delete(self, record: TurnView, user: str, respond: AsyncRespond) -> None:
         if not await self._may_delete(user, record.author.id):
@@ -402,8 +433,9 @@ class SlackAdapter:
         await self._tell(respond, "Deleted. Later replies in this thread won't build on it.")
 
     async def _may_delete(self, user: str, author_id: str) -> bool:
-        if user == author_id:
-            return True
+        return user == author_id or await self._is_admin(user)
+
+    async def _is_admin(self, user: str) -> bool:
         try:
             info = await self._web().users_info(user=user)
         except SLACK_FAILURES as exc:

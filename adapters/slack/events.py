@@ -23,10 +23,11 @@ _HUMAN_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
 _LINK = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|([^>]*))?>")
 
 Verdict = Literal["answer", "answer_if_session", "ignore"]
-ButtonAction = Literal["reroll", "4k", "delete"]
-#: The action_id of each result button; its value is the turn id.
+ButtonAction = Literal["reroll", "4k", "delete", "drafts", "cancel"]
+#: The action_id of each button; its value is the turn id (Cancel: the running turn's ticket).
 ACTION_IDS: dict[ButtonAction, str] = {
-    "reroll": "imagebot_reroll", "4k": "imagebot_4k", "delete": "imagebot_delete"}
+    "reroll": "imagebot_reroll", "4k": "imagebot_4k", "delete": "imagebot_delete",
+    "drafts": "imagebot_drafts", "cancel": "imagebot_cancel"}
 _ACTIONS_BY_ID: dict[str, ButtonAction] = {v: k for k, v in ACTION_IDS.items()}
 
 
@@ -101,7 +102,8 @@ class SlashCommand:
 
 @dataclass(frozen=True)
 class ButtonClick:
-    """A click on one of the result buttons; ``turn_id`` comes from the button's value."""
+    """A click on one of our buttons; ``turn_id`` comes from the button's value (for Cancel,
+    the running turn's ticket id)."""
 
     action: ButtonAction
     turn_id: str

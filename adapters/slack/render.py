@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote_plus
 
 from adapters.slack.events import ACTION_IDS, ButtonAction
+from bot import messages
 from bot.model import Reply, ReplyImage, ReplyPart
 from bot.options import PRO
 from bot.presentation import error_text, footer, notices_text, split_text
@@ -98,9 +99,36 @@ def _clipped(text: str) -> str:
     return text if len(text) <= FALLBACK_LIMIT else text[:FALLBACK_LIMIT - 1] + "…"
 
 
-def status_post(status: str) -> TextPost:
-    """The status message while a turn is waiting or generating."""
-    return TextPost(text=_fallback(f"⏳ {status}"), blocks=[context(f"⏳ {escape(status)}")])
+def status_post(status: str, *, cancel: str | None = None, thought: str = "") -> TextPost:
+    """The status message while a turn is waiting or generating.
+
+    Args:
+        cancel: the running turn's ticket id, for a Cancel button.
+        thought: the headline of what the model is thinking about now.
+    """
+    blocks = [context(f"⏳ {escape(status)}")]
+    if thought:
+        blocks.append(context(f"💭 {escape(thought)}"[:CONTEXT_LIMIT]))
+    if cancel:
+        blocks.append({"type": "actions", "elements": [_button("Cancel", "cancel", cancel)]})
+    return TextPost(text=_fallback(f"⏳ {status}"), blocks=blocks)
+
+
+def draft_upload(image: ReplyImage, number: int, *, alt: str) -> dict[str, Any]:
+    """A draft image as a ``files_upload_v2`` item."""
+    return {"content": image.data,
+            "filename": f"imagebot-draft-{number}-{image.sha256[:6]}.{image.extension}",
+            "title": f"Draft {number}", "alt_txt": (alt or "Draft image")[:ALT_TEXT_LIMIT]}
+
+
+def drafts_post(file_ids: list[str]) -> TextPost:
+    """The ephemeral answer to **Drafts**: each draft as an image block of its file."""
+    blocks = [section(escape(messages.DRAFTS_HEADING))]
+    for number, file_id in enumerate(file_ids, start=1):
+        blocks.append({"type": "image", "slack_file": {"id": file_id},
+                       "alt_text": f"Draft {number}",
+                       "title": {"type": "plain_text", "text": f"Draft {number}"}})
+    return TextPost(text=_fallback(messages.DRAFTS_HEADING), blocks=blocks)
 
 
 def error_post(message: str, mentions: tuple[str, ...] = ()) -> TextPost:
@@ -208,8 +236,8 @@ def _joined(label: str, links: list[str]) -> str:
 
 
 def buttons(reply: Reply) -> Block:
-    """Reroll, 4K and Delete; each button's value is the turn id (stored in SQLite, so the
-    buttons keep working after a restart)."""
+    """Reroll, 4K, Delete and (when the model drew drafts) Drafts; each button's value is
+    the turn id (stored in SQLite, so the buttons keep working after a restart)."""
     elements = [_button("🔁 Reroll", "reroll", reply.turn_id)]
     options = reply.options
     if not (options and options.model == PRO and options.size == "4K"):
@@ -226,6 +254,8 @@ def buttons(reply: Reply) -> Block:
         "style": "danger",
     }
     elements.append(delete)
+    if any(p.image is not None for p in reply.thoughts):
+        elements.append(_button("Drafts", "drafts", reply.turn_id))
     return {"type": "actions", "elements": elements}
 
 

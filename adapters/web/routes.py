@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters.turns import TurnRunner
+from adapters.turns import Ticket, TurnHooks, TurnRunner
 from adapters.web import parsing
 from adapters.web.access import LOCKED_PAGE, Access
 from adapters.web.errors import (
@@ -25,14 +25,14 @@ from adapters.web.errors import (
     http_message,
     no_thread,
 )
+from adapters.web.events import EventStream, WebReporter, wants_events
 from adapters.web.parsing import PLATFORM, thread_key
 from adapters.web.views import settings_json, thread_json, turn_json
-from bot import images
+from bot import images, messages
 from bot.errors import ImagebotError
 from bot.model import Author, IncomingMessage, Reply, ThreadKey
 from bot.options import ASPECT_RATIOS, IMAGE_SIZES, OptionInput
 from bot.runtime import Core
-from bot.service import TurnStart
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ class WebPlayground:
             ("PUT", "/api/threads/{thread}/settings", self.put_settings),
             ("POST", "/api/threads/{thread}/turns", self.post_turn),
             ("DELETE", "/api/turns/{turn}", self.delete_turn),
+            ("POST", "/api/live/{ticket}/cancel", self.cancel_turn),
             ("GET", "/api/images/{sha}", self.image),
             ("GET", "/api/images/{sha}/download", self.image),
         ]
@@ -230,21 +231,46 @@ class WebPlayground:
 
     # --- API: turns ----------------------------------------------------------------------
 
-    async def post_turn(self, request: web.Request) -> web.Response:
+    async def post_turn(self, request: web.Request) -> web.StreamResponse:
+        """Runs a turn. With ``Accept: text/event-stream`` the answer is a stream of its
+        progress, then the stored turn (see :mod:`adapters.web.events`); otherwise JSON
+        once it is done."""
         key = thread_key(request.match_info["thread"])
         form = await parsing.read_form(request)
         prompt = parsing.form_field(form, "prompt")
         message = IncomingMessage(author=AUTHOR, text=prompt,
                                   attachments=await parsing.attachments(form),
                                   options=parsing.form_options(form))
+        typed = parsing.typed_options(prompt)
+        ticket = Ticket.new(AUTHOR.id)
+
+        def call(hooks: TurnHooks) -> Awaitable[Reply]:
+            return self.service.handle(key, message, on_start=hooks.on_start,
+                                       on_progress=hooks.on_progress)
+
+        if wants_events(request):
+            stream = await EventStream.start(request)
+            reporter = WebReporter(stream, ticket=ticket.id,
+                                   reword=lambda text: for_selectors(text, typed))
+            await self.runner.run(key, reporter, call, ticket=ticket)
+            await stream.end()
+            return stream.response
         reporter = WebReporter()
-        reply = await self.runner.run(
-            key, reporter, lambda started: self.service.handle(key, message, on_start=started))
+        reply = await self.runner.run(key, reporter, call, ticket=ticket)
         if reply is None or reply.view is None:
             error = reporter.error or ImagebotError("The turn did not finish.")
-            message_text = for_selectors(error.user_message, parsing.typed_options(prompt))
+            message_text = for_selectors(error.user_message, typed)
             return error_response(message_text, error.kind, error_status(error))
         return web.json_response({"turn": turn_json(reply.view)}, status=201)
+
+    async def cancel_turn(self, request: web.Request) -> web.Response:
+        """The page's Cancel: stops a turn that waits or runs; nothing is stored."""
+        outcome = self.runner.cancel(request.match_info["ticket"], by=AUTHOR.id, by_name="you")
+        if outcome == "cancelled":
+            return web.json_response({"cancelled": True}, status=202)
+        if outcome == "not_allowed":
+            raise Refusal(403, messages.CANCEL_NOT_YOURS, "forbidden")
+        raise Refusal(409, messages.CANCEL_GONE, "gone")
 
     async def delete_turn(self, request: web.Request) -> web.Response:
         turn_id = request.match_info["turn"]
@@ -272,28 +298,6 @@ class WebPlayground:
             headers["Content-Disposition"] = (
                 f'attachment; filename="imagebot-{sha[:12]}.{extension}"')
         return web.Response(body=data, content_type=mime, headers=headers)
-
-
-class WebReporter:
-    """The web's side of a turn: the request waits for it, so it only keeps the outcome."""
-
-    def __init__(self) -> None:
-        self.error: ImagebotError | None = None
-
-    async def working(self, *, queued: bool) -> None:
-        """The page shows its own pending state."""
-
-    async def started(self, start: TurnStart) -> None:
-        """The page shows its own pending state."""
-
-    async def finished(self, reply: Reply) -> dict[str, Any]:
-        return {}
-
-    async def failed(self, error: ImagebotError) -> None:
-        self.error = error
-
-    async def close(self) -> None:
-        """Nothing to clean up."""
 
 
 def _refusal(request: web.Request, exc: Refusal) -> web.Response:

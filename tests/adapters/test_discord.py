@@ -164,14 +164,14 @@ async def test_slash_command_opens_a_thread_that_later_messages_continue(
     assert "Nano Banana Pro · 2K · 16:9" in head["embeds"][0]["footer"]["text"]
     turn = turn_of(head)
     assert custom_ids(head) == [f"imagebot:reroll:{turn}", f"imagebot:4k:{turn}",
-                                f"imagebot:delete:{turn}"]
+                                f"imagebot:delete:{turn}", f"imagebot:drafts:{turn}"]
     first = stand_in.requests[-1].body
     assert prompt_of(first) == "a cat in a hat"
     assert [mime(p) for p in inline_parts(first)] == ["image/png"]
     assert first["generationConfig"]["imageConfig"] == {"aspectRatio": "16:9", "imageSize": "2K"}
     patches = emulator.rest_calls("PATCH", f"/webhooks/{emulator.app_id}/{record.token}")
-    assert any("Generating with Nano Banana Pro" in (c.json or {}).get("content", "")
-               for c in patches), "the deferred message shows the real status"
+    assert any("Generating… 0 s · Nano Banana Pro · 2K · 16:9" in (c.json or {}).get(
+        "content", "") for c in patches), "the deferred message shows the real status"
     assert emulator.rest_calls("POST", f"/channels/{emulator.channel_id}/typing")
 
     thread_id = head["id"]
@@ -250,7 +250,8 @@ async def test_a_second_message_waits_for_the_first(
 
     statuses = [c.json["content"] for c in
                 emulator.rest_calls("POST", f"/channels/{thread_id}/messages")]
-    assert statuses[0].startswith("⏳ Generating with") and statuses[1] == render.status_text(messages.QUEUED, None)
+    assert statuses[0].startswith("⏳ Generating… 0 s · Nano Banana Pro")
+    assert statuses[1] == render.status_text(messages.QUEUED, None)
     body = stand_in.requests[-1].body
     assert [c["role"] for c in body["contents"]] == ["user", "model", "user"]
     assert prompt_of(body) == "add a moat"
@@ -463,7 +464,7 @@ async def test_a_reconnect_during_a_generation_loses_and_repeats_nothing(
     assert record.callbacks == [{"type": 5}]
     contents = [(c.json or {}).get("content") or "" for c in
                 emulator.rest_calls("PATCH", f"/webhooks/{emulator.app_id}/{record.token}")]
-    assert any(re.search(r"… [1-9] s$", text) for text in contents), contents
+    assert any(re.search(r"… [1-9] s · ", text) for text in contents), contents
 
 
 async def test_a_rate_limit_is_waited_out(bot: tuple[Core, DiscordAdapter],

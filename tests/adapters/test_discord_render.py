@@ -202,3 +202,45 @@ async def test_payloads_become_discord_py_arguments() -> None:
         discord.ButtonStyle.secondary, discord.ButtonStyle.primary, discord.ButtonStyle.danger]
     status = edit_kwargs(render.MessagePayload(content="⏳ working"))
     assert status == {"content": "⏳ working", "attachments": [], "embed": None, "view": None}
+
+
+# --- live progress --------------------------------------------------------------------------
+
+
+def test_a_status_carries_cancel_and_attaches_a_draft_only_when_one_arrives() -> None:
+    draft = image(corpus.png(64, 48)).image
+    assert draft is not None
+    shown = render.status_payload("Drawing… 4 s · 1 draft", ticket=TURN, thought="Layout",
+                                  draft=draft, number=1, upload_limit=LIMIT)
+    assert shown.content.splitlines() == ["⏳ Drawing… 4 s · 1 draft", "💭 Layout",
+                                          "🖼️ Draft 1, still thinking…"]
+    assert [b.custom_id for b in shown.buttons] == [f"imagebot:cancel:{TURN}"]
+    assert [u.filename for u in shown.uploads] == ["imagebot-draft-1.png"]
+    assert "attachments" in edit_kwargs(shown)
+    tick = render.status_payload("Drawing… 9 s · 1 draft", ticket=TURN)
+    assert tick.keep_files and "attachments" not in edit_kwargs(tick), "the draft stays"
+    errors = FormErrors()
+    validate_message({"content": shown.content}, errors)
+    errors.raise_if_any()
+
+
+def test_a_draft_over_the_upload_limit_is_reencoded_or_left_out() -> None:
+    noisy = corpus.noise_png(512, 512)
+    draft = image(noisy).image
+    assert draft is not None
+    small = render.status_payload("Drawing…", ticket=None, draft=draft, number=2,
+                                  upload_limit=len(noisy) - 1)
+    assert all(len(u.data) < len(noisy) for u in small.uploads)
+    none = render.status_payload("Drawing…", ticket=None, draft=draft, number=2, upload_limit=10)
+    assert none.uploads == () and not none.keep_files and none.buttons == ()
+
+
+def test_drafts_button_only_when_the_model_drew_drafts() -> None:
+    plain = reply(image())
+    assert [b.action for b in render.buttons(plain)] == ["reroll", "4k", "delete"]
+    drafted = reply(image(), thoughts=(text("plan"), image()))
+    assert [b.action for b in render.buttons(drafted)] == ["reroll", "4k", "delete", "drafts"]
+    shown = render.drafts_payload([image().image, image().image], upload_limit=LIMIT)
+    assert shown.content == "Drafts Gemini made while thinking (not part of the conversation):"
+    assert [u.filename for u in shown.uploads] == ["imagebot-draft-1.png", "imagebot-draft-2.png"]
+    assert render.drafts_payload([], upload_limit=LIMIT).content.startswith("This result has no")

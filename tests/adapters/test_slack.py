@@ -205,6 +205,11 @@ def twin_message_event(mention: dict[str, Any]) -> dict[str, Any]:
     return {**mention, "type": "message", "channel_type": "channel", **subtype}
 
 
+def result_uploads(slack: SlackEmulator) -> list[dict[str, Any]]:
+    """Uploads of results, not of the drafts shown while the model thought."""
+    return [u for u in slack.uploads if not u["filename"].startswith("imagebot-draft-")]
+
+
 def image_file(slack: SlackEmulator, name: str, size: tuple[int, int], **kw: Any) -> dict:
     return slack.add_file(name=name, mimetype="image/png", content=corpus.png(*size),
                           user=kw.pop("user", ALICE), **kw)
@@ -230,11 +235,15 @@ async def test_mention_starts_a_session_and_replies_continue_it(
     assert await bot.server.core.service.store.thread_exists(key)
     [turn] = await bot.server.core.service.store.list_turns(key)
     assert buttons_of(tail) == {"imagebot_reroll": turn.id, "imagebot_4k": turn.id,
-                                "imagebot_delete": turn.id}
+                                "imagebot_delete": turn.id, "imagebot_drafts": turn.id}
     assert "tokens" in shown(tail) and "Nano Banana Pro" in shown(tail)
     uploads = [u for u in slack.uploads if u["thread_ts"] == mention["ts"]]
+    drafts = [u for u in uploads if u["filename"].startswith("imagebot-draft-")]
+    results = [u for u in uploads if u not in drafts]
     # Without --ar the picture follows the reference's 4:3 shape.
-    assert len(uploads) == 1 and Image.open(io.BytesIO(uploads[0]["bytes"])).size == (1200, 896)
+    assert len(results) == 1 and Image.open(io.BytesIO(results[0]["bytes"])).size == (1200, 896)
+    assert len(drafts) == 2, "Pro's two drafts showed while it thought"
+    assert slack.deleted_files == [d["file_id"] for d in drafts], "and went with the result"
     assert not any("⏳" in shown(m) for m in bot_messages(slack, CHANNEL, mention["ts"]))
     assert [c.params["name"] for c in slack.calls_to("reactions.add")] == \
         ["hourglass_flowing_sand"]
@@ -374,7 +383,7 @@ async def test_a_redelivered_event_generates_once(bot: Bot, slack: SlackEmulator
     await bot.results(mention["ts"], 1)
     assert len(generations(stand_in)) == 1
     assert len(finals(slack, CHANNEL, mention["ts"])) == 1
-    assert len(slack.uploads) == 1
+    assert len(result_uploads(slack)) == 1
 
 
 @pytest.mark.parametrize("mode", ["http"])
@@ -472,7 +481,8 @@ async def test_buttons_work_after_a_restart(start_bot, slack: SlackEmulator,
 async def test_slack_rate_limits_are_waited_out(bot: Bot, slack: SlackEmulator) -> None:
     slack.queue_rate_limit("chat.postMessage", retry_after=1)
     slack.queue_rate_limit("files.completeUploadExternal", retry_after=1)
-    mention = slack.app_mention_event(CHANNEL, ALICE, "a hot air balloon")
+    # Nano Banana draws no drafts, so every upload is the result's.
+    mention = slack.app_mention_event(CHANNEL, ALICE, "a hot air balloon --model flash")
     await bot.event(mention)
     await bot.results(mention["ts"], 1)
     posted = bot_messages(slack, CHANNEL, mention["ts"])
@@ -487,7 +497,7 @@ async def test_slack_rate_limits_are_waited_out(bot: Bot, slack: SlackEmulator) 
 
 async def test_a_failed_upload_is_reported(bot: Bot, slack: SlackEmulator) -> None:
     slack.queue_server_error("files.completeUploadExternal", status=500, times=3)
-    mention = slack.app_mention_event(CHANNEL, ALICE, "a snow globe")
+    mention = slack.app_mention_event(CHANNEL, ALICE, "a snow globe --model flash")
     await bot.event(mention)
     await slack.wait_for(lambda: any(buttons_of(m) for m in
                                      bot_messages(slack, CHANNEL, mention["ts"])))

@@ -5,6 +5,7 @@ token. Run against SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 from collections.abc import AsyncIterator
@@ -84,9 +85,16 @@ async def test_a_workspace_installs_through_oauth_and_is_answered_with_its_token
         await slack.wait_for(lambda: bool(slack.calls_to("files.completeUploadExternal")), 30)
         upload = slack.calls_to("files.completeUploadExternal")[0]
         assert upload.headers["Authorization"] == f"Bearer {token}"
-        turns = await server.core.service.history(ThreadKey("slack", TEAM, CHANNEL,
-                                                             event["ts"]))
+        # The first upload may be a draft shown while Pro thinks: wait for the stored turn.
+        key = ThreadKey("slack", TEAM, CHANNEL, event["ts"])
+        for _ in range(300):
+            turns = await server.core.service.history(key)
+            if turns:
+                break
+            await asyncio.sleep(0.1)
         assert [t.prompt for t in turns] == ["a lighthouse"]
+        assert all(c.headers["Authorization"] == f"Bearer {token}"
+                   for c in slack.calls_to("chat.postMessage"))
 
 
 async def test_a_reused_or_forged_state_is_refused(slack: SlackEmulator, stand_in,

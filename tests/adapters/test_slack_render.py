@@ -145,3 +145,27 @@ def test_uploads_carry_alt_text_without_flags() -> None:
                and i["filename"].endswith(".png") for i in items)
     empty = render.upload_items(post, turn_id="abcdef0123", alt=display_prompt("--ar 1:1"))
     assert empty[0]["alt_txt"] == "Generated image"
+
+
+# --- live progress --------------------------------------------------------------------------
+
+
+def test_a_status_with_its_thought_and_cancel_button_is_valid_block_kit() -> None:
+    post = render.status_post("Thinking… 3 s · Nano Banana Pro", cancel="ab" * 16,
+                              thought="Composing <the> layout")
+    validate_blocks(post.blocks)
+    assert post.text == "⏳ Thinking… 3 s · Nano Banana Pro"
+    assert post.blocks[1]["elements"][0]["text"] == "💭 Composing &lt;the&gt; layout"
+    [button] = post.blocks[2]["elements"]
+    assert (button["action_id"], button["value"]) == ("imagebot_cancel", "ab" * 16)
+    assert [b["type"] for b in render.status_post("Waiting").blocks] == ["context"]
+
+
+def test_drafts_show_as_image_blocks_of_their_files() -> None:
+    post = render.drafts_post(["F1", "F2"])
+    validate_blocks(post.blocks)
+    assert [b["slack_file"] for b in post.blocks if b["type"] == "image"] == [
+        {"id": "F1"}, {"id": "F2"}]
+    item = render.draft_upload(image(), 2, alt="a fox")
+    assert item["filename"].startswith("imagebot-draft-2-") and item["title"] == "Draft 2"
+    assert item["alt_txt"] == "a fox"

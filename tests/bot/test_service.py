@@ -386,17 +386,18 @@ async def test_threads_run_in_parallel(core, stand_in, monkeypatch):
     # ran one after another would never get there. Overlap, not wall-clock time.
     keys = [ThreadKey("test", "w", "c", f"t{i}") for i in range(8)]
     all_in_flight = asyncio.Barrier(len(keys))
-    calls = GeminiSession.generate
+    calls = GeminiSession.stream  # Pro thinks, so its answers stream
 
-    async def generate(self, *args, **kwargs):
+    async def stream(self, *args, **kwargs):
         try:
             await asyncio.wait_for(all_in_flight.wait(), timeout=30)
         except TimeoutError:
             pytest.fail(f"only {all_in_flight.n_waiting} of {len(keys)} threads were in "
                         "flight at once")
-        return await calls(self, *args, **kwargs)
+        async for chunk in calls(self, *args, **kwargs):
+            yield chunk
 
-    monkeypatch.setattr(GeminiSession, "generate", generate)
+    monkeypatch.setattr(GeminiSession, "stream", stream)
     replies = await asyncio.gather(*(core.service.handle(k, msg("fox")) for k in keys))
     assert all(r.images for r in replies)
     assert len(stand_in.requests) == len(keys)

@@ -418,6 +418,7 @@ class SlackEmulator:
         self.history: dict[str, list[JsonDict]] = {}
         self.files: dict[str, JsonDict] = {}
         self.uploads: list[dict[str, Any]] = []
+        self.deleted_files: list[str] = []
         self.ephemerals: list[JsonDict] = []
         self.downloads: list[JsonDict] = []
         self.response_url_posts: list[JsonDict] = []
@@ -1220,6 +1221,7 @@ class SlackEmulator:
             "files.getUploadURLExternal": self._files_get_upload_url_external,
             "files.completeUploadExternal": self._files_complete_upload_external,
             "files.info": self._files_info,
+            "files.delete": self._files_delete,
         }
 
     # ------------------------------------------------------------------ Web API methods
@@ -1452,6 +1454,30 @@ class SlackEmulator:
             raise SlackError("file_not_found")
         return {"file": copy.deepcopy(file_obj), "comments": [],
                 "response_metadata": {"next_cursor": ""}}
+
+    def _files_delete(self, params: JsonDict) -> JsonDict:
+        """Deletes one of the bot's files; it disappears from the messages that shared it,
+        and a share message left with no text and no files goes too."""
+        file_id = _required(params, "file", "file_not_found")
+        file_obj = self.files.get(file_id)
+        if file_obj is None:
+            raise SlackError("file_not_found")
+        if file_obj.get("user") != self.bot_user_id:
+            raise SlackError("cant_delete_file")
+        del self.files[file_id]
+        self._file_contents.pop(file_id, None)
+        self.deleted_files.append(file_id)
+        for channel, history in self.history.items():
+            for message in list(history):
+                files = message.get("files") or []
+                if not any(f.get("id") == file_id for f in files):
+                    continue
+                message["files"] = [f for f in files if f.get("id") != file_id]
+                if not message["files"]:
+                    del message["files"]
+                    if not message.get("text"):
+                        self._remove(channel, message)
+        return {}
 
     def _files_get_upload_url_external(self, params: JsonDict) -> JsonDict:
         filename = _required(params, "filename")

@@ -74,6 +74,62 @@
     return data;
   }
 
+  /**
+   * Posts a turn and follows it live: the server answers with server-sent events
+   * (accepted, started, progress...) and ends with the stored turn, or an error.
+   */
+  async function postLive(path, form, onEvent) {
+    let res;
+    try {
+      res = await fetch(path, {
+        method: 'POST', body: form, credentials: 'same-origin',
+        headers: { 'X-Imagebot': '1', Accept: 'text/event-stream' },
+      });
+    } catch (err) {
+      throw new ApiError('Could not reach imagebot. Is `imagebot serve` still running?', 'network', 0);
+    }
+    const type = res.headers.get('Content-Type') || '';
+    if (!type.includes('text/event-stream')) {
+      const data = type.includes('application/json') ? await res.json() : null;
+      const message = (data && data.error) || `The server answered ${res.status} ${res.statusText}.`;
+      throw new ApiError(message, (data && data.kind) || 'http', res.status);
+    }
+    const reader = res.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = '';
+    for (;;) {
+      let chunk;
+      try {
+        chunk = await reader.read();
+      } catch (err) {
+        break;
+      }
+      if (chunk.done) break;
+      buffer += decoder.decode(chunk.value, { stream: true });
+      let end = buffer.indexOf('\n\n');
+      while (end >= 0) {
+        const { name, data } = parseEvent(buffer.slice(0, end));
+        buffer = buffer.slice(end + 2);
+        end = buffer.indexOf('\n\n');
+        if (name === 'result') return data;
+        if (name === 'error') throw new ApiError(data.error, data.kind, data.status || 0);
+        onEvent(name, data);
+      }
+    }
+    throw new ApiError('The connection closed before the turn finished. Reload the page to see '
+      + 'whether it was saved.', 'network', 0);
+  }
+
+  function parseEvent(frame) {
+    let name = 'message';
+    let data = '';
+    for (const line of frame.split('\n')) {
+      if (line.startsWith('event: ')) name = line.slice(7);
+      else if (line.startsWith('data: ')) data += line.slice(6);
+    }
+    return { name, data: data ? JSON.parse(data) : null };
+  }
+
   // ---------------------------------------------------------------- small DOM helpers
 
   function h(tag, attrs = {}, ...children) {
@@ -638,7 +694,9 @@
     if (pending.error) {
       const seconds = ((pending.finished - pending.started) / 1000).toFixed(1);
       const text = appendInline(h('div', { class: 'error-text' }), pending.error.message);
-      text.append(h('span', { class: 'error-kind', text: `Nothing was saved · failed after ${seconds}s` }));
+      const after = pending.error.kind === 'cancelled' ? `Cancelled after ${seconds}s`
+        : `Nothing was saved · failed after ${seconds}s`;
+      text.append(h('span', { class: 'error-kind', text: after }));
       const card = h('div', { class: 'error-card', role: 'alert' }, icon('alert'), text,
         h('button', {
           type: 'button', class: 'icon-btn', 'aria-label': 'Dismiss',
@@ -649,17 +707,95 @@
         }, icon('close')));
       return h('li', { class: 'turn failed' }, user, h('div', { class: 'bot-msg' }, card));
     }
-    const timer = h('span', { class: 'timer', 'data-started': String(pending.started), text: '0.0s' });
+    const timer = h('span', { class: 'timer', 'data-started': String(pending.started),
+      text: `${((performance.now() - pending.started) / 1000).toFixed(1)}s` });
     const shimmer = h('div', { class: 'shimmer', 'data-ratio': pending.ratio.join(':') });
     const [width, height] = pending.ratio;
     // As big as the image will be shown, within 420 × 360.
     shimmer.style.width = `${Math.round(Math.min(420, (360 * width) / height))}px`;
     shimmer.style.aspectRatio = `${width} / ${height}`;
+    const cancel = pending.ticket ? h('button', {
+      type: 'button', class: 'cancel-btn', text: pending.cancelling ? 'Cancelling…' : 'Cancel',
+      disabled: pending.cancelling, onclick: () => cancelTurn(pending),
+    }) : null;
     const card = h('div', { class: 'bot-card' },
       h('div', { class: 'pending' }, h('span', { class: 'spinner' }),
-        h('span', { text: `Generating with ${pending.summary}…` }), timer),
+        h('span', { class: 'live-status', text: liveStatus(pending) }), timer, cancel),
+      renderLiveThought(pending),
+      renderLiveDrafts(pending),
       shimmer);
     return h('li', { class: 'turn pending-turn' }, user, h('div', { class: 'bot-msg' }, card));
+  }
+
+  /** What the pending turn is doing, in the server's words: its place in line, or its stage. */
+  function liveStatus(pending) {
+    if (pending.queued) return pending.queued;
+    if (!pending.label || pending.stage === 'sending') return `Generating with ${pending.summary}…`;
+    const drafts = pending.drafts.length;
+    const count = drafts ? ` · ${drafts} draft${drafts === 1 ? '' : 's'}` : '';
+    return `${pending.label}…${count} · ${pending.summary}`;
+  }
+
+  function renderLiveThought(pending) {
+    if (!pending.thoughts.length) return null;
+    return h('div', { class: 'live-thought', 'aria-live': 'polite' },
+      renderText(pending.thoughts[pending.thoughts.length - 1]));
+  }
+
+  function renderLiveDrafts(pending) {
+    if (!pending.drafts.length) return null;
+    return h('div', { class: 'live-drafts' }, pending.drafts.map((draft) => {
+      const caption = `Draft ${draft.number}`;
+      return h('figure', { class: 'figure draft' },
+        h('button', {
+          type: 'button', class: 'open', 'data-lightbox': '', 'data-group': 'drafts',
+          'data-full': draft.data_url, 'data-caption': `${caption} · ${draft.width}×${draft.height}`,
+          'aria-label': `Open ${caption}`,
+        }, h('img', { src: draft.data_url, alt: caption, width: draft.width || null, height: draft.height || null })),
+        h('figcaption', { text: caption }));
+    }));
+  }
+
+  /** One event of a running turn: keep what it says, and redraw the pending card. */
+  function onLive(id, pending, name, data) {
+    if (name === 'accepted') {
+      pending.ticket = data.ticket;
+    } else if (name === 'started') {
+      pending.queued = null;
+      pending.stage = 'sending';
+      pending.summary = data.settings || pending.summary; // inline flags included
+    } else if (name === 'progress') {
+      if (data.kind === 'queued') pending.queued = data.status;
+      else {
+        pending.queued = null;
+        pending.stage = data.stage;
+        pending.label = data.label;
+      }
+      if (data.kind === 'thought_text') pending.thoughts.push(data.text);
+      if (data.kind === 'thought_image') pending.drafts.push(data.image);
+    }
+    redrawPending(id, pending);
+  }
+
+  function redrawPending(id, pending) {
+    if (state.threadId !== id) return;
+    const node = els.turns.querySelector('li.pending-turn');
+    if (!node) return;
+    node.replaceWith(renderPending(pending));
+    scrollToEnd(false);
+  }
+
+  async function cancelTurn(pending) {
+    if (!pending.ticket || pending.cancelling) return;
+    pending.cancelling = true;
+    redrawPending(state.threadId, pending);
+    try {
+      await api(`/api/live/${pending.ticket}/cancel`, { method: 'POST' });
+    } catch (err) {
+      pending.cancelling = false;
+      redrawPending(state.threadId, pending);
+      toast(err.message);
+    }
   }
 
   let ticker = null;
@@ -723,6 +859,7 @@
     const pending = {
       prompt, files, started: performance.now(), startedAt: Date.now() / 1000,
       summary: summary(), ratio: effectiveRatio(prompt, files), error: null,
+      ticket: null, queued: null, stage: null, label: null, thoughts: [], drafts: [],
     };
     state.pending.set(id, pending);
     state.refs = [];
@@ -733,7 +870,8 @@
     afterPendingChange(id);
     if (!ticker) ticker = setInterval(tick, 100);
     try {
-      const data = await api(`/api/threads/${id}/turns`, { method: 'POST', form });
+      const data = await postLive(`/api/threads/${id}/turns`, form,
+        (name, event) => onLive(id, pending, name, event));
       state.pending.delete(id);
       files.forEach((f) => f.url && URL.revokeObjectURL(f.url));
       if (state.thread && state.thread.id === id) {
