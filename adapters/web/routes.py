@@ -16,6 +16,7 @@ from aiohttp import web
 from adapters.turns import TurnRunner
 from adapters.web import parsing
 from adapters.web.access import LOCKED_PAGE, Access
+from adapters.web.batch import WebBatches, job_json
 from adapters.web.errors import (
     INTERNAL,
     Refusal,
@@ -91,6 +92,7 @@ class WebPlayground:
             ("GET", "/api/images/{sha}", self.image),
             ("GET", "/api/images/{sha}/download", self.image),
         ]
+        routes += WebBatches(self.service).routes()
         for method, path, handler in routes:
             app.router.add_route(method, path, self._guarded(handler))
 
@@ -170,9 +172,11 @@ class WebPlayground:
     async def list_threads(self, request: web.Request) -> web.Response:
         """Threads with at least one turn: one made only of settings is not worth a line."""
         summaries = await self.service.threads(PLATFORM)
+        batched = {job.key.thread for job in await self.service.batches.jobs(platform=PLATFORM)}
         return web.json_response({"threads": [
             thread_json(s) for s in summaries
-            if s.turns and not s.key.workspace and not s.key.channel]})
+            if (s.turns or s.key.thread in batched) and not s.key.workspace
+            and not s.key.channel]})
 
     async def create_thread(self, request: web.Request) -> web.Response:
         body = await parsing.json_body(request, allow_empty=True)
@@ -189,9 +193,12 @@ class WebPlayground:
             raise no_thread()
         turns = await self.service.history(key)
         settings = await self.service.settings_of(key)
+        batches = await self.service.batches.jobs(key)
         return web.json_response({"id": key.thread, "title": summary.title,
                                   "settings": settings_json(self.service, settings),
-                                  "turns": [turn_json(t) for t in turns]})
+                                  "turns": [turn_json(t) for t in turns],
+                                  "batches": [job_json(j, self.service.batches.label(j.model))
+                                              for j in reversed(batches)]})
 
     async def rename_thread(self, request: web.Request) -> web.Response:
         key = thread_key(request.match_info["thread"])

@@ -519,3 +519,61 @@ async def test_an_imagen_turn_then_a_gemini_edit(client, stand_in):
     assert models["imagen-4.0-generate-001"]["kind"] == "imagen"
     assert models["imagen-4.0-generate-001"]["ratios"] == ["1:1", "3:4", "4:3", "9:16", "16:9"]
     assert models["imagen-4.0-ultra-generate-001"]["max_count"] == 1
+
+
+async def test_a_batch_from_the_playground_and_its_zip(client, core, stand_in):
+    import csv as csv_module
+    import zipfile
+
+    thread = "campaign1"
+    form = aiohttp.FormData()
+    form.add_field("prompts", "--ar 3:4\na red hat\na blue scarf")
+    form.add_field("model", "flash")
+    form.add_field("file", b"prompt\na green coat\n", filename="more.csv",
+                   content_type="text/csv")
+    form.add_field("refs", corpus.png(40, 30), filename="style.png", content_type="image/png")
+    response = await client.post(f"/api/threads/{thread}/batches", data=form, headers=WRITE)
+    assert response.status == 201, await response.text()
+    body = await response.json()
+    job = body["batch"]
+    assert job["total"] == 3 and job["label"] == "Nano Banana" and job["state"] == "pending"
+    assert "3 prompts on Nano Banana" in body["message"] and job["zip_url"] is None
+    listed = await (await client.get("/api/threads")).json()
+    assert [t["id"] for t in listed["threads"]] == [thread], "a batch-only thread is listed"
+    opened = await history(client, thread)
+    assert opened["title"] == "Batch: a red hat" and opened["batches"][0]["id"] == job["id"]
+    early = await client.get(f"/api/batches/{job['id']}/results.zip")
+    assert early.status == 409
+
+    stand_in.clock.advance(minutes=11)
+    await core.service.batches.refresh(job["id"])
+    shown = await (await client.get(f"/api/batches/{job['id']}")).json()
+    assert shown["batch"]["summary"].startswith(f"Batch {job['short']} finished: 3 prompts")
+    assert [line["prompt"] for line in shown["lines"]] == ["a red hat", "a blue scarf",
+                                                           "a green coat"]
+    assert shown["lines"][0]["images"][0]["url"].startswith("/api/images/")
+    download = await client.get(shown["batch"]["zip_url"])
+    assert download.status == 200 and download.content_type == "application/zip"
+    assert "attachment" in download.headers["Content-Disposition"]
+    archive = zipfile.ZipFile(io.BytesIO(await download.read()))
+    names = sorted(archive.namelist())
+    assert names == ["001-a-red-hat.png", "002-a-blue-scarf.png", "003-a-green-coat.png",
+                     "results.csv"]
+    assert Image.open(io.BytesIO(archive.read("001-a-red-hat.png"))).size == (864, 1184)
+    rows = list(csv_module.reader(io.StringIO(archive.read("results.csv").decode())))
+    assert rows[0] == ["line", "status", "prompt", "files", "error"] and len(rows) == 4
+
+    form = aiohttp.FormData()
+    form.add_field("prompts", "one\ntwo")
+    form.add_field("model", "flash")
+    second = await (await client.post(f"/api/threads/{thread}/batches", data=form,
+                                      headers=WRITE)).json()
+    cancelled = await client.post(f"/api/batches/{second['batch']['id']}/cancel", headers=WRITE)
+    assert (await cancelled.json())["batch"]["state"] == "cancelled"
+    listing = await (await client.get(f"/api/batches?thread={thread}")).json()
+    assert [b["state"] for b in listing["batches"]] == ["cancelled", "succeeded"]
+
+    form = aiohttp.FormData()
+    form.add_field("prompts", "x --model imagen-4")
+    refused = await client.post(f"/api/threads/{thread}/batches", data=form, headers=WRITE)
+    assert refused.status == 400 and "has no Batch API" in (await refused.json())["error"]
