@@ -20,7 +20,7 @@ from typing import Any
 
 from google.genai import types
 
-from bot import budget, imagen, images, messages
+from bot import budget, imagen, images, messages, variations
 from bot.batch_service import BatchService
 from bot.config import Settings
 from bot.errors import (
@@ -44,7 +44,7 @@ from bot.model import (
     ThreadSummary,
     TurnView,
 )
-from bot.options import OptionInput, Options, resolve
+from bot.options import OptionInput, Options, caps_for, resolve
 from bot.planning import PlanLimits, TurnPlan, plan_turn, sticky_settings
 from bot.store import HistoryStore, NewTurn
 from bot.tasks import drain
@@ -173,6 +173,23 @@ class ConversationService:
             deleted = await self.store.delete_turn(turn_id)
         return record if deleted else None
 
+    async def choose(self, turn_id: str, number: int) -> TurnView:
+        """Continues the thread from candidate ``number`` of a turn (a Use button).
+
+        Returns:
+            The turn as stored now.
+
+        Raises:
+            NotFoundError: the turn was deleted. OptionError: no such candidate, it failed,
+                or the thread has gone on since.
+        """
+        record = await self.turn(turn_id)
+        if record is None:
+            raise NotFoundError(messages.GONE)
+        one_shot = caps_for(str(record.options.get("model") or ""), self.limits.models).one_shot
+        async with self._thread_lock(record.thread):
+            return await variations.choose(self.store, record, number, one_shot=one_shot)
+
     async def _run(self, key: ThreadKey, author: Author, *, on_start: StartCallback | None,
                    sticky: bool, make_plan: Callable[[OptionInput], TurnPlan],
                    carry: bool = False) -> Reply:
@@ -224,45 +241,60 @@ class ConversationService:
             await on_start(TurnStart(key=key, options=plan.options,
                                      waited=time.monotonic() - queued))
         started = time.monotonic()
-        notices = list(plan.notices)
-        if plan.options.caps.one_shot:
-            answer, withheld = await imagen.predict(self.gemini, plan.options, plan.prompt)
-            stored: list[types.Content] = []  # Imagen has no chat: nothing enters the history
-            notices += withheld
-        else:
-            answer, user, left_out = await self._chat(key, plan, refs)
-            stored = [user, answer.content]
-            notices += left_out
+        made = await self._make(key, plan, refs)
         elapsed = time.monotonic() - started
         async with self._gate:
-            reply = await asyncio.to_thread(self._reply, key, answer, plan.options, elapsed,
-                                            refs, notices)
+            reply = await asyncio.to_thread(self._reply, key, made, plan.options, elapsed, refs)
             view = _view(reply, author, plan, refs)
+            known = _known_hashes(refs, reply)
+            kept = (await asyncio.to_thread(variations.keep, made.outcomes, made.chosen,
+                                            in_history=bool(made.stored), known=known)
+                    if made.chosen else None)
             await self.store.commit_turn(NewTurn(
-                turn_id=reply.turn_id, key=key, contents=stored,
+                turn_id=reply.turn_id, key=key, contents=made.stored,
                 settings=sticky_settings(settings, plan.given, plan.options) if sticky
                 else settings, author_id=author.id, author_name=author.name,
                 prompt=plan.prompt, options=dict(view.options), refs=list(view.refs),
-                reply=view.reply, model=plan.options.model, usage=reply.usage.__dict__,
-                images=len(reply.images), created_at=view.created_at,
-                known_hashes=_known_hashes(refs, reply),
-                blobs={} if stored else _image_blobs(reply)))
+                reply=view.reply, model=plan.options.model,
+                usage=(made.answer.usage if made.chosen else reply.usage).__dict__,
+                images=len(reply.images), created_at=view.created_at, known_hashes=known,
+                blobs={**(kept.blobs if kept else {}),
+                       **({} if made.stored else _image_blobs(reply))},
+                also=variations.writer(kept, turn_id=reply.turn_id, key=key,
+                                       author_id=author.id, model=plan.options.model,
+                                       created_at=view.created_at) if kept else None))
         self._emit("turn", {"model": plan.options.model, "elapsed": elapsed,
                             "usage": reply.usage, "images": len(reply.images), "key": key})
         return _with_view(reply, view)
 
-    async def _chat(self, key: ThreadKey, plan: TurnPlan, refs: list[images.PreparedImage]
-                    ) -> tuple[Answer, types.Content, list[str]]:
-        """A Gemini turn: the thread's history, this message, one answer."""
+    async def _make(self, key: ThreadKey, plan: TurnPlan,
+                    refs: list[images.PreparedImage]) -> _Made:
+        """The model's side of a turn: one answer, or several candidates (``--count``)."""
+        options, notices = plan.options, list(plan.notices)
+        if options.caps.one_shot:  # Imagen: no chat, nothing enters the history
+            answer, withheld = await imagen.predict(self.gemini, options, plan.prompt)
+            outcomes = variations.split_one_shot(answer) if options.count > 1 else []
+            if len(outcomes) < 2:
+                return _Made(answer, [], notices + withheld)
+            chosen = outcomes[0]
+            return _Made(chosen.answer or answer, [], notices + withheld + [
+                variations.notice(outcomes, chosen, one_shot=True)], outcomes, chosen)
         async with self._gate:
             user = types.Content(role="user", parts=[types.Part(text=plan.prompt)] + [
                 types.Part(inline_data=types.Blob(data=r.data, mime_type=r.mime_type))
                 for r in refs])
-            history, notices = await self._history_for(key, user)
+            history, left_out = await self._history_for(key, user)
             contents = [*history, user]
-            config = build_config(plan.options)
-        answer = await self.gemini.generate(plan.options.model, contents, config)
-        return answer, user, notices
+            config = build_config(options)
+        if options.count == 1:
+            answer = await self.gemini.generate(options.model, contents, config)
+            return _Made(answer, [user, answer.content], notices + left_out)
+        outcomes = await variations.generate_all(self.gemini, options.model, contents, config,
+                                                 options.count)
+        chosen = variations.continuation(outcomes)
+        assert chosen.answer is not None
+        return _Made(chosen.answer, [user, chosen.answer.content], notices + left_out + [
+            variations.notice(outcomes, chosen, one_shot=False)], outcomes, chosen)
 
     async def _prepare(self, attachments: tuple[Attachment, ...]
                        ) -> list[images.PreparedImage]:
@@ -308,27 +340,26 @@ class ConversationService:
         notice = budget.left_out_notice(fit.left_out, fit.turns, limit)
         return await self.store.inflate(fit.kept), [notice]
 
-    def _reply(self, key: ThreadKey, answer: Answer, options: Options, elapsed: float,
-               refs: list[images.PreparedImage], extra_notices: list[str]) -> Reply:
-        parts: list[ReplyPart] = []
-        thoughts: list[ReplyPart] = []
-        for part in answer.content.parts or ():
-            target = thoughts if part.thought else parts
-            if part.inline_data is not None and part.inline_data.data:
-                target.append(ReplyPart(kind="image", image=_reply_image(part.inline_data)))
-            elif part.text:
-                target.append(ReplyPart(kind="text", text=part.text))
-        notices = [r.notice for r in refs if r.notice] + extra_notices
+    def _reply(self, key: ThreadKey, made: _Made, options: Options, elapsed: float,
+               refs: list[images.PreparedImage]) -> Reply:
+        answer = made.answer
+        parts, thoughts = _parts_of(answer.content)
+        notices = [r.notice for r in refs if r.notice] + made.notices
         if not any(p.kind == "image" for p in parts):
             notices.append(messages.NO_IMAGE_NOTICE)
         if self.offline:
             notices.insert(0, messages.OFFLINE_NOTICE)
-        return Reply(
+        reply = Reply(
             turn_id=uuid.uuid4().hex, thread=key, parts=tuple(parts), thoughts=tuple(thoughts),
             sources=answer.sources, search_queries=answer.search_queries,
             search_entry_point=answer.search_entry_point, usage=answer.usage,
             model=answer.model_version or options.model, options=options, elapsed=elapsed,
             notices=tuple(notices), offline=self.offline)
+        if made.chosen is None:
+            return reply
+        return dataclasses.replace(
+            reply, usage=variations.total_usage(made.outcomes), chosen=made.chosen.number,
+            candidates=variations.candidates(made.outcomes, _parts_of))
 
     # --- what adapters ask about threads and turns -------------------------------------
 
@@ -460,16 +491,44 @@ def _reply_image(blob: types.Blob) -> ReplyImage:
                       sha256=images.sha256(data))
 
 
+@dataclass
+class _Made:
+    """The model's side of a turn: the answer the thread continues from, the Contents that
+    enter the history, notices, and the candidates (with ``--count``)."""
+
+    answer: Answer
+    stored: list[types.Content]
+    notices: list[str]
+    outcomes: list[variations.Outcome] = field(default_factory=list)
+    chosen: variations.Outcome | None = None
+
+
+def _parts_of(content: types.Content) -> tuple[list[ReplyPart], list[ReplyPart]]:
+    """An answer's parts in the model's order, thoughts apart."""
+    parts: list[ReplyPart] = []
+    thoughts: list[ReplyPart] = []
+    for part in content.parts or ():
+        target = thoughts if part.thought else parts
+        if part.inline_data is not None and part.inline_data.data:
+            target.append(ReplyPart(kind="image", image=_reply_image(part.inline_data)))
+        elif part.text:
+            target.append(ReplyPart(kind="text", text=part.text))
+    return parts, thoughts
+
+
 def _image_blobs(reply: Reply) -> dict[str, tuple[str, bytes]]:
-    """A reply's images as blobs, for a turn whose answer is kept outside the history."""
-    return {i.sha256: (i.mime_type, i.data) for i in reply.images}
+    """A reply's images (every candidate's) as blobs, for a turn whose answer is kept
+    outside the history."""
+    found = [*reply.images, *(i for c in reply.candidates for i in c.images)]
+    return {i.sha256: (i.mime_type, i.data) for i in found}
 
 
 def _known_hashes(refs: list[images.PreparedImage], reply: Reply) -> dict[int, str]:
     """Digests computed once this turn, by the identity of the bytes (which the Contents
     being stored share), so the store does not hash the same image again."""
     known = {id(r.data): r.sha256 for r in refs}
-    for part in (*reply.parts, *reply.thoughts):
+    candidate_parts = [p for c in reply.candidates for p in (*c.parts, *c.thoughts)]
+    for part in (*reply.parts, *reply.thoughts, *candidate_parts):
         if part.image is not None:
             known[id(part.image.data)] = part.image.sha256
     return known

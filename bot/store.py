@@ -162,6 +162,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         PRIMARY KEY (job_id, number)
     );
     """,
+    # 4: variations (bot.variations): every candidate's model Content, for Use
+    """
+    CREATE TABLE turn_candidates (
+        turn_id TEXT NOT NULL REFERENCES turns(id) ON DELETE CASCADE,
+        number INTEGER NOT NULL,
+        content TEXT NOT NULL,
+        PRIMARY KEY (turn_id, number)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -188,6 +197,8 @@ class NewTurn:
     known_hashes: Mapping[int, str] = field(default_factory=dict)
     #: Blobs the turn needs beyond its Contents (an Imagen answer, kept out of the history).
     blobs: Mapping[str, tuple[str, bytes]] = field(default_factory=dict)
+    #: More rows to write in the turn's transaction (a turn's other candidates).
+    also: Callable[[aiosqlite.Connection], Awaitable[None]] | None = None
 
 
 class HistoryStore:
@@ -431,6 +442,8 @@ class HistoryStore:
                  turn.key.thread, turn.author_id, turn.model, u.get("prompt_tokens", 0),
                  u.get("output_tokens", 0), u.get("thought_tokens", 0),
                  u.get("total_tokens", 0), turn.images, now))
+            if turn.also is not None:
+                await turn.also(self.db)
 
     def transaction(self) -> contextlib.AbstractAsyncContextManager[None]:
         """A write transaction on this store's connection, for tables other modules own
