@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
+from bot import messages
 from bot.model import Attachment, Author, IncomingMessage, Reply, ThreadKey
 from bot.options import OptionInput
 from bot.presentation import footer
@@ -51,14 +52,52 @@ async def chat(core: Core, *, thread: str, prompt: str, image_paths: Sequence[st
         text=prompt, attachments=tuple(file_attachment(p) for p in paths), options=options)
     reply = await core.service.handle(thread_key(thread), message)
     saved = save_images(reply, Path(out_dir), thread)
-    print_reply(reply, saved, out)
+    print_reply(reply, saved, out, thread)
     return reply
+
+
+async def use(core: Core, *, thread: str, number: int, turn: str | None = None,
+              out: TextIO | None = None) -> bool:
+    """Continues a thread from candidate ``number`` of its latest turn with candidates (or
+    of ``turn``).
+
+    Returns:
+        False when there is no such thread or turn.
+
+    Raises:
+        ImagebotError: no such candidate, or the thread has gone on since.
+    """
+    out = out or sys.stdout
+    key = await find_thread(core, thread)
+    if key is None:
+        return False
+    turns = await core.service.history(key)
+    with_candidates = [t for t in turns if t.reply.candidates]
+    chosen = ([t for t in turns if t.id.startswith(turn)] if turn
+              else with_candidates[-1:] or turns[-1:])
+    if len(chosen) != 1:
+        return False
+    record = await core.service.choose(chosen[0].id, number)
+    print(messages.chosen_text(number), file=out)
+    for image in record.reply.images:
+        print(f"    image: {image.width}×{image.height} {image.mime_type} "
+              f"sha256:{image.sha256[:12]}", file=out)
+    return True
 
 
 def save_images(reply: Reply, out_dir: Path, thread: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", thread).strip("-") or "thread"
     saved = []
+    if reply.candidates:  # every candidate, named by its number
+        for candidate in reply.candidates:
+            for n, image in enumerate(candidate.images, start=1):
+                extra = f"-{n}" if len(candidate.images) > 1 else ""
+                path = (out_dir / f"{stem}-{reply.turn_id[:8]}-U{candidate.number}{extra}."
+                        f"{image.extension}")
+                path.write_bytes(image.data)
+                saved.append(path)
+        return saved
     for n, image in enumerate(reply.images, start=1):
         path = out_dir / f"{stem}-{reply.turn_id[:8]}-{n}.{image.extension}"
         path.write_bytes(image.data)
@@ -66,14 +105,32 @@ def save_images(reply: Reply, out_dir: Path, thread: str) -> list[Path]:
     return saved
 
 
-def print_reply(reply: Reply, saved: list[Path], out: TextIO) -> None:
+def print_candidates(reply: Reply, saved: list[Path], thread: str, out: TextIO) -> None:
+    """``U1: out/…-U1.png (1024×1024)`` per candidate, the failures, and how to pick."""
+    paths = iter(saved)
+    for candidate in reply.candidates:
+        if candidate.error:
+            print(f"U{candidate.number}: failed: {candidate.error}", file=out)
+            continue
+        for image in candidate.images:
+            mark = "  (the conversation continues from this one)" if (
+                candidate.number == reply.chosen) else ""
+            print(f"U{candidate.number}: {next(paths)} ({image.width}×{image.height}, "
+                  f"{image.mime_type}){mark}", file=out)
+    print(f"choose another with: imagebot use --thread {thread} N", file=out)
+
+
+def print_reply(reply: Reply, saved: list[Path], out: TextIO, thread: str = "") -> None:
     for notice in reply.notices:
         print(f"note: {notice}", file=out)
+    if reply.candidates:
+        print_candidates(reply, saved, thread, out)
+        saved = []
     paths = iter(saved)
     for part in reply.parts:
         if part.kind == "text":
             print(part.text.strip(), file=out)
-        elif part.image is not None:
+        elif part.image is not None and saved:
             path = next(paths)
             print(f"image: {path} ({part.image.width}×{part.image.height}, "
                   f"{part.image.mime_type})", file=out)
@@ -161,6 +218,9 @@ async def show_history(core: Core, thread: str, out: TextIO | None = None) -> bo
         for image in reply.images:
             print(f"    image: {image.width}×{image.height} {image.mime_type} "
                   f"sha256:{image.sha256[:12]}", file=out)
+        if reply.candidates:
+            print(f"    candidates: {len(reply.candidates)}, continuing from U{reply.chosen}",
+                  file=out)
         for source in reply.sources:
             print(f"    source: {source.title} <{source.url}>", file=out)
         print(f"    {footer(reply)}", file=out)

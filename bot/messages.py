@@ -100,3 +100,9 @@ def chosen_text(number: int, who: str = "") -> str:
 def moved_on(number: int, chosen: int) -> str:
     return (f"The conversation has gone on from U{chosen} since these candidates were made, so "
             f"U{number} can no longer be chosen. Reroll makes a new set.")
+
+
+def picked_notice(count: int, chosen: int) -> str:
+    """A turn's candidates notice once someone picked one with Use."""
+    return (f"{count} candidates. The conversation continues from U{chosen}, picked with its "
+            "Use button.")

@@ -183,8 +183,11 @@ async def choose(store: HistoryStore, record: TurnView, number: int, *,
     turns = await store.list_turns(record.thread)
     if not turns or turns[-1].id != record.id:
         raise OptionError(messages.moved_on(number, reply.chosen))
+    notices = tuple(messages.picked_notice(len(reply.candidates), number)
+                    if n.startswith(f"{len(reply.candidates)} candidates.") else n
+                    for n in reply.notices)
     chosen = dataclasses.replace(reply, parts=candidate.parts, thoughts=candidate.thoughts,
-                                 chosen=number)
+                                 chosen=number, notices=notices)
     async with store.transaction():
         if not one_shot:
             async with store.db.execute(

@@ -73,7 +73,8 @@ logger = logging.getLogger(__name__)
 READY_TIMEOUT = 30.0
 #: An unanswered "Edit with Gemini" prompt is forgotten after this many seconds.
 MODAL_TIMEOUT = 15 * 60.0
-FOUR_K = OptionInput(model="pro", size="4K")
+#: The 4K button: one Nano Banana Pro image at 4K (not a new set of candidates).
+FOUR_K = OptionInput(model="pro", size="4K", count=1)
 _USER_MESSAGES = (discord.MessageType.default, discord.MessageType.reply)
 
 
@@ -323,6 +324,9 @@ class DiscordAdapter:
         if action == "delete":
             await self._delete(interaction, record)
             return
+        if action.startswith("use"):
+            await self._use(interaction, record, int(action[3:]))
+            return
         # Acknowledged without a message: the new result shows in the session thread.
         await interaction.response.defer()
         channel = self._thread_channel(record.thread)
@@ -337,6 +341,17 @@ class DiscordAdapter:
                                        on_start=on_start)
 
         self.runner.submit(record.thread, reporter, call)
+
+    async def _use(self, interaction: discord.Interaction, record: TurnView,
+                   number: int) -> None:
+        """A Use button: the thread continues from that candidate; the thread is told."""
+        try:
+            await self.service.choose(record.id, number)
+        except ImagebotError as exc:
+            await self._ephemeral(interaction, render.error_message(exc.user_message))
+            return
+        await interaction.response.send_message(
+            messages.chosen_text(number, interaction.user.mention))
 
     async def _delete(self, interaction: discord.Interaction, record: TurnView) -> None:
         """The requester, or anyone allowed to manage messages here, may delete a result."""

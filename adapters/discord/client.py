@@ -141,7 +141,8 @@ def _handlers(interaction: discord.Interaction) -> Handlers:
     image1="A reference image", image2="Another reference image",
     image3="Another reference image", aspect_ratio="Shape of the image",
     resolution="Image size (Nano Banana Pro only)", model="Which model draws it",
-    search="Ground the answer on Google Search (Nano Banana Pro only)")
+    search="Ground the answer on Google Search (Nano Banana Pro only)",
+    count="How many candidates to make at once (1-4), each with a Use button")
 @app_commands.choices(
     aspect_ratio=[app_commands.Choice(name=r, value=r) for r in ASPECT_RATIOS],
     resolution=[app_commands.Choice(name=s, value=s) for s in IMAGE_SIZES],
@@ -152,10 +153,11 @@ async def imagine(interaction: discord.Interaction, prompt: app_commands.Range[s
                   image2: discord.Attachment | None = None,
                   image3: discord.Attachment | None = None,
                   aspect_ratio: str | None = None, resolution: str | None = None,
-                  model: str | None = None, search: bool | None = None) -> None:
+                  model: str | None = None, search: bool | None = None,
+                  count: app_commands.Range[int, 1, 4] | None = None) -> None:
     request = imagine_request(prompt, images=(image1, image2, image3),
                               aspect_ratio=aspect_ratio, resolution=resolution,
-                              model=model, search=search)
+                              model=model, search=search, count=count)
     await _handlers(interaction).imagine(interaction, request)
 
 

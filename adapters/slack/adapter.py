@@ -58,7 +58,7 @@ from adapters.slack.events import (
 from adapters.slack.reporter import SLACK_FAILURES, TurnReporter, slack_error
 from adapters.turns import TurnRunner
 from bot import messages
-from bot.errors import AttachmentError
+from bot.errors import AttachmentError, ImagebotError
 from bot.model import Attachment, Author, IncomingMessage, Reply, TurnView
 from bot.options import OptionInput
 from bot.planning import display_prompt
@@ -294,7 +294,10 @@ class SlackAdapter:
         if click.action == "delete":
             await self._delete(record, click.user, respond)
             return
-        changes = OptionInput(model="pro", size="4K") if click.action == "4k" else None
+        if click.candidate:
+            await self._use(record, click.candidate, click.user, respond)
+            return
+        changes = OptionInput(model="pro", size="4K", count=1) if click.action == "4k" else None
         key = record.thread
 
         async def call(started: StartCallback) -> Reply:
@@ -306,6 +309,20 @@ class SlackAdapter:
                                 react_ts=None, requester=click.user,
                                 alt=display_prompt(record.prompt))
         await self.runner.run(key, reporter, call)
+
+    async def _use(self, record: TurnView, number: int, user: str,
+                   respond: AsyncRespond) -> None:
+        """A Use button: the thread continues from that candidate; the thread is told."""
+        try:
+            await self.service.choose(record.id, number)
+        except ImagebotError as exc:
+            await self._tell(respond, exc.user_message)
+            return
+        text = messages.chosen_text(number, f"<@{user}>")
+        with contextlib.suppress(*SLACK_FAILURES):
+            await self.client.chat_postMessage(channel=record.thread.channel,
+                                               thread_ts=record.thread.thread, text=text,
+                                               blocks=[render.section(text)])
 
     async def _delete(self, record: TurnView, user: str, respond: AsyncRespond) -> None:
         if not await self._may_delete(user, record.author.id):

@@ -89,6 +89,7 @@ class WebPlayground:
             ("PUT", "/api/threads/{thread}/settings", self.put_settings),
             ("POST", "/api/threads/{thread}/turns", self.post_turn),
             ("DELETE", "/api/turns/{turn}", self.delete_turn),
+            ("POST", "/api/turns/{turn}/use", self.use_candidate),
             ("GET", "/api/images/{sha}", self.image),
             ("GET", "/api/images/{sha}/download", self.image),
         ]
@@ -257,6 +258,17 @@ class WebPlayground:
             raise Refusal(404, "That turn no longer exists.", "not_found")
         await self.service.delete(turn_id)
         return web.json_response({"deleted": turn_id})
+
+    async def use_candidate(self, request: web.Request) -> web.Response:
+        """``{"number": 3}``: the thread continues from candidate U3 of this turn."""
+        turn_id = request.match_info["turn"]
+        record = await self.service.turn(turn_id)
+        if record is None or record.thread.platform != PLATFORM:
+            raise Refusal(404, "That turn no longer exists.", "not_found")
+        number = (await parsing.json_body(request)).get("number")
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise Refusal(400, "Say which candidate: {\"number\": 1} to 4.", "request")
+        return web.json_response({"turn": turn_json(await self.service.choose(turn_id, number))})
 
     # --- API: images ---------------------------------------------------------------------
 

@@ -577,3 +577,35 @@ async def test_a_batch_from_the_playground_and_its_zip(client, core, stand_in):
     form.add_field("prompts", "x --model imagen-4")
     refused = await client.post(f"/api/threads/{thread}/batches", data=form, headers=WRITE)
     assert refused.status == 400 and "has no Batch API" in (await refused.json())["error"]
+
+
+async def test_four_candidates_then_continue_from_the_third(client, stand_in):
+    import base64
+
+    thread = await new_thread(client)
+    status, body = await post_turn(client, thread, turn_form("a teapot whale", model="flash",
+                                                             count="4"))
+    assert status == 201, body
+    turn = body["turn"]
+    assert [c["number"] for c in turn["candidates"]] == [1, 2, 3, 4]
+    assert sum(c["chosen"] for c in turn["candidates"]) == 1
+    third = next(p["url"] for p in turn["candidates"][2]["parts"] if p["kind"] == "image")
+    third_bytes = await (await client.get(third)).read()
+    refused = await client.post(f"/api/turns/{turn['id']}/use", json={"number": 7},
+                                headers=WRITE)
+    assert refused.status == 400 and "There is no U7" in (await refused.json())["error"]
+    used = await client.post(f"/api/turns/{turn['id']}/use", json={"number": 3}, headers=WRITE)
+    assert used.status == 200
+    chosen = (await used.json())["turn"]
+    assert chosen["chosen"] == 3 and chosen["candidates"][2]["chosen"]
+    assert [p["url"] for p in chosen["parts"] if p["kind"] == "image"] == [third]
+    status, _ = await post_turn(client, thread, turn_form("now porcelain"))
+    assert status == 201
+    model = stand_in.requests[-1].body["contents"][1]
+    images = [base64.urlsafe_b64decode((p.get("inlineData") or p["inline_data"])["data"])
+              for p in model["parts"] if "inlineData" in p or "inline_data" in p]
+    assert images == [third_bytes]
+    stored = await history(client, thread)
+    assert stored["turns"][0]["chosen"] == 3
+    bad = await post_turn(client, thread, turn_form("x", count="9"))
+    assert bad[0] == 400 and "1 to 4" in bad[1]["error"]

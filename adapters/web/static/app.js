@@ -15,7 +15,7 @@
     lbImg: $('lightbox-img'), lbCaption: $('lightbox-caption'), lbDownload: $('lightbox-download'),
     lbClose: $('lightbox-close'), lbPrev: $('lightbox-prev'), lbNext: $('lightbox-next'),
     titleInput: $('title-input'), actions: $('thread-actions'), rename: $('rename-thread'),
-    deleteThread: $('delete-thread'), batch: $('batch'),
+    deleteThread: $('delete-thread'), batch: $('batch'), count: $('count'), countOpt: $('count-opt'),
   };
   const PROMPT_FILE = /\.(txt|csv|tsv|jsonl|ndjson)$/i;
   const LAST_THREAD = 'imagebot.lastThread';
@@ -240,6 +240,10 @@
       option.disabled = Boolean(ratios) && option.value !== 'auto' && !ratios.includes(option.value);
     }
     if (els.ratio.selectedOptions[0] && els.ratio.selectedOptions[0].disabled) els.ratio.value = 'auto';
+    const most = els.batch.checked ? 1 : (model.max_count || 4);
+    for (const option of els.count.options) option.disabled = Number(option.value) > most;
+    if (Number(els.count.value) > most) els.count.value = '1';
+    els.countOpt.classList.toggle('is-disabled', most === 1);
     els.search.disabled = !model.search;
     if (!model.search) els.search.checked = false;
     els.searchOpt.classList.toggle('is-disabled', !model.search);
@@ -262,6 +266,7 @@
     if (model.sizes.length) bits.push(els.size.value || '1K');
     bits.push(els.ratio.value === 'auto' ? 'auto ratio' : els.ratio.value);
     if (model.search && els.search.checked) bits.push('search');
+    if (els.count.value !== '1') bits.push(`${els.count.value} candidates`);
     return bits.join(' · ');
   }
 
@@ -634,10 +639,40 @@
       h('button', { type: 'button', class: 'link-btn', text: 'Delete', onclick: () => deleteTurn(turn) }));
   }
 
+  function renderCandidates(turn) {
+    return h('div', { class: 'candidates' }, turn.candidates.map((c) => {
+      const label = `U${c.number}`;
+      const body = c.error
+        ? appendInline(h('div', { class: 'error-text' }), c.error)
+        : renderParts(c.parts.filter((p) => p.kind === 'image'), label);
+      const action = c.chosen
+        ? h('span', { class: 'badge in-use', text: 'In use ✓', title: 'The conversation continues from this one' })
+        : (c.error ? null : h('button', {
+          type: 'button', class: 'chip-btn use-btn', text: `Use ${label}`,
+          onclick: () => useCandidate(turn, c.number),
+        }));
+      return h('div', { class: `candidate${c.chosen ? ' chosen' : ''}`, 'data-candidate': label },
+        h('div', { class: 'candidate-bar' }, h('strong', { text: label }), action), body);
+    }));
+  }
+
+  async function useCandidate(turn, number) {
+    try {
+      const data = await api(`/api/turns/${turn.id}/use`, { method: 'POST', json: { number } });
+      if (state.thread) {
+        state.thread.turns = state.thread.turns.map((t) => (t.id === turn.id ? data.turn : t));
+      }
+      renderThread();
+    } catch (err) {
+      toast(err.message);
+    }
+  }
+
   function renderTurn(turn) {
+    const gallery = turn.candidates && turn.candidates.length > 1;
     const card = h('div', { class: 'bot-card' },
       renderThinking(turn.thoughts),
-      h('div', { class: 'parts' }, renderParts(turn.parts, 'Image')),
+      gallery ? renderCandidates(turn) : h('div', { class: 'parts' }, renderParts(turn.parts, 'Image')),
       renderGrounding(turn),
       renderNotices(turn),
       renderMeta(turn));
@@ -760,8 +795,9 @@
     else body.push(h('p', { class: 'batch-summary', text: 'Batch jobs run at half price; results usually come within a few hours (at most 24 h). This page checks every few seconds.' }));
     if (batch.lines) {
       const shown = batch.lines.filter((line) => line.images.length);
-      body.push(h('div', { class: 'batch-grid' }, shown.map((line) => figure(
-        { ...line.images[0], kind: 'image' }, `${line.number}. ${line.prompt}`))));
+      body.push(h('div', { class: 'batch-grid' }, shown.map((line) => h('div', { class: 'batch-item' },
+        figure({ ...line.images[0], kind: 'image' }, `${line.number}. ${line.prompt}`),
+        h('span', { class: 'batch-caption', text: `${line.number}. ${line.prompt}` })))));
       const failed = batch.lines.filter((line) => !line.images.length);
       if (failed.length) {
         body.push(h('ul', { class: 'notices' }, failed.map((line) => h('li', { class: 'warn' },
@@ -770,7 +806,7 @@
       }
     }
     const actions = h('div', { class: 'meta' },
-      batch.zip_url ? h('a', { class: 'chip-btn', href: batch.zip_url, download: '' },
+      batch.zip_url ? h('a', { class: 'chip-btn zip-link', href: batch.zip_url, download: '' },
         icon('download'), `Download ${done} image${done === 1 ? '' : 's'} (zip)`) : null,
       batch.ended ? null : h('button', {
         type: 'button', class: 'link-btn', text: 'Cancel batch', onclick: () => cancelBatch(batch),
@@ -875,6 +911,7 @@
     const form = new FormData();
     form.append('prompt', prompt);
     for (const [key, value] of Object.entries(selectedOptions())) form.append(key, String(value));
+    if (els.count.value !== '1') form.append('count', els.count.value);
     for (const ref of files) form.append('refs', ref.file, ref.name);
     const pending = {
       prompt, files, started: performance.now(), startedAt: Date.now() / 1000,
@@ -1022,7 +1059,10 @@
     for (const select of [els.model, els.ratio, els.size, els.search]) {
       select.addEventListener('change', saveSettings);
     }
-    els.batch.addEventListener('change', setBatchMode);
+    els.batch.addEventListener('change', () => {
+      setBatchMode();
+      updateOptionStates();
+    });
     els.newThread.addEventListener('click', newThread);
     els.rename.addEventListener('click', startRenaming);
     els.title.addEventListener('dblclick', startRenaming);
