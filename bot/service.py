@@ -263,8 +263,9 @@ class ConversationService:
                 also=variations.writer(kept, turn_id=reply.turn_id, key=key,
                                        author_id=author.id, model=plan.options.model,
                                        created_at=view.created_at) if kept else None))
+        made_images = sum(len(c.images) for c in reply.candidates) or len(reply.images)
         self._emit("turn", {"model": plan.options.model, "elapsed": elapsed,
-                            "usage": reply.usage, "images": len(reply.images), "key": key})
+                            "usage": reply.usage, "images": made_images, "key": key})
         return _with_view(reply, view)
 
     async def _make(self, key: ThreadKey, plan: TurnPlan,

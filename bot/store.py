@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -292,7 +293,11 @@ class HistoryStore:
                 await self.db.execute("COMMIT")
             except BaseException:
                 if self.db.in_transaction:
-                    await self.db.execute("ROLLBACK")
+                    # A cancelled COMMIT still runs in aiosqlite's thread: the transaction
+                    # may be over by the time this ROLLBACK runs. The cancellation (or the
+                    # first error) is what must propagate, not "no transaction is active".
+                    with contextlib.suppress(sqlite3.OperationalError):
+                        await self.db.execute("ROLLBACK")
                 raise
 
     async def save_settings(self, key: ThreadKey, settings: OptionInput) -> None:
