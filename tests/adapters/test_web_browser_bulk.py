@@ -39,6 +39,11 @@ async def test_candidates_and_a_batch_in_chromium(browser, artifacts,  # noqa: F
         await expect(turn.locator(".notices")).to_contain_text("finished first")
         third = candidates.nth(2)
         src = await third.locator("img").first.get_attribute("src")
+        if await turn.locator(".candidate.chosen").get_attribute("data-candidate") == "U3":
+            # U3 finished first: pick U1, so that picking U3 below is a real swap.
+            await candidates.nth(0).locator(".use-btn").click()
+            await expect(turn.locator(".candidate.chosen")).to_have_attribute(
+                "data-candidate", "U1")
         await third.locator(".use-btn").click()
         await expect(turn.locator(".candidate.chosen")).to_have_attribute("data-candidate", "U3")
 
