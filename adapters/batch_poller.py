@@ -61,21 +61,23 @@ class BatchPoller:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        while task is not None and not task.done():
+            # Cancelled again if something inside swallowed the first cancellation.
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
 
     def status(self) -> dict[str, Any]:
         return {"running": self._task is not None and not self._task.done()}
 
     async def _loop(self) -> None:
+        task = asyncio.current_task()
         while True:
             try:
                 await self.run_once()
             except Exception:  # the poller must outlive any one bad job or outage
                 logger.exception("batch poller: a round failed")
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError  # stopping, whatever the round made of it
             due = await self._next_due()
             self._wake.clear()
             with contextlib.suppress(TimeoutError):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from adapters.terminal import DraftSaver, StatusLine
+from bot import messages
 from bot.model import Attachment, Author, IncomingMessage, Reply, ReplyImage, ThreadKey
 from bot.options import OptionInput
 from bot.presentation import footer
@@ -80,8 +81,37 @@ async def chat(core: Core, *, thread: str, prompt: str, image_paths: Sequence[st
     if as_json:
         print(json.dumps(result_json(reply, thread, saved, drafts), ensure_ascii=False), file=out)
     else:
-        print_reply(reply, saved, out, drafts)
+        print_reply(reply, saved, out, drafts, thread)
     return reply
+
+
+async def use(core: Core, *, thread: str, number: int, turn: str | None = None,
+              out: TextIO | None = None) -> bool:
+    """Continues a thread from candidate ``number`` of its latest turn with candidates (or
+    of ``turn``).
+
+    Returns:
+        False when there is no such thread or turn.
+
+    Raises:
+        ImagebotError: no such candidate, or the thread has gone on since.
+    """
+    out = out or sys.stdout
+    key = await find_thread(core, thread)
+    if key is None:
+        return False
+    turns = await core.service.history(key)
+    with_candidates = [t for t in turns if t.reply.candidates]
+    chosen = ([t for t in turns if t.id.startswith(turn)] if turn
+              else with_candidates[-1:] or turns[-1:])
+    if len(chosen) != 1:
+        return False
+    record = await core.service.use_candidate(chosen[0].id, number)
+    print(messages.chosen_text(number), file=out)
+    for image in record.reply.images:
+        print(f"    image: {image.width}×{image.height} {image.mime_type} "
+              f"sha256:{image.sha256[:12]}", file=out)
+    return True
 
 
 def result_json(reply: Reply, thread: str, saved: list[Path],
@@ -91,14 +121,22 @@ def result_json(reply: Reply, thread: str, saved: list[Path],
         "turn_id": reply.turn_id, "thread": thread, "model": reply.model,
         "settings": reply.options.summary() if reply.options else "",
         "elapsed": round(reply.elapsed, 3), "offline": reply.offline,
-        "images": [_image_json(path, image) for path, image in zip(saved, reply.images,
+        "images": [_image_json(path, image) for path, image in zip(saved, _made(reply),
                                                                   strict=True)],
+        "chosen": reply.chosen,
         "drafts": [_image_json(path, image) for path, image in drafts],
         "texts": reply.texts,
         "sources": [{"title": s.title, "url": s.url} for s in reply.sources],
         "search_queries": list(reply.search_queries), "notices": list(reply.notices),
         "usage": dict(reply.usage.__dict__),
     }
+
+
+def _made(reply: Reply) -> list[ReplyImage]:
+    """The images saved for a reply, in order: every candidate's, else the reply's own."""
+    if reply.candidates:
+        return [image for c in reply.candidates for image in c.images]
+    return reply.images
 
 
 def _image_json(path: Path, image: ReplyImage) -> dict[str, Any]:
@@ -110,6 +148,15 @@ def save_images(reply: Reply, out_dir: Path, thread: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", thread).strip("-") or "thread"
     saved = []
+    if reply.candidates:  # every candidate, named by its number
+        for candidate in reply.candidates:
+            for n, image in enumerate(candidate.images, start=1):
+                extra = f"-{n}" if len(candidate.images) > 1 else ""
+                path = (out_dir / f"{stem}-{reply.turn_id[:8]}-U{candidate.number}{extra}."
+                        f"{image.extension}")
+                path.write_bytes(image.data)
+                saved.append(path)
+        return saved
     for n, image in enumerate(reply.images, start=1):
         path = out_dir / f"{stem}-{reply.turn_id[:8]}-{n}.{image.extension}"
         path.write_bytes(image.data)
@@ -117,15 +164,33 @@ def save_images(reply: Reply, out_dir: Path, thread: str) -> list[Path]:
     return saved
 
 
+def print_candidates(reply: Reply, saved: list[Path], thread: str, out: TextIO) -> None:
+    """``U1: out/…-U1.png (1024×1024)`` per candidate, the failures, and how to pick."""
+    paths = iter(saved)
+    for candidate in reply.candidates:
+        if candidate.error:
+            print(f"U{candidate.number}: failed: {candidate.error}", file=out)
+            continue
+        for image in candidate.images:
+            mark = "  (the conversation continues from this one)" if (
+                candidate.number == reply.chosen) else ""
+            print(f"U{candidate.number}: {next(paths)} ({image.width}×{image.height}, "
+                  f"{image.mime_type}){mark}", file=out)
+    print(f"choose another with: imagebot use --thread {thread} N", file=out)
+
+
 def print_reply(reply: Reply, saved: list[Path], out: TextIO,
-                drafts: Sequence[tuple[Path, ReplyImage]] = ()) -> None:
+                drafts: Sequence[tuple[Path, ReplyImage]] = (), thread: str = "") -> None:
     for notice in reply.notices:
         print(f"note: {notice}", file=out)
+    if reply.candidates:
+        print_candidates(reply, saved, thread, out)
+        saved = []
     paths = iter(saved)
     for part in reply.parts:
         if part.kind == "text":
             print(part.text.strip(), file=out)
-        elif part.image is not None:
+        elif part.image is not None and saved:
             path = next(paths)
             print(f"image: {path} ({part.image.width}×{part.image.height}, "
                   f"{part.image.mime_type})", file=out)
@@ -215,6 +280,9 @@ async def show_history(core: Core, thread: str, out: TextIO | None = None) -> bo
         for image in reply.images:
             print(f"    image: {image.width}×{image.height} {image.mime_type} "
                   f"sha256:{image.sha256[:12]}", file=out)
+        if reply.candidates:
+            print(f"    candidates: {len(reply.candidates)}, continuing from U{reply.chosen}",
+                  file=out)
         for source in reply.sources:
             print(f"    source: {source.title} <{source.url}>", file=out)
         print(f"    {footer(reply)}", file=out)

@@ -55,7 +55,8 @@ def _port(text: str) -> int:
     return port
 
 
-def _chat_parser(sub: Any) -> None:
+def _chat_parsers(sub: Any) -> None:
+    """``imagebot chat`` and ``imagebot use`` (pick another candidate)."""
     chat = sub.add_parser("chat", help="run one turn of a local thread")
     chat.add_argument("--thread", required=True, help="thread name (created on first use)")
     chat.add_argument("--image", action="append", default=[], metavar="PATH",
@@ -73,6 +74,8 @@ def _chat_parser(sub: Any) -> None:
                       help="ask for images without text")
     chat.add_argument("--with-text", dest="image_only", action="store_false",
                       help="ask for text along with the images")
+    chat.add_argument("--count", "-n", type=int, default=None, metavar="N",
+                      help="make N candidates at once (1-4); `imagebot use` picks one")
     chat.add_argument("--out", default="out", help="directory for the images (default: out)")
     chat.add_argument("--thoughts", metavar="DIR",
                       help="also save the drafts the model makes while thinking (Pro) here")
@@ -81,6 +84,12 @@ def _chat_parser(sub: Any) -> None:
     chat.add_argument("--offline", action="store_true",
                       help="use the built-in offline stand-in instead of Gemini")
     chat.add_argument("prompt", nargs="+", help="what to draw or change (inline flags work)")
+
+    use = sub.add_parser("use", help="continue a thread from another candidate (U1-U4)")
+    use.add_argument("--thread", required=True, help="a name as `imagebot threads` prints it")
+    use.add_argument("--turn", help="the turn (id or its start; default: the latest)")
+    use.add_argument("number", type=int, choices=range(1, 5), metavar="N",
+                     help="the candidate: 1 for U1 … 4 for U4")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -93,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
                         "(default: $DATABASE_URL, else ~/.local/share/imagebot/imagebot.sqlite3)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    _chat_parser(sub)
+    _chat_parsers(sub)
     sub.add_parser("threads", help="list stored threads")
     history = sub.add_parser("history", help="show a stored thread")
     history.add_argument("--thread", required=True, help="a name as `imagebot threads` prints it")
@@ -235,6 +244,13 @@ async def _local(args: argparse.Namespace, settings: Settings) -> int:
             if args.command == "threads":
                 await cli_adapter.list_threads(core)
                 return OK
+            if args.command == "use":
+                if await cli_adapter.use(core, thread=args.thread, number=args.number,
+                                         turn=args.turn):
+                    return OK
+                print(f"imagebot: no thread named {args.thread!r} (or no such turn in it)",
+                      file=sys.stderr)
+                return FAILED
             if args.command == "history":
                 if await cli_adapter.show_history(core, args.thread):
                     return OK
@@ -242,7 +258,8 @@ async def _local(args: argparse.Namespace, settings: Settings) -> int:
                       "them)", file=sys.stderr)
                 return FAILED
             options = OptionInput(model=args.model, aspect_ratio=args.aspect_ratio,
-                                  size=args.size, search=args.search, image_only=args.image_only)
+                                  size=args.size, search=args.search, image_only=args.image_only,
+                                  count=args.count)
             status = sys.stderr if sys.stderr.isatty() else None
             await cli_adapter.chat(core, thread=args.thread, prompt=" ".join(args.prompt),
                                    image_paths=args.image, options=options, out_dir=args.out,

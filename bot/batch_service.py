@@ -174,19 +174,23 @@ class BatchService:
         """Jobs stored but perhaps never created (their submitter died or lost the answer):
         adopted when Gemini lists them by display name, created otherwise."""
         for job in await self.jobs_db.recoverable():
-            if not await self.jobs_db.take_lease(job.id, time.time() + CREATE_LEASE):
-                continue
-            try:
-                found = await self.remote.find(job.display_name)
-                if found is not None and found.name:
-                    await self.jobs_db.created(job.id, found.name, local_state(found.state),
-                                               time.time())
-                    logger.info("batch %s was created before (%s): adopted", job.id, found.name)
-                    continue
-                await self._create(job.id)
-            except ImagebotError as exc:
-                logger.warning("batch %s: recovery failed: %s", job.id, exc.user_message)
-                await self.jobs_db.release(job.id)
+            await self._recover(job)
+
+    async def _recover(self, job: BatchJobView) -> None:
+        """Adopts or creates one job, if nobody else holds it (its lease ran out)."""
+        if not await self.jobs_db.take_lease(job.id, time.time() + CREATE_LEASE):
+            return
+        try:
+            found = await self.remote.find(job.display_name)
+            if found is not None and found.name:
+                await self.jobs_db.created(job.id, found.name, local_state(found.state),
+                                           time.time())
+                logger.info("batch %s was created before (%s): adopted", job.id, found.name)
+                return
+            await self._create(job.id)
+        except ImagebotError as exc:
+            logger.warning("batch %s: recovery failed: %s", job.id, exc.user_message)
+            await self.jobs_db.release(job.id)
 
     async def poll_due(self) -> None:
         """Polls every job that is due; a failure backs that job off and is logged."""
@@ -205,6 +209,9 @@ class BatchService:
             ServiceError: Gemini could not be asked.
         """
         job = await self.job(job_ref)
+        if job.state == CREATING:  # stranded by a submitter that died: take it up here
+            await self._recover(job)
+            job = await self._job(job.id)
         if job.state == CREATING or not job.name or job.results_at is not None:
             return job
         try:

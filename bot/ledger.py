@@ -61,6 +61,8 @@ class Entry:
     size: str
     estimate: float
     reference_images: int = 0
+    #: Images the turn will make (``--count`` makes several): each counts in the quota.
+    images: int = 1
     batch: bool = False
 
 
@@ -126,7 +128,7 @@ class Ledger:
         day, start, end = day_window(now, self.timezone)
         async with self.store._transaction():
             for quota in quotas:
-                need = entry.estimate if quota.kind == "budget" else 1
+                need = entry.estimate if quota.kind == "budget" else entry.images
                 used = await self._used(quota, start)
                 if used + need > quota.limit + 1e-9:
                     raise refuse(quota, used, end - now)
@@ -134,10 +136,10 @@ class Ledger:
             await self.db.execute(
                 "INSERT INTO ledger (id, state, kind, platform, workspace, channel, thread, "
                 "user_id, user_name, model, size, batch, images, reference_images, cost_usd, "
-                "day, created_at) VALUES (?, 'reserved', ?,?,?,?,?,?,?,?,?,?, 1, ?,?,?,?)",
+                "day, created_at) VALUES (?, 'reserved', ?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (entry.id, entry.kind, key.platform, key.workspace, key.channel, key.thread,
                  entry.user_id, entry.user_name, entry.model, entry.size, int(entry.batch),
-                 entry.reference_images, entry.estimate, day, now))
+                 entry.images, entry.reference_images, entry.estimate, day, now))
 
     async def _used(self, quota: Quota, since: float) -> float:
         column = "cost_usd" if quota.kind == "budget" else "images"

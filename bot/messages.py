@@ -114,3 +114,29 @@ def model_unavailable(label: str, model: str, detail: str) -> str:
 def some_withheld(label: str, withheld: int, asked: int) -> str:
     return (f"{label} withheld {withheld} of the {asked} images under its safety filter; "
             "the others are here.")
+
+
+def candidates_notice(count: int, chosen: int, failed: int, *, one_shot: bool) -> str:
+    """Said on a turn with candidates: which one the thread continues from, and how to pick."""
+    lost = f" {failed} of them failed (the reason is shown in its place)." if failed else ""
+    if one_shot:
+        return (f"{count} candidates.{lost} U{chosen} is the one a Gemini turn here would "
+                "edit, until you pick another with its Use button.")
+    return (f"{count} candidates.{lost} U{chosen} finished first, so the conversation continues "
+            "from it until you pick another with its Use button.")
+
+
+def chosen_text(number: int, who: str = "") -> str:
+    by = f" (chosen by {who})" if who else ""
+    return f"Continuing from U{number}{by}: the next message in this thread builds on it."
+
+
+def moved_on(number: int, chosen: int) -> str:
+    return (f"The conversation has gone on from U{chosen} since these candidates were made, so "
+            f"U{number} can no longer be chosen. Reroll makes a new set.")
+
+
+def picked_notice(count: int, chosen: int) -> str:
+    """A turn's candidates notice once someone picked one with Use."""
+    return (f"{count} candidates. The conversation continues from U{chosen}, picked with its "
+            "Use button.")

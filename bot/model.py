@@ -129,6 +129,29 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class Candidate:
+    """One of several answers made for the same turn (``--count``), shown as U1…U4.
+
+    Attributes:
+        number: 1 for U1, and so on, in the order they were asked for.
+        parts: the non-thought parts, in the model's order (empty when it failed).
+        thoughts: its thought text and images.
+        error: why it failed (nothing else of it is kept), or ``""``.
+        usage: its token usage.
+    """
+
+    number: int
+    parts: tuple[ReplyPart, ...] = ()
+    thoughts: tuple[ReplyPart, ...] = ()
+    error: str = ""
+    usage: Usage = field(default_factory=Usage)
+
+    @property
+    def images(self) -> list[ReplyImage]:
+        return [p.image for p in self.parts if p.image is not None]
+
+
+@dataclass(frozen=True)
 class Reply:
     """The result of one successful turn.
 
@@ -146,6 +169,9 @@ class Reply:
         notices: things the user should know (a GIF converted, an image downscaled...).
         offline: True when the answer came from the offline stand-in, not Gemini.
         view: the turn as stored (what a page or a later command shows of it).
+        candidates: with ``--count``, every answer made (U1…); ``parts`` are the chosen
+            one's, the one the conversation continues from.
+        chosen: the number of the chosen candidate (0 without candidates).
     """
 
     turn_id: str
@@ -162,6 +188,8 @@ class Reply:
     notices: tuple[str, ...] = ()
     offline: bool = False
     view: TurnView | None = field(default=None, compare=False)
+    candidates: tuple[Candidate, ...] = ()
+    chosen: int = 0
 
     @property
     def images(self) -> list[ReplyImage]:
@@ -218,6 +246,33 @@ class ViewPart:
 
 
 @dataclass(frozen=True)
+class StoredCandidate:
+    """A candidate as a turn keeps it (images by hash)."""
+
+    number: int
+    parts: tuple[ViewPart, ...] = ()
+    thoughts: tuple[ViewPart, ...] = ()
+    error: str = ""
+    usage: Usage = field(default_factory=Usage)
+
+    @property
+    def images(self) -> list[ImageRef]:
+        return [p.image for p in self.parts if p.image is not None]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"number": self.number, "parts": [_part_dict(p) for p in self.parts],
+                "thoughts": [_part_dict(p) for p in self.thoughts], "error": self.error,
+                "usage": dict(self.usage.__dict__)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StoredCandidate:
+        return cls(number=int(data["number"]),
+                   parts=tuple(_part_of(p) for p in data.get("parts") or ()),
+                   thoughts=tuple(_part_of(p) for p in data.get("thoughts") or ()),
+                   error=str(data.get("error") or ""), usage=_usage_of(data.get("usage")))
+
+
+@dataclass(frozen=True)
 class StoredReply:
     """What a turn keeps of its reply, to show it again later (no image bytes)."""
 
@@ -232,6 +287,8 @@ class StoredReply:
     model: str = ""
     elapsed: float = 0.0
     offline: bool = False
+    candidates: tuple[StoredCandidate, ...] = ()
+    chosen: int = 0
 
     @property
     def images(self) -> list[ImageRef]:
@@ -240,6 +297,9 @@ class StoredReply:
     @property
     def texts(self) -> list[str]:
         return [p.text for p in self.parts if p.kind == "text" and p.text]
+
+    def candidate(self, number: int) -> StoredCandidate | None:
+        return next((c for c in self.candidates if c.number == number), None)
 
     @classmethod
     def of(cls, reply: Reply) -> StoredReply:
@@ -250,10 +310,18 @@ class StoredReply:
             search_entry_point=reply.search_entry_point, notices=reply.notices,
             settings=reply.options.summary() if reply.options else "",
             usage=reply.usage, model=reply.model, elapsed=round(reply.elapsed, 3),
-            offline=reply.offline)
+            offline=reply.offline, chosen=reply.chosen,
+            candidates=tuple(StoredCandidate(
+                number=c.number, parts=tuple(_view_part(p) for p in c.parts),
+                thoughts=tuple(_view_part(p) for p in c.thoughts), error=c.error,
+                usage=c.usage) for c in reply.candidates))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        extra: dict[str, Any] = {}
+        if self.candidates:
+            extra = {"candidates": [c.to_dict() for c in self.candidates],
+                     "chosen": self.chosen}
+        return {**extra,
             "parts": [_part_dict(p) for p in self.parts],
             "thoughts": [_part_dict(p) for p in self.thoughts],
             "sources": [{"title": s.title, "url": s.url} for s in self.sources],
@@ -279,10 +347,12 @@ class StoredReply:
             search_entry_point=data.get("search_entry_point"),
             notices=tuple(data.get("notices") or ()),
             settings=str(data.get("settings") or ""),
-            usage=Usage(**{k: int(usage.get(k, 0)) for k in Usage.__dataclass_fields__}),
+            usage=_usage_of(usage),
             model=str(data.get("model") or ""),
             elapsed=float(data.get("elapsed") or 0.0),
-            offline=bool(data.get("offline")))
+            offline=bool(data.get("offline")),
+            candidates=tuple(StoredCandidate.from_dict(c) for c in data.get("candidates") or ()),
+            chosen=int(data.get("chosen") or 0))
 
 
 @dataclass(frozen=True)
@@ -310,6 +380,11 @@ class ThreadSummary:
     turns: int
     updated_at: float
     settings: Mapping[str, Any]
+
+
+def _usage_of(data: Mapping[str, Any] | None) -> Usage:
+    data = data or {}
+    return Usage(**{k: int(data.get(k, 0)) for k in Usage.__dataclass_fields__})
 
 
 def _view_part(part: ReplyPart) -> ViewPart:

@@ -96,8 +96,13 @@ class _Pending:
 class PgConnection:
     """What the ledger, the audit log and batch jobs need of a connection."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, conn: asyncpg.Connection | None = None) -> None:
         self.pool = pool
+        self._conn = conn
+
+    def bound(self, conn: asyncpg.Connection) -> PgConnection:
+        """This connection's statements, inside a transaction the caller already holds."""
+        return PgConnection(self.pool, conn)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> _Pending:
         return _Pending(self, sql, params)
@@ -121,7 +126,7 @@ class PgConnection:
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
-        current = _TX.get()
+        current = self._conn or _TX.get()
         if current is not None:
             yield current
             return

@@ -13,13 +13,13 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from google.genai import types
 
-from bot import budget, imagen, images, messages
+from bot import budget, imagen, images, messages, variations
 from bot.admission import Admission, TurnKind
 from bot.batch_service import BatchService
 from bot.config import Settings
@@ -27,7 +27,6 @@ from bot.errors import (
     AttachmentError,
     CancelledTurn,
     ErrorKind,
-    ImagebotError,
     NotFoundError,
     TooLargeError,
 )
@@ -38,22 +37,29 @@ from bot.model import (
     Author,
     IncomingMessage,
     Reply,
-    ReplyPart,
-    StoredImage,
-    StoredReply,
     ThreadKey,
     ThreadSummary,
     TurnView,
 )
-from bot.options import OptionInput, Options, resolve
+from bot.options import OptionInput, Options, caps_for, resolve
 from bot.planning import PlanLimits, TurnPlan, plan_turn, sticky_settings
 from bot.presentation import format_size
 from bot.progress import ProgressCallback
 from bot.store_api import NewTurn, Store
-from bot.streaming import reply_image, stream_answer
+from bot.streaming import stream_answer
 from bot.tasks import drain
 from bot.team import MakePlan, TeamControls, message_plan
 from bot.team_facade import TeamFacade
+from bot.turn_values import (
+    Made,
+    fetch,
+    image_blobs,
+    known_hashes,
+    parts_of,
+    stored_view,
+    uncancelled,
+    with_view,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -195,6 +201,23 @@ class ConversationService(TeamFacade):
             await self.team.deleted(record, by)
         return record if deleted else None
 
+    async def use_candidate(self, turn_id: str, number: int) -> TurnView:
+        """Continues the thread from candidate ``number`` of a turn (a Use button).
+
+        Returns:
+            The turn as stored now.
+
+        Raises:
+            NotFoundError: the turn was deleted. OptionError: no such candidate, it failed,
+                or the thread has gone on since.
+        """
+        record = await self.turn(turn_id)
+        if record is None:
+            raise NotFoundError(messages.GONE)
+        one_shot = caps_for(str(record.options.get("model") or ""), self.limits.models).one_shot
+        async with self._thread_lock(record.thread):
+            return await variations.choose(self.store, record, number, one_shot=one_shot)
+
     async def _run(self, key: ThreadKey, author: Author, *, on_start: StartCallback | None,
                    on_progress: ProgressCallback | None = None,
                    sticky: bool, make_plan: MakePlan, admission: Admission | None = None,
@@ -257,39 +280,75 @@ class ConversationService(TeamFacade):
             await on_start(TurnStart(key=key, options=plan.options,
                                      waited=time.monotonic() - queued))
         started = time.monotonic()
-        notices = list(plan.notices)
-        if plan.options.caps.one_shot:
-            answer, withheld = await imagen.predict(self.gemini, plan.options, plan.prompt)
-            stored: list[types.Content] = []  # Imagen has no chat: nothing enters the history
-            notices += withheld
-        else:
-            answer, user, left_out = await self._chat(key, plan, refs, on_progress, started)
-            stored = [user, answer.content]
-            notices += left_out
+        made = await self._make(key, plan, refs, on_progress, started)
         elapsed = time.monotonic() - started
         # Once the answer is in, the turn is stored whatever happens: a Cancel (or a
         # shutdown) arriving now must not leave a stored turn reported as "nothing saved".
-        reply, cost = await _uncancelled(self._commit(
-            key, author, plan, refs, settings, answer, stored, admission, elapsed=elapsed,
-            notices=notices, sticky=sticky))
+        reply, cost = await uncancelled(self._commit(
+            key, author, plan, refs, settings, made, admission, elapsed=elapsed,
+            sticky=sticky))
+        made_images = sum(len(c.images) for c in reply.candidates) or len(reply.images)
         self._emit("turn", {"model": plan.options.model, "elapsed": elapsed, "cost": cost,
                             "total": time.monotonic() - queued, "usage": reply.usage,
-                            "images": len(reply.images), "key": key})
+                            "images": made_images, "key": key})
         return reply
 
-    async def _chat(self, key: ThreadKey, plan: TurnPlan, refs: list[images.PreparedImage],
-                    on_progress: ProgressCallback | None, started: float
-                    ) -> tuple[Answer, types.Content, list[str]]:
-        """A Gemini turn: the thread's history, this message, one answer."""
+    async def _commit(self, key: ThreadKey, author: Author, plan: TurnPlan,
+                      refs: list[images.PreparedImage], settings: OptionInput, made: Made,
+                      admission: Admission, *, elapsed: float, sticky: bool
+                      ) -> tuple[Reply, float | None]:
+        async with self._gate:
+            reply = await asyncio.to_thread(self._reply, key, made, plan.options, elapsed,
+                                            refs, admission.id)
+            view = stored_view(reply, author, plan, refs)
+            known = known_hashes(refs, reply)
+            kept = (await asyncio.to_thread(variations.keep, made.outcomes, made.chosen,
+                                            in_history=bool(made.stored), known=known)
+                    if made.chosen else None)
+            await self.store.commit_turn(NewTurn(
+                turn_id=reply.turn_id, key=key, contents=made.stored,
+                settings=sticky_settings(settings, plan.given, plan.options) if sticky
+                else settings, author_id=author.id, author_name=author.name,
+                prompt=plan.prompt, options=dict(view.options), refs=list(view.refs),
+                reply=view.reply, model=plan.options.model,
+                usage=(made.answer.usage if made.chosen else reply.usage).__dict__,
+                images=len(reply.images), created_at=view.created_at, known_hashes=known,
+                blobs={**(kept.blobs if kept else {}),
+                       **({} if made.stored else image_blobs(reply))},
+                also=variations.writer(kept, turn_id=reply.turn_id, key=key,
+                                       author_id=author.id, model=plan.options.model,
+                                       created_at=view.created_at) if kept else None))
+            cost = await self.team.settle(admission, reply)
+        return with_view(reply, view), cost
+
+    async def _make(self, key: ThreadKey, plan: TurnPlan, refs: list[images.PreparedImage],
+                    on_progress: ProgressCallback | None, started: float) -> Made:
+        """The model's side of a turn: one answer, or several candidates (``--count``)."""
+        options, notices = plan.options, list(plan.notices)
+        if options.caps.one_shot:  # Imagen: no chat, nothing enters the history
+            answer, withheld = await imagen.predict(self.gemini, options, plan.prompt)
+            outcomes = variations.split_one_shot(answer) if options.count > 1 else []
+            if len(outcomes) < 2:
+                return Made(answer, [], notices + withheld)
+            chosen = outcomes[0]
+            return Made(chosen.answer or answer, [], notices + withheld + [
+                variations.notice(outcomes, chosen, one_shot=True)], outcomes, chosen)
         async with self._gate:
             user = types.Content(role="user", parts=[types.Part(text=plan.prompt)] + [
                 types.Part(inline_data=types.Blob(data=r.data, mime_type=r.mime_type))
                 for r in refs])
-            history, notices = await self._history_for(key, user)
+            history, left_out = await self._history_for(key, user)
             contents = [*history, user]
-            config = build_config(plan.options)
-        answer = await self._ask(plan.options.model, contents, config, on_progress, started)
-        return answer, user, notices
+            config = build_config(options)
+        if options.count == 1:
+            answer = await self._ask(options.model, contents, config, on_progress, started)
+            return Made(answer, [user, answer.content], notices + left_out)
+        outcomes = await variations.generate_all(self.gemini, options.model, contents, config,
+                                                 options.count)
+        chosen = variations.continuation(outcomes)
+        assert chosen.answer is not None
+        return Made(chosen.answer, [user, chosen.answer.content], notices + left_out + [
+            variations.notice(outcomes, chosen, one_shot=False)], outcomes, chosen)
 
     async def _ask(self, model: str, contents: list[types.Content],
                    config: types.GenerateContentConfig, on_progress: ProgressCallback | None,
@@ -305,32 +364,12 @@ class ConversationService(TeamFacade):
             self._emit("first_progress", {"model": model, "seconds": streamed.first_chunk})
         return streamed.answer
 
-    async def _commit(self, key: ThreadKey, author: Author, plan: TurnPlan,
-                      refs: list[images.PreparedImage], settings: OptionInput, answer: Answer,
-                      stored: list[types.Content], admission: Admission, *, elapsed: float,
-                      notices: list[str], sticky: bool) -> tuple[Reply, float | None]:
-        async with self._gate:
-            reply = await asyncio.to_thread(self._reply, key, answer, plan.options, elapsed,
-                                            refs, notices, admission.id)
-            view = _view(reply, author, plan, refs)
-            await self.store.commit_turn(NewTurn(
-                turn_id=reply.turn_id, key=key, contents=stored,
-                settings=sticky_settings(settings, plan.given, plan.options) if sticky
-                else settings, author_id=author.id, author_name=author.name,
-                prompt=plan.prompt, options=dict(view.options), refs=list(view.refs),
-                reply=view.reply, model=plan.options.model, usage=reply.usage.__dict__,
-                images=len(reply.images), created_at=view.created_at,
-                known_hashes=_known_hashes(refs, reply),
-                blobs={} if stored else _image_blobs(reply)))
-            cost = await self.team.settle(admission, reply)
-        return _with_view(reply, view), cost
-
     async def _prepare(self, attachments: tuple[Attachment, ...]
                        ) -> list[images.PreparedImage]:
         limit = self.settings.max_attachment_bytes
         prepared = []
         for attachment in attachments:
-            data = await _fetch(attachment)
+            data = await fetch(attachment)
             if len(data) > limit:
                 raise AttachmentError(messages.attachment_too_big(attachment.name, len(data),
                                                                   limit))
@@ -369,28 +408,26 @@ class ConversationService(TeamFacade):
         notice = budget.left_out_notice(fit.left_out, fit.turns, limit)
         return await self.store.inflate(fit.kept), [notice]
 
-    def _reply(self, key: ThreadKey, answer: Answer, options: Options, elapsed: float,
-               refs: list[images.PreparedImage], extra_notices: list[str],
-               turn_id: str) -> Reply:
-        parts: list[ReplyPart] = []
-        thoughts: list[ReplyPart] = []
-        for part in answer.content.parts or ():
-            target = thoughts if part.thought else parts
-            if part.inline_data is not None and part.inline_data.data:
-                target.append(ReplyPart(kind="image", image=reply_image(part.inline_data)))
-            elif part.text:
-                target.append(ReplyPart(kind="text", text=part.text))
-        notices = [r.notice for r in refs if r.notice] + extra_notices
+    def _reply(self, key: ThreadKey, made: Made, options: Options, elapsed: float,
+               refs: list[images.PreparedImage], turn_id: str) -> Reply:
+        answer = made.answer
+        parts, thoughts = parts_of(answer.content)
+        notices = [r.notice for r in refs if r.notice] + made.notices
         if not any(p.kind == "image" for p in parts):
             notices.append(messages.NO_IMAGE_NOTICE)
         if self.offline:
             notices.insert(0, messages.OFFLINE_NOTICE)
-        return Reply(
+        reply = Reply(
             turn_id=turn_id, thread=key, parts=tuple(parts), thoughts=tuple(thoughts),
             sources=answer.sources, search_queries=answer.search_queries,
             search_entry_point=answer.search_entry_point, usage=answer.usage,
             model=answer.model_version or options.model, options=options, elapsed=elapsed,
             notices=tuple(notices), offline=self.offline)
+        if made.chosen is None:
+            return reply
+        return dataclasses.replace(
+            reply, usage=variations.total_usage(made.outcomes), chosen=made.chosen.number,
+            candidates=variations.candidates(made.outcomes, parts_of))
 
     # --- what adapters ask about threads and turns -------------------------------------
 
@@ -495,64 +532,3 @@ class ConversationService(TeamFacade):
         await drain(self._inflight, grace)
         await self.team.release_all()
         await self.lines.close()
-
-
-async def _fetch(attachment: Attachment) -> bytes:
-    """The attachment's bytes; a platform failure becomes a message naming the file."""
-    try:
-        return await attachment.fetch()
-    except (ImagebotError, asyncio.CancelledError):
-        raise
-    except Exception as exc:
-        logger.warning("fetching %s failed: %s", attachment.name, type(exc).__name__)
-        raise AttachmentError(f"Could not fetch `{attachment.name}` ({type(exc).__name__}). "
-                              "Attach it again.") from exc
-
-
-async def _uncancelled(work: Coroutine[Any, Any, T]) -> T:
-    """Runs ``work`` to its end even when this task is cancelled meanwhile; the
-    cancellation is absorbed (the work it would have interrupted has already begun)."""
-    task = asyncio.ensure_future(work)
-    while True:
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if task.cancelled():
-                raise
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()
-
-
-def _image_blobs(reply: Reply) -> dict[str, tuple[str, bytes]]:
-    """A reply's images as blobs, for a turn whose answer is kept outside the history."""
-    return {i.sha256: (i.mime_type, i.data) for i in reply.images}
-
-
-def _known_hashes(refs: list[images.PreparedImage], reply: Reply) -> dict[int, str]:
-    """Digests computed once this turn, by the identity of the bytes (which the Contents
-    being stored share), so the store does not hash the same image again."""
-    known = {id(r.data): r.sha256 for r in refs}
-    for part in (*reply.parts, *reply.thoughts):
-        if part.image is not None:
-            known[id(part.image.data)] = part.image.sha256
-    return known
-
-
-def _options_dict(options: Options) -> dict[str, Any]:
-    return {"model": options.model, "aspect_ratio": options.aspect_ratio, "size": options.size,
-            "search": options.search, "image_only": options.image_only,
-            "count": options.count}
-
-
-def _view(reply: Reply, author: Author, plan: TurnPlan,
-          refs: list[images.PreparedImage]) -> TurnView:
-    return TurnView(
-        id=reply.turn_id, thread=reply.thread, author=author, prompt=plan.prompt,
-        options=_options_dict(plan.options),
-        refs=tuple(StoredImage(r.sha256, r.mime_type, r.name) for r in refs),
-        reply=StoredReply.of(reply), created_at=time.time())
-
-
-def _with_view(reply: Reply, view: TurnView) -> Reply:
-    return dataclasses.replace(reply, view=view)

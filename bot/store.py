@@ -30,7 +30,7 @@ from bot.model import Author, StoredImage, StoredReply, ThreadKey, ThreadSummary
 from bot.options import OptionInput
 from bot.store_api import NewTurn
 from bot.store_sqlite_scale import SCALE_SCHEMA, SqliteScaleMixin
-from bot.tables import BATCH_SCHEMA, TEAM_SCHEMA
+from bot.tables import BATCH_SCHEMA, TEAM_SCHEMA, VARIATIONS_SCHEMA
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "HistoryStore", "NewTurn"]
 
@@ -129,6 +129,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     TEAM_SCHEMA,
     # 5: Batch API jobs (bot.batch_store): stored before they are created at Gemini
     BATCH_SCHEMA,
+    # 6: variations (bot.variations): every candidate's model Content, for Use
+    VARIATIONS_SCHEMA,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 #: How long a write waits for another process's writer before giving up (seconds).
@@ -226,7 +228,11 @@ class HistoryStore(SqliteScaleMixin):
                 await self.db.execute("COMMIT")
             except BaseException:
                 if self.db.in_transaction:
-                    await self.db.execute("ROLLBACK")
+                    # A cancelled COMMIT still runs in aiosqlite's thread: the transaction
+                    # may be over by the time this ROLLBACK runs. The cancellation (or the
+                    # first error) is what must propagate, not "no transaction is active".
+                    with contextlib.suppress(sqlite3.OperationalError):
+                        await self.db.execute("ROLLBACK")
                 raise
 
     async def _begin(self) -> None:
@@ -393,6 +399,8 @@ class HistoryStore(SqliteScaleMixin):
                  turn.key.thread, turn.author_id, turn.model, u.get("prompt_tokens", 0),
                  u.get("output_tokens", 0), u.get("thought_tokens", 0),
                  u.get("total_tokens", 0), turn.images, now))
+            if turn.also is not None:
+                await turn.also(self.db)
 
     async def _write_blobs(self, blobs: history.Blobs) -> None:
         stored = await self._blob_meta(list(blobs))

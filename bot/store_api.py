@@ -10,7 +10,7 @@ this Protocol only; :func:`bot.runtime.open_store` picks the implementation from
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -43,6 +43,9 @@ class NewTurn:
     known_hashes: Mapping[int, str] = field(default_factory=dict)
     #: Blobs the turn needs beyond its Contents (an Imagen answer, kept out of the history).
     blobs: Mapping[str, tuple[str, bytes]] = field(default_factory=dict)
+    #: More rows to write in the turn's transaction (a turn's other candidates), given the
+    #: store's aiosqlite-shaped connection (``?`` placeholders) bound to that transaction.
+    also: Callable[[Any], Awaitable[None]] | None = None
 
 
 class LineStore(Protocol):

@@ -29,7 +29,7 @@ from bot.model import Author, StoredImage, StoredReply, ThreadKey, ThreadSummary
 from bot.options import OptionInput
 from bot.pg_compat import PgConnection, postgres_ddl
 from bot.store_api import NewTurn
-from bot.tables import BATCH_SCHEMA, TEAM_SCHEMA
+from bot.tables import BATCH_SCHEMA, TEAM_SCHEMA, VARIATIONS_SCHEMA
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +126,8 @@ MIGRATIONS: tuple[str, ...] = (
     # 2: team controls and 3: batch jobs, their SQLite schema with PostgreSQL's types
     postgres_ddl(TEAM_SCHEMA),
     postgres_ddl(BATCH_SCHEMA),
+    # 4: variations
+    postgres_ddl(VARIATIONS_SCHEMA),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -178,6 +180,9 @@ class PgHistoryStore:
             conn = await asyncpg.connect(url.split("?")[0])
             try:
                 await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+            except (asyncpg.UniqueViolationError, asyncpg.DuplicateSchemaError):
+                # Another worker starting at the same moment made it (not race-free).
+                logger.debug("schema %s was created by another process", schema)
             finally:
                 await conn.close()
         # Like SQLite's WAL with synchronous=NORMAL: a commit is consistent at once and
@@ -325,6 +330,8 @@ class PgHistoryStore:
                 u.get("prompt_tokens", 0), u.get("output_tokens", 0),
                 u.get("thought_tokens", 0), u.get("total_tokens", 0), turn.images,
                 turn.created_at)
+            if turn.also is not None:
+                await turn.also(self.db.bound(conn))
 
     async def _write_blobs(self, blobs: history.Blobs) -> None:
         stored = await self.blob_sizes(list(blobs))

@@ -99,3 +99,13 @@ BATCH_SCHEMA = """
         PRIMARY KEY (job_id, number)
     );
 """
+
+#: Variations (bot.variations): every candidate's model Content, for Use.
+VARIATIONS_SCHEMA = """
+    CREATE TABLE turn_candidates (
+        turn_id TEXT NOT NULL REFERENCES turns(id) ON DELETE CASCADE,
+        number INTEGER NOT NULL,
+        content TEXT NOT NULL,
+        PRIMARY KEY (turn_id, number)
+    );
+    """

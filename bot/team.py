@@ -116,15 +116,16 @@ class TeamControls:
             own = plan_limits(policy, limits)
             plan = enforce(policy, make_plan(sticky, own), sticky, own)
             options = plan.options
+            count = max(1, options.count)  # every candidate counts and costs
             admission = Admission(
                 id=uuid.uuid4().hex, key=key, author=author, policy=policy, limits=own,
-                estimate=self.prices.estimate(options.model, options.size,
-                                              reference_images=len(plan.attachments)),
+                estimate=count * self.prices.estimate(options.model, options.size,
+                                                      reference_images=len(plan.attachments)),
                 kind=kind, direct=direct)
             entry = Entry(id=admission.id, kind=kind, key=key, user_id=author.id,
                           user_name=author.name, model=options.model,
                           size=options.size or "", estimate=admission.estimate,
-                          reference_images=len(plan.attachments))
+                          reference_images=len(plan.attachments), images=count)
             await self.ledger.reserve(entry, policy.quotas(author.id),
                                       self._refuse(policy, admission.estimate))
         except PolicyError as exc:
@@ -151,7 +152,8 @@ class TeamControls:
         options = reply.options
         model = options.model if options else reply.model
         size = options.size if options else None
-        images = len(reply.images)
+        # With candidates, every image made counts, not just the one the thread goes on with.
+        images = sum(len(c.images) for c in reply.candidates) or len(reply.images)
         cost = self.prices.cost(model, size, images=images, usage=reply.usage).total
         await self.ledger.settle(admission.id, key=reply.thread, model=model, size=size or "",
                                  images=images, usage=reply.usage, cost=cost)

@@ -95,7 +95,8 @@ class OfflineGemini:
         requests: every request received, in order (`RecordedRequest`).
         faults: the fault queue and latency (`Faults`).
         files: the Files API's store (`FileStore`); ``files.add(...)`` plants a file.
-        batches: the Batch API (`BatchApi`): ``batches.jobs``, ``batches.turnaround``.
+        batches: the Batch API (`BatchApi`): ``batches.jobs``, ``batches.turnaround``,
+            ``batches.faults_by_key`` (a request's answer fault, by its key).
         clock: the `Clock` of file expiry.
         base_url: ``http://127.0.0.1:PORT`` once started.
     """

@@ -35,7 +35,13 @@ from aiohttp import web
 from adapters.discord import render
 from adapters.discord.admin import DiscordAdmin
 from adapters.discord.batch import DiscordBatches, DiscordBatchPoster
-from adapters.discord.client import PromptModal, invite_url, make_bot, shard_states
+from adapters.discord.client import (
+    PromptModal,
+    gateway_failure,
+    invite_url,
+    make_bot,
+    shard_states,
+)
 from adapters.discord.inbound import (
     PLATFORM,
     BatchRequest,
@@ -76,7 +82,8 @@ logger = logging.getLogger(__name__)
 READY_TIMEOUT = 30.0
 #: An unanswered "Edit with Gemini" prompt is forgotten after this many seconds.
 MODAL_TIMEOUT = 15 * 60.0
-FOUR_K = OptionInput(model="pro", size="4K")
+#: The 4K button: one Nano Banana Pro image at 4K (not a new set of candidates).
+FOUR_K = OptionInput(model="pro", size="4K", count=1)
 _USER_MESSAGES = (discord.MessageType.default, discord.MessageType.reply)
 
 
@@ -204,7 +211,7 @@ class DiscordAdapter:
                 await ready
         if runner.done():
             error = None if runner.cancelled() else runner.exception()
-            raise ImagebotError(_gateway_failure(error), kind=ErrorKind.STARTUP)
+            raise ImagebotError(gateway_failure(error), kind=ErrorKind.STARTUP)
         if not self.bot.is_ready():
             logger.warning("the Discord gateway is not ready after %.0fs; still trying",
                            READY_TIMEOUT)
@@ -229,7 +236,7 @@ class DiscordAdapter:
                 logger.debug("the Discord gateway task was cancelled")
             except Exception as exc:
                 logger.warning("the Discord gateway connection had failed: %s",
-                               _gateway_failure(exc))
+                               gateway_failure(exc))
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -359,6 +366,9 @@ class DiscordAdapter:
         if action == "drafts":
             await show_drafts(self.service, interaction, record)
             return
+        if action.startswith("use"):
+            await self._use(interaction, record, int(action[3:]))
+            return
         # Acknowledged without a message: the new result shows in the session thread.
         await interaction.response.defer()
         channel = self._thread_channel(record.thread)
@@ -375,6 +385,17 @@ class DiscordAdapter:
                                        on_start=hooks.on_start, on_progress=hooks.on_progress)
 
         self.runner.submit(record.thread, reporter, call, ticket=ticket)
+
+    async def _use(self, interaction: discord.Interaction, record: TurnView,
+                   number: int) -> None:
+        """A Use button: the thread continues from that candidate; the thread is told."""
+        try:
+            await self.service.use_candidate(record.id, number)
+        except ImagebotError as exc:
+            await self._ephemeral(interaction, render.error_message(exc.user_message))
+            return
+        await interaction.response.send_message(
+            messages.chosen_text(number, interaction.user.mention))
 
     async def _delete(self, interaction: discord.Interaction, record: TurnView) -> None:
         """The requester, or anyone allowed to manage messages here, may delete a result."""
@@ -577,14 +598,3 @@ async def _say(channel: discord.abc.Messageable, text: str) -> None:
         await channel.send(text)
     except discord.HTTPException as exc:
         logger.warning("could not post in the channel: %s", failure_reason(exc))
-
-
-def _gateway_failure(error: BaseException | None) -> str:
-    if isinstance(error, discord.PrivilegedIntentsRequired):
-        return ("Discord refused the gateway intents. Enable Message Content Intent under "
-                "Bot > Privileged Gateway Intents in the Developer Portal, or turn it off there "
-                "completely (imagebot then works with mentions).")
-    if isinstance(error, discord.ConnectionClosed):
-        return f"The Discord gateway closed the connection (code {error.code}: {error.reason})."
-    reason = type(error).__name__ if error else "it stopped"
-    return f"Could not connect to the Discord gateway ({reason}). Check DISCORD_GATEWAY_URL."

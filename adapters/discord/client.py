@@ -174,7 +174,8 @@ def _handlers(interaction: discord.Interaction) -> Handlers:
     image1="A reference image", image2="Another reference image",
     image3="Another reference image", aspect_ratio="Shape of the image",
     resolution="Image size (Nano Banana Pro only)", model="Which model draws it",
-    search="Ground the answer on Google Search (Nano Banana Pro only)")
+    search="Ground the answer on Google Search (Nano Banana Pro only)",
+    count="How many candidates to make at once (1-4), each with a Use button")
 @app_commands.choices(
     aspect_ratio=[app_commands.Choice(name=r, value=r) for r in ASPECT_RATIOS],
     resolution=[app_commands.Choice(name=s, value=s) for s in IMAGE_SIZES],
@@ -185,10 +186,11 @@ async def imagine(interaction: discord.Interaction, prompt: app_commands.Range[s
                   image2: discord.Attachment | None = None,
                   image3: discord.Attachment | None = None,
                   aspect_ratio: str | None = None, resolution: str | None = None,
-                  model: str | None = None, search: bool | None = None) -> None:
+                  model: str | None = None, search: bool | None = None,
+                  count: app_commands.Range[int, 1, 4] | None = None) -> None:
     request = imagine_request(prompt, images=(image1, image2, image3),
                               aspect_ratio=aspect_ratio, resolution=resolution,
-                              model=model, search=search)
+                              model=model, search=search, count=count)
     await _handlers(interaction).imagine(interaction, request)
 
 
@@ -297,3 +299,15 @@ class PromptModal(discord.ui.Modal, title="Edit with Gemini"):
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         await self._on_prompt(interaction, self.prompt.value)
+
+
+def gateway_failure(error: BaseException | None) -> str:
+    """Why the gateway would not connect, and what to change."""
+    if isinstance(error, discord.PrivilegedIntentsRequired):
+        return ("Discord refused the gateway intents. Enable Message Content Intent under "
+                "Bot > Privileged Gateway Intents in the Developer Portal, or turn it off there "
+                "completely (imagebot then works with mentions).")
+    if isinstance(error, discord.ConnectionClosed):
+        return f"The Discord gateway closed the connection (code {error.code}: {error.reason})."
+    reason = type(error).__name__ if error else "it stopped"
+    return f"Could not connect to the Discord gateway ({reason}). Check DISCORD_GATEWAY_URL."

@@ -26,10 +26,11 @@ MODEL_CHOICES: tuple[tuple[str, str], ...] = (("Nano Banana", "flash"),
                                                ("Imagen 4", "imagen-4"),
                                                ("Imagen 4 Ultra", "imagen-4-ultra"),
                                                ("Imagen 4 Fast", "imagen-4-fast"))
-BUTTON_ACTIONS = ("reroll", "4k", "delete", "drafts", "cancel")
+BUTTON_ACTIONS = ("reroll", "4k", "delete", "drafts", "cancel", "use1", "use2", "use3", "use4")
 #: Buttons carry their action and turn id, so any process can answer a click (restarts).
-#: Cancel carries the running turn's ticket id instead.
-BUTTON_TEMPLATE = (r"imagebot:(?P<action>reroll|4k|delete|drafts|cancel)"
+#: Cancel carries the running turn's ticket id instead; ``useN`` continues the thread from
+#: candidate N.
+BUTTON_TEMPLATE = (r"imagebot:(?P<action>reroll|4k|delete|drafts|cancel|use[1-4])"
                    r":(?P<turn>[0-9a-f]{8,64})")
 EDIT_MODAL_PREFIX = "imagebot:edit:"
 #: A batch's Cancel button carries the job id (so it works after restarts).
@@ -119,9 +120,11 @@ def cancel_id(job_id: str) -> str:
 
 def imagine_request(prompt: str, *, images: Sequence[AttachmentLike | None] = (),
                     aspect_ratio: str | None = None, resolution: str | None = None,
-                    model: str | None = None, search: bool | None = None) -> TurnRequest:
+                    model: str | None = None, search: bool | None = None,
+                    count: int | None = None) -> TurnRequest:
     """``/imagine``'s options as a request; unset options stay ``None``."""
-    options = OptionInput(model=model, aspect_ratio=aspect_ratio, size=resolution, search=search)
+    options = OptionInput(model=model, aspect_ratio=aspect_ratio, size=resolution, search=search,
+                          count=count)
     files = tuple(FileRef.of(a) for a in images if a is not None)
     return TurnRequest(text=prompt.strip(), options=options, files=files)
 

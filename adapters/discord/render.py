@@ -100,8 +100,11 @@ def reply_payloads(reply: Reply, *, upload_limit: int, alt: str = "") -> list[Me
         alt: alt text for the images (the prompt).
     """
     notes: list[str] = []
-    uploads = _fit_all(reply, upload_limit, _clip(alt.strip(), ALT_TEXT_LIMIT), notes)
-    messages = _body(reply, iter(uploads))
+    if len(reply.candidates) > 1:
+        messages = _gallery(reply, upload_limit, _clip(alt.strip(), ALT_TEXT_LIMIT), notes)
+    else:
+        uploads = _fit_all(reply, upload_limit, _clip(alt.strip(), ALT_TEXT_LIMIT), notes)
+        messages = _body(reply, iter(uploads))
     lead = "\n".join(t for t in (notices_text(reply), *(f"ℹ️ {n}" for n in notes)) if t)
     messages = _with_lead(messages, lead)
     messages[-1] = replace(messages[-1], embed=reply_embed(reply), buttons=buttons(reply))
@@ -150,10 +153,14 @@ def reply_embed(reply: Reply) -> dict[str, Any]:
 
 
 def buttons(reply: Reply) -> tuple[Button, ...]:
-    """Reroll, 4K (unless this already was a 4K Pro image), Delete, and Drafts when the
-    model drew drafts."""
+    """Use U1…U4 (with candidates), Reroll, 4K (unless this already was a 4K Pro image),
+    Delete, and Drafts when the model drew drafts."""
     turn = reply.turn_id
-    items = [Button("reroll", turn, "Reroll", "secondary", "🔁")]
+    items = [Button(f"use{c.number}", turn, f"U{c.number}",
+                    "primary" if c.number == reply.chosen else "secondary",
+                    "✅" if c.number == reply.chosen else None)
+             for c in reply.candidates if not c.error and c.number <= 4]
+    items.append(Button("reroll", turn, "Reroll", "secondary", "🔁"))
     options = reply.options
     if not (options and options.model == PRO and options.size == "4K"):
         items.append(Button("4k", turn, "4K", "primary"))
@@ -220,6 +227,29 @@ def thread_failed(reason: str) -> str:
     return error_text(
         f"I could not open a thread here ({reason}). Give me the Create Public Threads "
         "permission, or use `/imagine` inside a thread.")
+
+
+def _gallery(reply: Reply, limit: int, alt: str, notes: list[str]) -> list[MessagePayload]:
+    """A turn's candidates as one message of images (U1…U4), then the failures."""
+    uploads = []
+    for candidate in reply.candidates:
+        for k, image in enumerate(candidate.images, start=1):
+            suffix = f"-{k}" if len(candidate.images) > 1 else ""
+            upload, note = fit_upload(image, limit, number=candidate.number, alt=alt,
+                                      stem=f"imagebot-{reply.turn_id[:8]}-U{candidate.number}"
+                                           f"{suffix}")
+            if upload is not None:
+                uploads.append(upload)
+            if note:
+                notes.append(note)
+    labels = " · ".join(f"U{c.number}" for c in reply.candidates if c.images)
+    messages = [MessagePayload(content=labels, uploads=tuple(uploads[i:i + FILES_PER_MESSAGE]))
+                for i in range(0, len(uploads), FILES_PER_MESSAGE)] or [MessagePayload()]
+    failed = "\n".join(error_text(f"U{c.number}: {c.error}") for c in reply.candidates
+                       if c.error)
+    if failed:
+        messages.append(MessagePayload(content=_clip(failed, MESSAGE_LIMIT)))
+    return messages
 
 
 def _fit_all(reply: Reply, limit: int, alt: str, notes: list[str]) -> list[Upload | None]:

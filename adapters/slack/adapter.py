@@ -388,9 +388,12 @@ class SlackAdapter:
             await self._delete(record, click.user, respond)
             return
         if click.action == "drafts":
-            await show_drafts(self.client, self.service, record, respond)
+            await show_drafts(self._web(), self.service, record, respond)
             return
-        changes = OptionInput(model="pro", size="4K") if click.action == "4k" else None
+        if click.candidate:
+            await self._use(record, click.candidate, click.user, respond)
+            return
+        changes = OptionInput(model="pro", size="4K", count=1) if click.action == "4k" else None
         key = record.thread
 
         async def call(hooks: TurnHooks) -> Reply:
@@ -422,6 +425,22 @@ class SlackAdapter:
             await self._tell(respond, messages.CANCEL_NOT_YOURS)
         elif outcome == "gone":
             await self._tell(respond, messages.CANCEL_GONE)
+
+    async def _use(self, record: TurnView, number: int, user: str,
+                   respond: AsyncRespond) -> None:
+        """A Use button: the thread continues from that candidate; the thread is told."""
+        try:
+            await self.service.use_candidate(record.id, number)
+        except ImagebotError as exc:
+            await self._tell(respond, exc.user_message)
+            return
+        text = messages.chosen_text(number, f"<@{user}>")
+        try:
+            await self._web().chat_postMessage(channel=record.thread.channel,
+                                               thread_ts=record.thread.thread, text=text,
+                                               blocks=[render.section(text)])
+        except SLACK_FAILURES as exc:
+            logger.info("could not say which candidate was chosen: %s", slack_error(exc))
 
     async def _delete(self, record: TurnView, user: str, respond: AsyncRespond) -> None:
         if not await self._may_delete(user, record.author.id):

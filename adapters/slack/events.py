@@ -23,11 +23,15 @@ _HUMAN_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
 _LINK = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|([^>]*))?>")
 
 Verdict = Literal["answer", "answer_if_session", "ignore"]
-ButtonAction = Literal["reroll", "4k", "delete", "drafts", "cancel"]
-#: The action_id of each button; its value is the turn id (Cancel: the running turn's ticket).
+ButtonAction = Literal["reroll", "4k", "delete", "drafts", "cancel",
+                       "use1", "use2", "use3", "use4"]
+#: The action_id of each button; its value is the turn id (Cancel: the running turn's
+#: ticket). ``useN`` picks candidate N.
 ACTION_IDS: dict[ButtonAction, str] = {
     "reroll": "imagebot_reroll", "4k": "imagebot_4k", "delete": "imagebot_delete",
-    "drafts": "imagebot_drafts", "cancel": "imagebot_cancel"}
+    "drafts": "imagebot_drafts", "cancel": "imagebot_cancel",
+    "use1": "imagebot_use_1", "use2": "imagebot_use_2", "use3": "imagebot_use_3",
+    "use4": "imagebot_use_4"}
 _ACTIONS_BY_ID: dict[str, ButtonAction] = {v: k for k, v in ACTION_IDS.items()}
 
 
@@ -111,6 +115,11 @@ class ButtonClick:
     team: str
     channel: str
     trigger_id: str
+
+    @property
+    def candidate(self) -> int:
+        """The candidate a Use button picks (0 for the other buttons)."""
+        return int(self.action[3:]) if self.action.startswith("use") else 0
 
 
 def thread_key(team: str, channel: str, root_ts: str) -> ThreadKey:

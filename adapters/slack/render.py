@@ -47,9 +47,11 @@ class TextPost:
 
 @dataclass(frozen=True)
 class ImagePost:
-    """One ``files_upload_v2`` call: a run of consecutive images."""
+    """One ``files_upload_v2`` call: a run of consecutive images (or a turn's candidates,
+    titled U1…U4)."""
 
     images: tuple[ReplyImage, ...]
+    titles: tuple[str, ...] = ()
 
 
 Post = TextPost | ImagePost
@@ -183,6 +185,8 @@ def _run_text(parts: list[ReplyPart]) -> str:
 def reply_posts(reply: Reply, *, requester: str) -> tuple[TextPost, list[Post]]:
     """Everything a reply posts, in order: the head (it replaces the status message), then
     the rest."""
+    if len(reply.candidates) > 1:
+        return candidate_posts(reply, requester=requester)
     runs = reply.runs()
     lead = [section(escape(notices_text(reply))[:SECTION_LIMIT])] if reply.notices else []
     opening = _run_text(runs.pop(0)[1]) if runs and runs[0][0] == "text" else ""
@@ -199,6 +203,24 @@ def reply_posts(reply: Reply, *, requester: str) -> tuple[TextPost, list[Post]]:
             posts.append(ImagePost(tuple(p.image for p in parts if p.image is not None)))
         elif _run_text(parts):
             posts.extend(text_posts(_run_text(parts)))
+    posts.append(tail_post(reply))
+    return head, posts
+
+
+def candidate_posts(reply: Reply, *, requester: str) -> tuple[TextPost, list[Post]]:
+    """A turn's candidates: one upload of them all (U1…U4), the failures, then the tail with
+    a Use button for each."""
+    lead = notices_text(reply) or f"Here are your candidates, <@{requester}>:"
+    head = TextPost(text=_fallback(lead), blocks=[section(escape(lead)[:SECTION_LIMIT])])
+    images, titles = [], []
+    for candidate in reply.candidates:
+        for image in candidate.images:
+            images.append(image)
+            titles.append(f"U{candidate.number}")
+    posts: list[Post] = [ImagePost(tuple(images), tuple(titles))] if images else []
+    failed = [f"U{c.number}: {escape(c.error)}" for c in reply.candidates if c.error]
+    if failed:
+        posts.append(error_post("\n".join(failed)))
     posts.append(tail_post(reply))
     return head, posts
 
@@ -236,9 +258,16 @@ def _joined(label: str, links: list[str]) -> str:
 
 
 def buttons(reply: Reply) -> Block:
-    """Reroll, 4K, Delete and (when the model drew drafts) Drafts; each button's value is
-    the turn id (stored in SQLite, so the buttons keep working after a restart)."""
-    elements = [_button("🔁 Reroll", "reroll", reply.turn_id)]
+    """U1…U4 (with candidates), Reroll, 4K, Delete and (when the model drew drafts) Drafts;
+    each button's value is the turn id (stored in the database, so the buttons keep working
+    after a restart)."""
+    uses: list[ButtonAction] = ["use1", "use2", "use3", "use4"]
+    elements = [_button(f"U{c.number}" + (" ✓" if c.number == reply.chosen else ""),
+                        uses[c.number - 1], reply.turn_id)
+                for c in reply.candidates if not c.error and c.number <= len(uses)]
+    for element in elements:
+        element["style"] = "primary"
+    elements.append(_button("🔁 Reroll", "reroll", reply.turn_id))
     options = reply.options
     if not (options and options.model == PRO and options.size == "4K"):
         elements.append(_button("4K", "4k", reply.turn_id))
@@ -268,9 +297,11 @@ def upload_items(post: ImagePost, *, turn_id: str, alt: str) -> list[dict[str, A
     """``file_uploads`` for ``files_upload_v2``, one per image of the run."""
     items = []
     for number, image in enumerate(post.images, start=1):
+        title = (post.titles[number - 1] if post.titles
+                 else f"Image {number}" if len(post.images) > 1 else "Image")
         items.append({"content": image.data,
                       "filename": f"imagebot-{turn_id[:8]}-{image.sha256[:6]}.{image.extension}",
-                      "title": f"Image {number}" if len(post.images) > 1 else "Image",
+                      "title": title,
                       "alt_txt": alt[:ALT_TEXT_LIMIT] or "Generated image"})
     return items
 

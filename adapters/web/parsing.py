@@ -74,6 +74,11 @@ def option_input(data: dict[str, Any]) -> OptionInput:
         if not isinstance(search, bool):
             raise Refusal(400, "`search` must be true or false.", "option")
         given["search"] = search
+    count = data.get("count")
+    if count not in (None, ""):
+        if isinstance(count, bool) or not str(count).strip().isdigit():
+            raise Refusal(400, "`count` must be a number from 1 to 4.", "option")
+        given["count"] = int(str(count))
     return OptionInput(**given)
 
 
@@ -85,7 +90,7 @@ def form_field(form: MultiDictProxy[Any], name: str) -> str:
 def form_options(form: MultiDictProxy[Any]) -> OptionInput:
     """The selector fields of a turn's form."""
     data: dict[str, Any] = {name: form_field(form, name)
-                            for name in ("model", "aspect_ratio", "size")}
+                            for name in ("model", "aspect_ratio", "size", "count")}
     search = form_field(form, "search").strip().lower()
     if search in _TRUE:
         data["search"] = True

@@ -16,6 +16,7 @@ from aiohttp import web
 from adapters.turns import Ticket, TurnHooks, TurnRunner
 from adapters.web import parsing
 from adapters.web.access import LOCKED_PAGE, Access
+from adapters.web.batch import WebBatches, job_json
 from adapters.web.errors import (
     INTERNAL,
     Refusal,
@@ -89,9 +90,11 @@ class WebPlayground:
             ("POST", "/api/threads/{thread}/turns", self.post_turn),
             ("DELETE", "/api/turns/{turn}", self.delete_turn),
             ("POST", "/api/live/{ticket}/cancel", self.cancel_turn),
+            ("POST", "/api/turns/{turn}/use", self.use_candidate),
             ("GET", "/api/images/{sha}", self.image),
             ("GET", "/api/images/{sha}/download", self.image),
         ]
+        routes += WebBatches(self.service).routes()
         for method, path, handler in routes:
             app.router.add_route(method, path, self._guarded(handler))
         from adapters.web.usage import UsagePages  # /usage: charts, policy, audit (admins)
@@ -174,9 +177,11 @@ class WebPlayground:
     async def list_threads(self, request: web.Request) -> web.Response:
         """Threads with at least one turn: one made only of settings is not worth a line."""
         summaries = await self.service.threads(PLATFORM)
+        batched = {job.key.thread for job in await self.service.batches.jobs(platform=PLATFORM)}
         return web.json_response({"threads": [
             thread_json(s) for s in summaries
-            if s.turns and not s.key.workspace and not s.key.channel]})
+            if (s.turns or s.key.thread in batched) and not s.key.workspace
+            and not s.key.channel]})
 
     async def create_thread(self, request: web.Request) -> web.Response:
         body = await parsing.json_body(request, allow_empty=True)
@@ -193,9 +198,12 @@ class WebPlayground:
             raise no_thread()
         turns = await self.service.history(key)
         settings = await self.service.settings_of(key)
+        batches = await self.service.batches.jobs(key)
         return web.json_response({"id": key.thread, "title": summary.title,
                                   "settings": settings_json(self.service, settings),
-                                  "turns": [turn_json(t) for t in turns]})
+                                  "turns": [turn_json(t) for t in turns],
+                                  "batches": [job_json(j, self.service.batches.label(j.model))
+                                              for j in reversed(batches)]})
 
     async def rename_thread(self, request: web.Request) -> web.Response:
         key = thread_key(request.match_info["thread"])
@@ -279,6 +287,17 @@ class WebPlayground:
             raise Refusal(404, "That turn no longer exists.", "not_found")
         await self.service.delete(turn_id, by=AUTHOR)
         return web.json_response({"deleted": turn_id})
+
+    async def use_candidate(self, request: web.Request) -> web.Response:
+        """``{"number": 3}``: the thread continues from candidate U3 of this turn."""
+        turn_id = request.match_info["turn"]
+        record = await self.service.turn(turn_id)
+        if record is None or record.thread.platform != PLATFORM:
+            raise Refusal(404, "That turn no longer exists.", "not_found")
+        number = (await parsing.json_body(request)).get("number")
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise Refusal(400, "Say which candidate: {\"number\": 1} to 4.", "request")
+        return web.json_response({"turn": turn_json(await self.service.use_candidate(turn_id, number))})
 
     # --- API: images ---------------------------------------------------------------------
 

@@ -45,6 +45,10 @@ def turn_json(view: TurnView) -> dict[str, Any]:
         "model": reply.model,
         "offline": reply.offline,
         "footer": footer(reply),
+        "chosen": reply.chosen,
+        "candidates": [{"number": c.number, "parts": [part_json(p) for p in c.parts],
+                        "error": c.error, "chosen": c.number == reply.chosen}
+                       for c in reply.candidates],
     }
 
 

@@ -13,6 +13,7 @@ from discord import app_commands
 from adapters.discord.client import (
     REQUIRED_PERMISSIONS,
     TurnButton,
+    batch,
     edit_with_gemini,
     imagine,
     invite_url,
@@ -129,7 +130,9 @@ def test_commands_as_discord_receives_them() -> None:
     payload = imagine.to_dict(tree)
     options = {o["name"]: o for o in payload["options"]}
     assert list(options) == ["prompt", "image1", "image2", "image3", "aspect_ratio",
-                             "resolution", "model", "search"]
+                             "resolution", "model", "search", "count"]
+    assert (options["count"]["type"], options["count"]["min_value"],
+            options["count"]["max_value"]) == (4, 1, 4)
     assert options["prompt"]["required"] and options["prompt"]["type"] == 3
     assert [options[f"image{i}"]["type"] for i in (1, 2, 3)] == [11, 11, 11]
     assert [c["value"] for c in options["aspect_ratio"]["choices"]] == list(ASPECT_RATIOS)
@@ -138,6 +141,12 @@ def test_commands_as_discord_receives_them() -> None:
         ("Nano Banana", "flash"), ("Nano Banana Pro", "pro"), ("Imagen 4", "imagen-4"),
         ("Imagen 4 Ultra", "imagen-4-ultra"), ("Imagen 4 Fast", "imagen-4-fast")]
     assert options["search"]["type"] == 5
+    batch_options = {o["name"]: o for o in batch.to_dict(tree)["options"]}
+    assert list(batch_options) == ["prompts", "file", "image1", "image2", "model",
+                                   "aspect_ratio", "resolution", "search"]
+    assert not any(o.get("required") for o in batch_options.values())
+    assert batch_options["file"]["type"] == 11
+    assert [c["value"] for c in batch_options["model"]["choices"]] == ["flash", "pro"]
     menu = edit_with_gemini.to_dict(tree)
     assert (menu["name"], menu["type"]) == ("Edit with Gemini", 3)
 

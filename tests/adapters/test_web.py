@@ -519,3 +519,93 @@ async def test_an_imagen_turn_then_a_gemini_edit(client, stand_in):
     assert models["imagen-4.0-generate-001"]["kind"] == "imagen"
     assert models["imagen-4.0-generate-001"]["ratios"] == ["1:1", "3:4", "4:3", "9:16", "16:9"]
     assert models["imagen-4.0-ultra-generate-001"]["max_count"] == 1
+
+
+async def test_a_batch_from_the_playground_and_its_zip(client, core, stand_in):
+    import csv as csv_module
+    import zipfile
+
+    thread = "campaign1"
+    form = aiohttp.FormData()
+    form.add_field("prompts", "--ar 3:4\na red hat\na blue scarf")
+    form.add_field("model", "flash")
+    form.add_field("file", b"prompt\na green coat\n", filename="more.csv",
+                   content_type="text/csv")
+    form.add_field("refs", corpus.png(40, 30), filename="style.png", content_type="image/png")
+    response = await client.post(f"/api/threads/{thread}/batches", data=form, headers=WRITE)
+    assert response.status == 201, await response.text()
+    body = await response.json()
+    job = body["batch"]
+    assert job["total"] == 3 and job["label"] == "Nano Banana" and job["state"] == "pending"
+    assert "3 prompts on Nano Banana" in body["message"] and job["zip_url"] is None
+    listed = await (await client.get("/api/threads")).json()
+    assert [t["id"] for t in listed["threads"]] == [thread], "a batch-only thread is listed"
+    opened = await history(client, thread)
+    assert opened["title"] == "Batch: a red hat" and opened["batches"][0]["id"] == job["id"]
+    early = await client.get(f"/api/batches/{job['id']}/results.zip")
+    assert early.status == 409
+
+    stand_in.clock.advance(minutes=11)
+    await core.service.batches.refresh(job["id"])
+    shown = await (await client.get(f"/api/batches/{job['id']}")).json()
+    assert shown["batch"]["summary"].startswith(f"Batch {job['short']} finished: 3 prompts")
+    assert [line["prompt"] for line in shown["lines"]] == ["a red hat", "a blue scarf",
+                                                           "a green coat"]
+    assert shown["lines"][0]["images"][0]["url"].startswith("/api/images/")
+    download = await client.get(shown["batch"]["zip_url"])
+    assert download.status == 200 and download.content_type == "application/zip"
+    assert "attachment" in download.headers["Content-Disposition"]
+    archive = zipfile.ZipFile(io.BytesIO(await download.read()))
+    names = sorted(archive.namelist())
+    assert names == ["001-a-red-hat.png", "002-a-blue-scarf.png", "003-a-green-coat.png",
+                     "results.csv"]
+    assert Image.open(io.BytesIO(archive.read("001-a-red-hat.png"))).size == (864, 1184)
+    rows = list(csv_module.reader(io.StringIO(archive.read("results.csv").decode())))
+    assert rows[0] == ["line", "status", "prompt", "files", "error"] and len(rows) == 4
+
+    form = aiohttp.FormData()
+    form.add_field("prompts", "one\ntwo")
+    form.add_field("model", "flash")
+    second = await (await client.post(f"/api/threads/{thread}/batches", data=form,
+                                      headers=WRITE)).json()
+    cancelled = await client.post(f"/api/batches/{second['batch']['id']}/cancel", headers=WRITE)
+    assert (await cancelled.json())["batch"]["state"] == "cancelled"
+    listing = await (await client.get(f"/api/batches?thread={thread}")).json()
+    assert [b["state"] for b in listing["batches"]] == ["cancelled", "succeeded"]
+
+    form = aiohttp.FormData()
+    form.add_field("prompts", "x --model imagen-4")
+    refused = await client.post(f"/api/threads/{thread}/batches", data=form, headers=WRITE)
+    assert refused.status == 400 and "has no Batch API" in (await refused.json())["error"]
+
+
+async def test_four_candidates_then_continue_from_the_third(client, stand_in):
+    import base64
+
+    thread = await new_thread(client)
+    status, body = await post_turn(client, thread, turn_form("a teapot whale", model="flash",
+                                                             count="4"))
+    assert status == 201, body
+    turn = body["turn"]
+    assert [c["number"] for c in turn["candidates"]] == [1, 2, 3, 4]
+    assert sum(c["chosen"] for c in turn["candidates"]) == 1
+    third = next(p["url"] for p in turn["candidates"][2]["parts"] if p["kind"] == "image")
+    third_bytes = await (await client.get(third)).read()
+    refused = await client.post(f"/api/turns/{turn['id']}/use", json={"number": 7},
+                                headers=WRITE)
+    assert refused.status == 400 and "There is no U7" in (await refused.json())["error"]
+    used = await client.post(f"/api/turns/{turn['id']}/use", json={"number": 3}, headers=WRITE)
+    assert used.status == 200
+    chosen = (await used.json())["turn"]
+    assert chosen["chosen"] == 3 and chosen["candidates"][2]["chosen"]
+    assert [p["url"] for p in chosen["parts"] if p["kind"] == "image"] == [third]
+    status, _ = await post_turn(client, thread, turn_form("now porcelain"))
+    assert status == 201
+    model = stand_in.requests[-1].body["contents"][1]
+    images = [base64.urlsafe_b64decode((p.get("inlineData") or p["inline_data"])["data"])
+              for p in model["parts"] if "inlineData" in p or "inline_data" in p]
+    assert images == [third_bytes]
+    stored = await history(client, thread)
+    assert stored["turns"][0]["chosen"] == 3
+    bad = await post_turn(client, thread, turn_form("x", count="9"))
+    assert bad[0] == 400 and "1 to 4" in bad[1]["error"]

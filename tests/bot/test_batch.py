@@ -158,7 +158,7 @@ async def test_a_crash_between_create_and_store_never_submits_twice(core, stand_
     await core.service.store.db.execute(
         "UPDATE batch_jobs SET state='creating', name='', lease_until=0 WHERE id=?",
         (other.id,))
-    await batches.recover()
+    created = await batches.refresh(other.id)  # `imagebot batch status` takes it up too
     await batches.recover()
     created = await batches.job(other.id)
     assert created.state == "pending" and created.name and created.name != other.name
@@ -188,3 +188,18 @@ async def test_pro_batch_costs_at_batch_price(core, stand_in) -> None:
                         thought_tokens=line.usage.thought_tokens, batch=True)
                    for size, line in zip((None, "4K"), lines, strict=True))
     assert done.cost == pytest.approx(expected)
+
+
+async def test_a_batch_gemini_never_finishes_expires(core, stand_in) -> None:
+    from datetime import timedelta
+
+    stand_in.batches.turnaround = timedelta(hours=72)
+    job, _ = await core.service.batches.submit(submission("a\nb", model="flash"))
+    stand_in.clock.advance(hours=49)
+    expired = await core.service.batches.refresh(job.id)
+    assert expired.state == "expired" and expired.counts == {"not_run": 2}
+    assert expired.cost == 0 and await core.service.usage(KEY) == []
+    assert summary_text(expired, "Nano Banana").startswith(
+        f"Batch {job.short} expired after 48 hours: 2 prompts on Nano Banana: 0 done, 0 failed, "
+        "0 blocked, 2 not run · 0 images · $0.00 at batch price")
+    assert "not charged" in expired.error

@@ -23,6 +23,10 @@ def msg(text: str, *files: tuple[str, bytes], **options: object) -> IncomingMess
                            options=OptionInput(**options))  # type: ignore[arg-type]
 
 
+def inline_parts(content: dict) -> list[dict]:
+    return [p for p in content["parts"] if "inlineData" in p or "inline_data" in p]
+
+
 def predictions(stand_in: OfflineGemini) -> list:
     return [r for r in stand_in.requests if r.method == "predict"]
 
@@ -66,9 +70,18 @@ async def test_imagen_turn_then_a_gemini_edit(core, stand_in: OfflineGemini) -> 
 async def test_imagen_counts_and_sizes(core, stand_in: OfflineGemini) -> None:
     four = await core.service.handle(KEY, msg("four cats --count 4", model="imagen-4"))
     assert predictions(stand_in)[-1].body["parameters"]["sampleCount"] == 4
-    assert len(four.images) == 4 and four.view.reply.images
+    assert [len(c.images) for c in four.candidates] == [1, 1, 1, 1] and four.chosen == 1
+    assert four.images == four.candidates[0].images
+    assert any("U1 is the one a Gemini turn here would edit" in n for n in four.notices)
     usage = await core.service.usage(KEY)
-    assert usage[-1]["images"] == 4 and usage[-1]["model"] == IMAGEN
+    assert [(u["images"], u["model"]) for u in usage] == [(1, IMAGEN)] * 4, "4 generations"
+    chosen = await core.service.use_candidate(four.turn_id, 3)
+    assert chosen.reply.chosen == 3
+    assert chosen.reply.images[0].sha256 == four.candidates[2].images[0].sha256
+    await core.service.handle(KEY, msg("make it blue", model="flash"))
+    carried = inline_parts(stand_in.requests[-1].body["contents"][-1])
+    assert len(carried) == 1, "the Gemini edit carries the chosen Imagen candidate"
+    assert (await core.service.history(KEY))[-1].refs[0].sha256 == four.candidates[2].images[0].sha256
     fast = await core.service.handle(KEY, msg("a dog", model="imagen-4-fast"))
     assert "sampleImageSize" not in predictions(stand_in)[-1].body["parameters"]
     assert [(i.width, i.height) for i in fast.images] == [(1024, 1024)]

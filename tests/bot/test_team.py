@@ -344,3 +344,17 @@ async def test_quotas_hold_across_two_workers_on_either_database(core_factory, s
         assert others == [] and len(refused) == 15
         assert len(generations(stand_in)) == 5
         assert "5 of 5" in refused[0].user_message
+
+
+async def test_every_candidate_counts_in_the_quota_and_the_cost(core_factory, stand_in):
+    async with core_factory(daily_images_per_user=5) as core:
+        four = await core.service.handle(key("v1"), msg("four cats --count 4 --model flash"))
+        assert len(four.candidates) == 4
+        with pytest.raises(QuotaError, match="4 of 5"):
+            await core.service.handle(key("v2"), msg("four more --count 4 --model flash"))
+        one = await core.service.handle(key("v3"), msg("one more --model flash"))
+        assert one.images
+        rows = await ledger_rows(core)
+        committed = [r for r in rows if r["state"] == "committed"]
+        assert sorted(r["images"] for r in committed) == [1, 4]
+        assert abs(sum(r["cost_usd"] for r in committed) - 5 * 0.039) < 0.01

@@ -15,8 +15,9 @@
     lbImg: $('lightbox-img'), lbCaption: $('lightbox-caption'), lbDownload: $('lightbox-download'),
     lbClose: $('lightbox-close'), lbPrev: $('lightbox-prev'), lbNext: $('lightbox-next'),
     titleInput: $('title-input'), actions: $('thread-actions'), rename: $('rename-thread'),
-    deleteThread: $('delete-thread'),
+    deleteThread: $('delete-thread'), batch: $('batch'), count: $('count'), countOpt: $('count-opt'),
   };
+  const PROMPT_FILE = /\.(txt|csv|tsv|jsonl|ndjson)$/i;
   const LAST_THREAD = 'imagebot.lastThread';
 
   const EXAMPLES = [
@@ -33,6 +34,7 @@
     thread: null,
     pending: new Map(), // thread id -> {prompt, files, started, summary, error, finished}
     refs: [], // {file, url, name}
+    promptFiles: [], // batch mode: .txt/.csv/.jsonl files of prompts
     lightbox: { items: [], index: 0 },
     stick: true,
     openSeq: 0,
@@ -294,6 +296,10 @@
       option.disabled = Boolean(ratios) && option.value !== 'auto' && !ratios.includes(option.value);
     }
     if (els.ratio.selectedOptions[0] && els.ratio.selectedOptions[0].disabled) els.ratio.value = 'auto';
+    const most = els.batch.checked ? 1 : (model.max_count || 4);
+    for (const option of els.count.options) option.disabled = Number(option.value) > most;
+    if (Number(els.count.value) > most) els.count.value = '1';
+    els.countOpt.classList.toggle('is-disabled', most === 1);
     els.search.disabled = !model.search;
     if (!model.search) els.search.checked = false;
     els.searchOpt.classList.toggle('is-disabled', !model.search);
@@ -316,6 +322,7 @@
     if (model.sizes.length) bits.push(els.size.value || '1K');
     bits.push(els.ratio.value === 'auto' ? 'auto ratio' : els.ratio.value);
     if (model.search && els.search.checked) bits.push('search');
+    if (els.count.value !== '1') bits.push(`${els.count.value} candidates`);
     return bits.join(' · ');
   }
 
@@ -337,6 +344,10 @@
   function addFiles(files) {
     const model = currentCaps();
     for (const file of files) {
+      if (els.batch.checked && (PROMPT_FILE.test(file.name || '') || (file.type || '').startsWith('text/'))) {
+        state.promptFiles.push(file);
+        continue;
+      }
       if (state.refs.length >= model.max_refs) {
         toast(model.max_refs === 0
           ? `${model.label} makes images from the prompt alone; it takes no reference images.`
@@ -359,16 +370,18 @@
   }
 
   function renderRefTray() {
-    els.tray.replaceChildren(...state.refs.map((ref, index) => h('div', { class: 'ref-item', title: ref.name },
-      thumb(ref.url, ref.name),
+    const item = (list, index, name, url) => h('div', { class: 'ref-item', title: name },
+      thumb(url, name),
       h('button', {
-        type: 'button', class: 'remove', 'aria-label': `Remove ${ref.name}`,
+        type: 'button', class: 'remove', 'aria-label': `Remove ${name}`,
         onclick: () => {
-          state.refs.splice(index, 1);
+          list.splice(index, 1);
           renderRefTray();
         },
-      }, icon('close')))));
-    els.tray.hidden = state.refs.length === 0;
+      }, icon('close')));
+    els.tray.replaceChildren(...state.refs.map((ref, index) => item(state.refs, index, ref.name, ref.url)),
+      ...state.promptFiles.map((file, index) => item(state.promptFiles, index, file.name, null)));
+    els.tray.hidden = state.refs.length === 0 && state.promptFiles.length === 0;
     const max = currentCaps().max_refs;
     els.refCount.textContent = state.refs.length ? `${state.refs.length} / ${max} references`
       : (max ? `up to ${max} references` : 'no references (prompt only)');
@@ -478,9 +491,10 @@
     try {
       const data = await api(`/api/threads/${id}`);
       if (seq !== state.openSeq) return;
-      state.thread = { ...data, saved: true };
+      state.thread = { ...data, batches: data.batches || [], saved: true };
       applySettings(data.settings);
       rememberThread(id);
+      loadBatchLines(state.thread);
     } catch (err) {
       if (seq !== state.openSeq) return;
       if (err.status === 404 && state.pending.has(id)) {
@@ -504,6 +518,7 @@
     const thread = state.thread || { turns: [] };
     const pending = state.threadId ? state.pending.get(state.threadId) : null;
     const nodes = thread.turns.map(renderTurn);
+    nodes.push(...(thread.batches || []).map(renderBatch));
     if (thread.loading) {
       nodes.push(h('li', { class: 'thread-loading', role: 'status' }, h('span', { class: 'spinner' }),
         h('span', { text: 'Loading thread…' })));
@@ -516,7 +531,9 @@
     els.title.textContent = title;
     document.title = `${title} · imagebot`;
     const count = thread.turns.length;
-    els.meta.textContent = count ? `${count} turn${count === 1 ? '' : 's'}` : '';
+    const batches = (thread.batches || []).length;
+    els.meta.textContent = [count ? `${count} turn${count === 1 ? '' : 's'}` : '',
+      batches ? `${batches} batch${batches === 1 ? '' : 'es'}` : ''].filter(Boolean).join(' · ');
     els.actions.hidden = !thread.saved;
     scrollToEnd(false);
   }
@@ -678,10 +695,40 @@
       h('button', { type: 'button', class: 'link-btn', text: 'Delete', onclick: () => deleteTurn(turn) }));
   }
 
+  function renderCandidates(turn) {
+    return h('div', { class: 'candidates' }, turn.candidates.map((c) => {
+      const label = `U${c.number}`;
+      const body = c.error
+        ? appendInline(h('div', { class: 'error-text' }), c.error)
+        : renderParts(c.parts.filter((p) => p.kind === 'image'), label);
+      const action = c.chosen
+        ? h('span', { class: 'badge in-use', text: 'In use ✓', title: 'The conversation continues from this one' })
+        : (c.error ? null : h('button', {
+          type: 'button', class: 'chip-btn use-btn', text: `Use ${label}`,
+          onclick: () => useCandidate(turn, c.number),
+        }));
+      return h('div', { class: `candidate${c.chosen ? ' chosen' : ''}`, 'data-candidate': label },
+        h('div', { class: 'candidate-bar' }, h('strong', { text: label }), action), body);
+    }));
+  }
+
+  async function useCandidate(turn, number) {
+    try {
+      const data = await api(`/api/turns/${turn.id}/use`, { method: 'POST', json: { number } });
+      if (state.thread) {
+        state.thread.turns = state.thread.turns.map((t) => (t.id === turn.id ? data.turn : t));
+      }
+      renderThread();
+    } catch (err) {
+      toast(err.message);
+    }
+  }
+
   function renderTurn(turn) {
+    const gallery = turn.candidates && turn.candidates.length > 1;
     const card = h('div', { class: 'bot-card' },
       renderThinking(turn.thoughts),
-      h('div', { class: 'parts' }, renderParts(turn.parts, 'Image')),
+      gallery ? renderCandidates(turn) : h('div', { class: 'parts' }, renderParts(turn.parts, 'Image')),
       renderGrounding(turn),
       renderNotices(turn),
       renderMeta(turn));
@@ -811,6 +858,146 @@
     }
   }
 
+  // ---------------------------------------------------------------- batches
+
+  const BATCH_STATES = {
+    creating: 'Submitting', pending: 'Waiting at Gemini', running: 'Running',
+    succeeded: 'Finished', failed: 'Failed', cancelled: 'Cancelled', expired: 'Expired',
+  };
+  let batchTimer = null;
+
+  function setBatchMode() {
+    const on = els.batch.checked;
+    els.prompt.placeholder = on
+      ? 'One prompt per line (a line like --ar 16:9 sets it for all), or attach a .txt, .csv or .jsonl…'
+      : 'Describe an image or an edit…';
+    els.fileInput.accept = on ? 'image/*,.txt,.csv,.tsv,.jsonl,.ndjson' : 'image/*';
+    if (!on) state.promptFiles = [];
+    renderRefTray();
+    setBusy();
+  }
+
+  async function sendBatch() {
+    const prompts = els.prompt.value.trim();
+    if (!prompts && !state.promptFiles.length) {
+      toast('Write one prompt per line, or attach a .txt, .csv or .jsonl file of prompts.');
+      els.prompt.focus();
+      return;
+    }
+    let id = state.threadId;
+    if (!id) {
+      id = newThreadId();
+      state.threadId = id;
+      state.thread = { id, title: '', turns: [], batches: [] };
+      history.pushState(null, '', `#/t/${id}`);
+    }
+    const form = new FormData();
+    form.append('prompts', prompts);
+    for (const [key, value] of Object.entries(selectedOptions())) form.append(key, String(value));
+    for (const ref of state.refs) form.append('refs', ref.file, ref.name);
+    for (const file of state.promptFiles) form.append('file', file, file.name);
+    els.send.disabled = true;
+    try {
+      const data = await api(`/api/threads/${id}/batches`, { method: 'POST', form });
+      toast(data.message);
+      state.refs = [];
+      state.promptFiles = [];
+      els.prompt.value = '';
+      autosize();
+      renderRefTray();
+      if (state.thread && state.thread.id === id) {
+        state.thread.batches = [...(state.thread.batches || []), data.batch];
+        state.thread.saved = true;
+        rememberThread(id);
+      }
+      renderThread();
+      loadThreads();
+      watchBatches();
+    } catch (err) {
+      toast(err.message);
+    }
+    setBusy();
+  }
+
+  function renderBatch(batch) {
+    const counts = batch.counts || {};
+    const done = counts.done || 0;
+    const head = h('div', { class: 'batch-head' },
+      h('strong', { text: `Batch ${batch.short}` }),
+      h('span', { text: ` · ${batch.total} prompts · ${batch.label} · ` }),
+      h('span', { class: `batch-state ${batch.state}`, text: BATCH_STATES[batch.state] || batch.state }));
+    const body = [];
+    if (batch.summary) body.push(h('p', { class: 'batch-summary', text: batch.summary }));
+    else body.push(h('p', { class: 'batch-summary', text: 'Batch jobs run at half price; results usually come within a few hours (at most 24 h). This page checks every few seconds.' }));
+    if (batch.lines) {
+      const shown = batch.lines.filter((line) => line.images.length);
+      body.push(h('div', { class: 'batch-grid' }, shown.map((line) => h('div', { class: 'batch-item' },
+        figure({ ...line.images[0], kind: 'image' }, `${line.number}. ${line.prompt}`),
+        h('span', { class: 'batch-caption', text: `${line.number}. ${line.prompt}` })))));
+      const failed = batch.lines.filter((line) => !line.images.length);
+      if (failed.length) {
+        body.push(h('ul', { class: 'notices' }, failed.map((line) => h('li', { class: 'warn' },
+          h('span', { text: line.status === 'blocked' ? '🚫' : '⚠️' }),
+          h('span', { text: ` ${line.number}. ${line.prompt} — ${line.error || line.status}` })))));
+      }
+    }
+    const actions = h('div', { class: 'meta' },
+      batch.zip_url ? h('a', { class: 'chip-btn zip-link', href: batch.zip_url, download: '' },
+        icon('download'), `Download ${done} image${done === 1 ? '' : 's'} (zip)`) : null,
+      batch.ended ? null : h('button', {
+        type: 'button', class: 'link-btn', text: 'Cancel batch', onclick: () => cancelBatch(batch),
+      }));
+    return h('li', { class: 'turn batch', 'data-batch': batch.id },
+      h('div', { class: 'bot-msg' }, h('div', { class: 'bot-card batch-card' }, head, body, actions)));
+  }
+
+  async function loadBatchLines(thread) {
+    const ready = (thread.batches || []).filter((b) => b.zip_url && !b.lines);
+    await Promise.all(ready.map(async (batch) => {
+      try {
+        batch.lines = (await api(`/api/batches/${batch.id}`)).lines;
+      } catch (err) {
+        batch.lines = [];
+      }
+    }));
+    if (ready.length && state.thread === thread) renderThread();
+    if ((thread.batches || []).some((b) => !b.ended)) watchBatches();
+  }
+
+  function watchBatches() {
+    if (batchTimer) return;
+    batchTimer = setInterval(async () => {
+      const thread = state.thread;
+      const open = thread && (thread.batches || []).filter((b) => !b.ended);
+      if (!open || !open.length) {
+        clearInterval(batchTimer);
+        batchTimer = null;
+        return;
+      }
+      try {
+        const data = await api(`/api/batches?thread=${thread.id}`);
+        const known = new Map(thread.batches.map((b) => [b.id, b]));
+        thread.batches = data.batches.reverse().map((b) => ({ ...b, lines: (known.get(b.id) || {}).lines }));
+        renderThread();
+        loadBatchLines(thread);
+      } catch (err) {
+        // a restart or a blip: the next tick asks again
+      }
+    }, 5000);
+  }
+
+  async function cancelBatch(batch) {
+    if (!window.confirm('Cancel this batch? Prompts that finished are kept; the rest are not run.')) return;
+    try {
+      const data = await api(`/api/batches/${batch.id}/cancel`, { method: 'POST' });
+      Object.assign(batch, data.batch);
+      renderThread();
+      loadBatchLines(state.thread);
+    } catch (err) {
+      toast(err.message);
+    }
+  }
+
   // ---------------------------------------------------------------- sending
 
   const INLINE_RATIO = /(?:^|\s)(?:--|\u2014|\u2013)(?:ar|aspect|aspect-ratio|ratio)(?:=|\s+)(\S+)/gi;
@@ -830,11 +1017,16 @@
     const busy = Boolean(state.threadId && state.pending.get(state.threadId)
       && !state.pending.get(state.threadId).error);
     els.send.disabled = busy;
-    els.send.querySelector('.send-label').textContent = busy ? 'Generating…' : 'Generate';
+    els.send.querySelector('.send-label').textContent = busy ? 'Generating…'
+      : (els.batch.checked ? 'Submit batch' : 'Generate');
   }
 
   async function send(event) {
     if (event) event.preventDefault();
+    if (els.batch.checked) {
+      sendBatch();
+      return;
+    }
     const prompt = els.prompt.value.trim();
     if (!prompt) {
       toast('Write what to draw, or what to change in the attached image.');
@@ -855,6 +1047,7 @@
     const form = new FormData();
     form.append('prompt', prompt);
     for (const [key, value] of Object.entries(selectedOptions())) form.append(key, String(value));
+    if (els.count.value !== '1') form.append('count', els.count.value);
     for (const ref of files) form.append('refs', ref.file, ref.name);
     const pending = {
       prompt, files, started: performance.now(), startedAt: Date.now() / 1000,
@@ -1004,6 +1197,10 @@
     for (const select of [els.model, els.ratio, els.size, els.search]) {
       select.addEventListener('change', saveSettings);
     }
+    els.batch.addEventListener('change', () => {
+      setBatchMode();
+      updateOptionStates();
+    });
     els.newThread.addEventListener('click', newThread);
     els.rename.addEventListener('click', startRenaming);
     els.title.addEventListener('dblclick', startRenaming);
