@@ -71,6 +71,8 @@ class Settings:
     max_image_pixels: int = 50_000_000
     max_attachment_bytes: int = 30 * 1024 * 1024
     max_request_bytes: int = 100 * 1024 * 1024
+    #: History images go to Gemini's Files API once and are named by URI afterwards.
+    use_files_api: bool = True
     models: Mapping[str, ModelCaps] = field(default_factory=lambda: dict(DEFAULT_MODELS))
     offline: bool = False
     slack_bot_token: str | None = field(default=None, repr=False)
@@ -133,6 +135,7 @@ ENV: dict[str, str] = {
     "default_search": "IMAGEBOT_DEFAULT_SEARCH",
     "max_reference_edge": "IMAGEBOT_MAX_REFERENCE_EDGE",
     "max_attachment_bytes": "IMAGEBOT_MAX_ATTACHMENT_BYTES",
+    "use_files_api": "IMAGEBOT_USE_FILES_API",
     "slack_bot_token": "SLACK_BOT_TOKEN",
     "slack_app_token": "SLACK_APP_TOKEN",
     "slack_signing_secret": "SLACK_SIGNING_SECRET",

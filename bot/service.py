@@ -10,26 +10,24 @@ time in arrival order; different threads run in parallel.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from google.genai import types
-
-from bot import budget, images, messages
+from bot import images, messages
 from bot.config import Settings
 from bot.errors import (
     AttachmentError,
     CancelledTurn,
     ErrorKind,
     NotFoundError,
-    TooLargeError,
 )
-from bot.gemini import Answer, GeminiSession, build_config, request_size
+from bot.files import HistoryFiles
 from bot.model import (
     Attachment,
     Author,
@@ -47,6 +45,12 @@ from bot.options import OptionInput, Options, resolve
 from bot.planning import PlanLimits, TurnPlan, plan_turn, sticky_settings
 from bot.store import HistoryStore, NewTurn
 from bot.tasks import drain
+
+if TYPE_CHECKING:  # `imagebot threads` and `history` never import google.genai
+    from google.genai import types
+
+    from bot.gemini import Answer, GeminiSession
+    from bot.turn_request import TurnRequests
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +79,9 @@ class _ThreadQueue:
 class ConversationService:
     """Runs turns and answers adapters' questions about threads; owns the store."""
 
-    def __init__(self, store: HistoryStore, gemini: GeminiSession, settings: Settings) -> None:
+    def __init__(self, store: HistoryStore, gemini: GeminiSession | None,
+                 settings: Settings) -> None:
+        """``gemini`` is None for a service that only reads threads (no turns)."""
         #: The store, for the composition and tests; adapters use the methods below.
         self.store = store
         self.gemini = gemini
@@ -87,10 +93,13 @@ class ConversationService:
         self._pixels = images.PixelBudget()
         self.limits = PlanLimits(defaults=settings.option_defaults, models=settings.models,
                                  max_attachment_bytes=settings.max_attachment_bytes)
+        #: History images on Gemini's Files API.
+        self.files = HistoryFiles(store, gemini, enabled=settings.use_files_api)
+        self._requests: TurnRequests | None = None
 
     @property
     def offline(self) -> bool:
-        return self.gemini.offline
+        return self.gemini is not None and self.gemini.offline
 
     def queue_depth(self) -> int:
         """Turns running or waiting, across all threads."""
@@ -165,7 +174,9 @@ class ConversationService:
         if record is None:
             return None
         async with self._thread_lock(record.thread):
+            hashes = await self.store.files.turn_blobs(turn_id)
             deleted = await self.store.delete_turn(turn_id)
+        self.files.release_later(hashes)
         return record if deleted else None
 
     async def _run(self, key: ThreadKey, author: Author, *, on_start: StartCallback | None,
@@ -213,14 +224,8 @@ class ConversationService:
             await on_start(TurnStart(key=key, options=plan.options,
                                      waited=time.monotonic() - queued))
         started = time.monotonic()
-        async with self._gate:
-            user = types.Content(role="user", parts=[types.Part(text=plan.prompt)] + [
-                types.Part(inline_data=types.Blob(data=r.data, mime_type=r.mime_type))
-                for r in refs])
-            history, notices = await self._history_for(key, user)
-            contents = [*history, user]
-            config = build_config(plan.options)
-        answer = await self.gemini.generate(plan.options.model, contents, config)
+        user, answer, notices = await self._turn_requests().send(
+            key, plan.prompt, refs, plan.options, limit=self.settings.max_request_bytes)
         elapsed = time.monotonic() - started
         async with self._gate:
             reply = await asyncio.to_thread(self._reply, key, answer, plan.options, elapsed,
@@ -257,30 +262,14 @@ class ConversationService:
                     max_pixels=self.settings.max_image_pixels))
         return prepared
 
-    async def _history_for(self, key: ThreadKey, user: types.Content
-                           ) -> tuple[list[types.Content], list[str]]:
-        """The stored turns that fit in one request with ``user``, newest first to go in,
-        and a notice when older turns had to be left out (they stay stored).
+    def _turn_requests(self) -> TurnRequests:
+        if self._requests is None:
+            assert self.gemini is not None, "a read-only service runs no turns"
+            # Imported on the first turn: commands that only read threads stay quick.
+            from bot.turn_request import TurnRequests
 
-        Raises:
-            TooLargeError: ``user``'s own attachments are over the request limit.
-        """
-        limit = self.settings.max_request_bytes
-        new = request_size([user])
-        if new > limit:
-            raise TooLargeError(
-                f"The attached images add up to {messages.size_text(new)} once encoded, over "
-                f"Gemini's {messages.size_text(limit)} request limit. Attach fewer or smaller "
-                "images.")
-        stored = await self.store.load_stored(key)
-        sizes = await self.store.blob_sizes({h for c in stored for h in c.blob_hashes()})
-        fit = budget.fit_history(stored, sizes, limit - new)
-        if not fit.left_out:
-            return await self.store.inflate(fit.kept), []
-        logger.info("thread %s: %d of %d turns left out of the request to fit %d bytes",
-                    key, fit.left_out, fit.turns, limit)
-        notice = budget.left_out_notice(fit.left_out, fit.turns, limit)
-        return await self.store.inflate(fit.kept), [notice]
+            self._requests = TurnRequests(self.store, self.gemini, self.files, self._gate)
+        return self._requests
 
     def _reply(self, key: ThreadKey, answer: Answer, options: Options, elapsed: float,
                refs: list[images.PreparedImage], extra_notices: list[str]) -> Reply:
@@ -337,8 +326,12 @@ class ConversationService:
         return await self.store.rename_thread(key, " ".join(title.split())[:200])
 
     async def delete_thread(self, key: ThreadKey) -> bool:
+        """Deletes a thread, its blobs and Gemini files that nothing else uses."""
         async with self._thread_lock(key):
-            return await self.store.delete_thread(key)
+            hashes = await self.store.files.thread_blobs(key)
+            deleted = await self.store.delete_thread(key)
+        self.files.release_later(hashes)
+        return deleted
 
     async def settings_of(self, key: ThreadKey) -> OptionInput:
         """The thread's sticky settings (empty for a new thread)."""
@@ -379,6 +372,10 @@ class ConversationService:
         """Drops event ids older than ``older_than`` seconds (redeliveries come within hours)."""
         await self.store.prune_events(older_than)
 
+    async def sweep_files(self) -> int:
+        """Forgets records of Gemini files that have expired; returns how many."""
+        return await self.files.sweep()
+
     # --- internals ---------------------------------------------------------------------
 
     def _thread_lock(self, key: ThreadKey) -> _LockGuard:
@@ -394,6 +391,8 @@ class ConversationService:
     async def shutdown(self, grace: float) -> None:
         """Waits up to ``grace`` seconds for turns in flight, then cancels the rest."""
         await drain(self._inflight, grace)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.files.idle(), timeout=grace)
 
 
 class _LockGuard:

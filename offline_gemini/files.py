@@ -86,6 +86,8 @@ class FileStore:
         self.clock = clock
         self._files: dict[str, StoredFile] = {}
         self._uploads: dict[str, _Upload] = {}
+        #: Uploads finalized since the server started.
+        self.uploaded = 0
 
     def start_upload(self, *, mime: str, size: int, display_name: str | None,
                      name: str | None = None) -> str:
@@ -117,6 +119,7 @@ class FileStore:
             raise invalid(
                 f"Upload finalized with {len(upload.received)} bytes; {upload.size} were declared."
             )
+        self.uploaded += 1
         return self.add(bytes(upload.received), upload.mime, display_name=upload.display_name,
                         file_id=upload.file_id)
 
@@ -134,6 +137,11 @@ class FileStore:
         if stored is None or self.clock.now() >= stored.expires:
             return None
         return stored
+
+    def live_count(self) -> int:
+        """How many files are stored and not expired."""
+        self._purge()
+        return len(self._files)
 
     def delete(self, file_id: str) -> bool:
         """Forget a file; False when there was none to forget."""

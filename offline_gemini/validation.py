@@ -262,7 +262,9 @@ def _request_seed(model: str, contents: Sequence[Content], request: Mapping[str,
         "contents": [
             [c.role]
             + [
-                [p.kind, p.thought, p.text, p.mime, p.uri, hashlib.sha256(p.data).hexdigest()]
+                # A file read is the same input as its bytes inline: its URI does not count.
+                [p.kind, p.thought, p.text, p.mime, "" if p.data else p.uri,
+                 hashlib.sha256(p.data).hexdigest()]
                 for p in c.parts
             ]
             for c in contents
