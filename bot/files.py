@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 EXPIRY_MARGIN = 3600.0
 #: Uploads (and deletes) running at once, across all turns.
 PARALLEL_CALLS = 4
+#: Deleting a turn's or a thread's files never holds up the delete longer than this.
+RELEASE_TIMEOUT = 15.0
 
 
 class HistoryFiles:
@@ -51,7 +53,6 @@ class HistoryFiles:
         self._inline_models: set[str] = set()
         self._uploading: dict[str, asyncio.Future[FileRecord]] = {}
         self._calls = asyncio.Semaphore(PARALLEL_CALLS)
-        self._cleanups: set[asyncio.Task[int]] = set()
         #: Uploads made by this process (for logs, tests and benchmarks).
         self.uploads = 0
 
@@ -127,6 +128,10 @@ class HistoryFiles:
         return record
 
     async def _upload(self, digest: str, mime_type: str) -> FileRecord:
+        # Another turn may have uploaded it since this one looked.
+        known = (await self.store.files.get(self.namespace, [digest])).get(digest)
+        if known is not None and known.expires_at > self.clock() + EXPIRY_MARGIN:
+            return known
         data = (await self.store.get_blobs([digest]))[digest]
         async with self._calls:
             started = self.clock()
@@ -162,17 +167,23 @@ class HistoryFiles:
 
     # --- cleanup ---------------------------------------------------------------------------
 
-    def release_later(self, hashes: Collection[str]) -> None:
-        """Deletes, in the background, the files of those images no history uses any more
-        (after a turn or a thread was deleted). Best effort: failures are logged."""
-        if not hashes:
-            return
-        task = asyncio.create_task(self.release(hashes))
-        self._cleanups.add(task)
-        task.add_done_callback(self._cleanups.discard)
-
     async def release(self, hashes: Collection[str]) -> int:
-        """Deletes the files of those of ``hashes`` no history uses; returns how many."""
+        """Deletes the files of those of ``hashes`` no history uses any more (after a turn
+        or a thread was deleted). Best effort: failures are logged, never raised, and it
+        gives up after ``RELEASE_TIMEOUT`` seconds (the files expire within 48 hours).
+
+        Returns:
+            How many files were deleted.
+        """
+        if not hashes:
+            return 0
+        try:
+            return await asyncio.wait_for(self._release(hashes), timeout=RELEASE_TIMEOUT)
+        except Exception:  # cleanup must never fail the delete that asked for it
+            logger.warning("deleting Files API files of deleted turns failed", exc_info=True)
+            return 0
+
+    async def _release(self, hashes: Collection[str]) -> int:
         unused = await self.store.files.unused(hashes)
         if not unused:
             return 0
@@ -202,8 +213,3 @@ class HistoryFiles:
         if forgotten:
             logger.info("forgot %d expired Files API record(s)", forgotten)
         return forgotten
-
-    async def idle(self) -> None:
-        """Waits for background deletes (tests, shutdown)."""
-        while self._cleanups:
-            await asyncio.wait(set(self._cleanups))

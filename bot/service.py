@@ -10,7 +10,6 @@ time in arrival order; different threads run in parallel.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
@@ -176,7 +175,7 @@ class ConversationService:
         async with self._thread_lock(record.thread):
             hashes = await self.store.files.turn_blobs(turn_id)
             deleted = await self.store.delete_turn(turn_id)
-        self.files.release_later(hashes)
+        await self.files.release(hashes)
         return record if deleted else None
 
     async def _run(self, key: ThreadKey, author: Author, *, on_start: StartCallback | None,
@@ -330,7 +329,7 @@ class ConversationService:
         async with self._thread_lock(key):
             hashes = await self.store.files.thread_blobs(key)
             deleted = await self.store.delete_thread(key)
-        self.files.release_later(hashes)
+        await self.files.release(hashes)
         return deleted
 
     async def settings_of(self, key: ThreadKey) -> OptionInput:
@@ -391,8 +390,6 @@ class ConversationService:
     async def shutdown(self, grace: float) -> None:
         """Waits up to ``grace`` seconds for turns in flight, then cancels the rest."""
         await drain(self._inflight, grace)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.files.idle(), timeout=grace)
 
 
 class _LockGuard:
