@@ -7,6 +7,7 @@ import hmac
 import logging
 import re
 import secrets
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -130,6 +131,8 @@ class OfflineGemini:
         self.batches.turnaround = batch_turnaround
         self.requests = RequestLog(keep_requests)
         self.last_generate: dict[str, int] = {}
+        #: Generate requests answered, by HTTP status (``"0"``: disconnected).
+        self.generate_statuses: Counter[str] = Counter()
         self.admin = admin
         self.faults = Faults()
         self.base_url = ""
@@ -201,6 +204,8 @@ class OfflineGemini:
             response = ApiError(500, STATUS_MESSAGES[500]).response()
         if not response.prepared:
             record.status = response.status
+        if record.method in ("generateContent", "streamGenerateContent"):
+            self.generate_statuses[str(record.status)] += 1
         return response
 
     async def _route(
@@ -306,7 +311,8 @@ class OfflineGemini:
         if request.path == "/_admin/stats" and request.method == "GET":
             return web.json_response({
                 "requests": self.requests.total, "uploads": self.files.uploaded,
-                "live_files": self.files.live_count(), "last_generate": self.last_generate})
+                "live_files": self.files.live_count(), "last_generate": self.last_generate,
+                "generate_statuses": dict(self.generate_statuses)})
         raise ApiError(404, f"Method not found: {request.method} {request.path}")
 
     def _file_bytes(self, uri: str) -> bytes:
