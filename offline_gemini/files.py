@@ -39,6 +39,12 @@ class StoredFile:
     created: datetime
     display_name: str | None = None
     source: str = "UPLOADED"  # or GENERATED (batch results), the only downloadable ones
+    #: SHA-256 of ``data``, computed once: requests naming the file do not hash it again.
+    sha256: bytes = field(default=b"", repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.sha256:
+            self.sha256 = hashlib.sha256(self.data).digest()
 
     @property
     def name(self) -> str:
@@ -50,7 +56,7 @@ class StoredFile:
 
     def resource(self, base_url: str) -> dict[str, Any]:
         """The ``File`` resource as the API answers it."""
-        digest = hashlib.sha256(self.data).hexdigest().encode("ascii")
+        digest = self.sha256.hex().encode("ascii")
         body: dict[str, Any] = {"name": self.name}
         if self.display_name:
             body["displayName"] = self.display_name

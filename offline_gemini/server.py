@@ -315,8 +315,9 @@ class OfflineGemini:
                 "generate_statuses": dict(self.generate_statuses)})
         raise ApiError(404, f"Method not found: {request.method} {request.path}")
 
-    def _file_bytes(self, uri: str) -> bytes:
-        return self.files.by_uri(uri, self.base_url).data
+    def _file_bytes(self, uri: str) -> tuple[bytes, bytes]:
+        stored = self.files.by_uri(uri, self.base_url)
+        return stored.data, stored.sha256
 
     def _options(self) -> AnswerOptions:
         return AnswerOptions(self.banner, self.real_sizes, self.signature_bytes)
