@@ -132,8 +132,8 @@ class HistoryFiles:
         known = (await self.store.files.get(self.namespace, [digest])).get(digest)
         if known is not None and known.expires_at > self.clock() + EXPIRY_MARGIN:
             return known
-        data = (await self.store.get_blobs([digest]))[digest]
-        async with self._calls:
+        async with self._calls:  # also bounds the image bytes read for uploads at once
+            data = (await self.store.get_blobs([digest]))[digest]
             started = self.clock()
             uploaded = await self._session.upload_file(data, mime_type, f"imagebot-{digest[:16]}")
         self.uploads += 1
