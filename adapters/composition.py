@@ -47,5 +47,6 @@ async def open_app(settings: Settings, *, offline: bool | None = None,
             key = OFFLINE_KEY
             logger.info("offline mode: Gemini stand-in at %s", base_url)
         core = await stack.enter_async_context(
-            open_core(settings, base_url=base_url, api_key=key, offline=offline))
+            open_core(settings, base_url=base_url, api_key=key, offline=offline,
+                      gemini=require_gemini or offline))
         yield core

@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 20.0
 EVENT_RETENTION = 7 * 86400.0
+#: How often records of expired Gemini files are forgotten (also once at start-up).
+FILE_SWEEP_INTERVAL = 3 * 3600.0
 
 
 class Adapter(Protocol):
@@ -181,6 +183,7 @@ async def running(settings: Settings, *, offline: bool = False,
     async with open_app(settings, offline=run.offline) as core:
         # Redeliveries come within minutes; a week of seen event ids is plenty.
         await core.service.forget_events(older_than=EVENT_RETENTION)
+        sweeper = asyncio.create_task(sweep_files(core, FILE_SWEEP_INTERVAL))
         metrics = Metrics(core.service)
         adapters = build_adapters(core, run)
         metrics.registry.register(ShardCollector(adapters))
@@ -202,6 +205,7 @@ async def running(settings: Settings, *, offline: bool = False,
                         ", ".join(a.name for a in adapters) or "no adapters")
             yield server
         finally:
+            sweeper.cancel()
             await poller.stop()
             await core.service.shutdown(SHUTDOWN_GRACE)
             for adapter in reversed(started):
@@ -233,6 +237,16 @@ class ShardCollector:
                     latency.add_metric([shard], state["latency"])
         yield up
         yield latency
+
+
+async def sweep_files(core: Core, interval: float) -> None:
+    """Forgets records of expired Gemini files now, then every ``interval`` seconds."""
+    while True:
+        try:
+            await core.service.sweep_files()
+        except Exception:  # a failed sweep is retried next time; serving goes on
+            logger.exception("sweeping expired Gemini file records failed")
+        await asyncio.sleep(interval)
 
 
 @dataclass

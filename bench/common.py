@@ -38,15 +38,19 @@ async def bench_core(**overrides: Any) -> AsyncIterator[tuple[OfflineGemini, Cor
 
 
 @contextlib.asynccontextmanager
-async def stand_in_process(latency: float, *, real_sizes: bool = False) -> AsyncIterator[str]:
-    """The stand-in in a separate process, so its work does not share the measured loop.
+async def stand_in_process(latency: float, *, real_sizes: bool = False, nice: bool = True,
+                           admin: bool = False) -> AsyncIterator[str]:
+    """The stand-in in a separate process (``python -m offline_gemini``), so its work does
+    not share the measured loop.
 
-    With ``real_sizes`` it answers as the live API does (Pro JPEG, ~1 MB signatures).
+    With ``real_sizes`` it answers as the live API does (Pro JPEG, ~1 MB signatures); with
+    ``nice`` it runs at the lowest CPU priority; with ``admin`` it serves ``/_admin/stats``.
     """
     proc = await asyncio.create_subprocess_exec(
-        "nice", "-n", "19", sys.executable, "-m", "adapters", "offline-gemini", "--port", "0",
-        "--api-key", KEY, "--latency", str(latency),
-        *(["--real-sizes"] if real_sizes else []), stdout=asyncio.subprocess.PIPE)
+        *(["nice", "-n", "19"] if nice else []), sys.executable, "-m", "offline_gemini",
+        "--port", "0", "--api-key", KEY, "--latency", str(latency),
+        *(["--real-sizes"] if real_sizes else []), *(["--admin"] if admin else []),
+        stdout=asyncio.subprocess.PIPE)
     try:
         assert proc.stdout is not None
         line = await asyncio.wait_for(proc.stdout.readline(), timeout=30)
@@ -58,3 +62,19 @@ async def stand_in_process(latency: float, *, real_sizes: bool = False) -> Async
 
 def median_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1000
+
+
+async def stand_in_stats(url: str) -> dict[str, Any]:
+    """The stand-in's ``/_admin/stats`` (started with ``admin=True``)."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/_admin/stats") as resp:
+        stats: dict[str, Any] = await resp.json()
+        return stats
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB (Linux)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

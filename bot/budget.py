@@ -7,7 +7,7 @@ the most recent context and the history sent is still a valid chat.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from bot.history import StoredContent
@@ -42,13 +42,15 @@ def turns_of(stored: Sequence[StoredContent]) -> list[list[StoredContent]]:
     return turns
 
 
-def fit_history(stored: Sequence[StoredContent], sizes: Mapping[str, int], room: int) -> Fit:
-    """The newest whole turns whose size adds up to at most ``room`` bytes."""
+def fit_history(stored: Sequence[StoredContent], sizes: Mapping[str, int], room: int,
+                files: Collection[str] = ()) -> Fit:
+    """The newest whole turns whose size adds up to at most ``room`` bytes, counting the
+    images in ``files`` as Files API references (a few hundred bytes each)."""
     turns = turns_of(stored)
     kept: list[list[StoredContent]] = []
     total = 0
     for turn in reversed(turns):
-        size = sum(item.wire_size(sizes) for item in turn)
+        size = sum(item.wire_size(sizes, files) for item in turn)
         if total + size > room:
             break
         kept.append(turn)

@@ -92,6 +92,8 @@ class Settings:
     batch_poll_seconds: float = 30.0
     #: A batch whose inline requests would be larger goes up as a JSONL file instead.
     batch_inline_limit: int = 20_000_000
+    #: History images go to Gemini's Files API once and are named by URI afterwards.
+    use_files_api: bool = True
     models: Mapping[str, ModelCaps] = field(default_factory=lambda: dict(DEFAULT_MODELS))
     offline: bool = False
     #: Seconds between the offline stand-in's stream chunks, so offline previews show
@@ -188,6 +190,7 @@ ENV: dict[str, str] = {
     "max_attachment_bytes": "IMAGEBOT_MAX_ATTACHMENT_BYTES",
     "batch_poll_seconds": "IMAGEBOT_BATCH_POLL_SECONDS",
     "offline_stream_gap": "IMAGEBOT_OFFLINE_STREAM_GAP",
+    "use_files_api": "IMAGEBOT_USE_FILES_API",
     "slack_bot_token": "SLACK_BOT_TOKEN",
     "slack_app_token": "SLACK_APP_TOKEN",
     "slack_signing_secret": "SLACK_SIGNING_SECRET",

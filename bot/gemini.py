@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import threading
 from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator
@@ -142,15 +143,43 @@ class _WorkerLoop:
         self.loop.close()
 
 
+@dataclass(frozen=True)
+class UploadedFile:
+    """A file on Gemini's Files API.
+
+    Attributes:
+        name: the resource name (``files/abc123``).
+        uri: the full URI requests name it by.
+        mime_type: its MIME type.
+        lifetime: seconds Gemini keeps it from now (by Gemini's own clock: 48 hours).
+    """
+
+    name: str
+    uri: str
+    mime_type: str
+    lifetime: float
+
+
+#: Files are kept 48 hours; used when an upload's answer does not say.
+FILE_LIFETIME = 48 * 3600.0
+
+
 class GeminiSession:
-    """Sends one turn's request and turns the response into an :class:`Answer`."""
+    """Sends one turn's request and turns the response into an :class:`Answer`; keeps
+    history images on the Files API.
+
+    Args:
+        files_namespace: names the endpoint and key together, since a file uploaded
+            with one key cannot be read with another.
+    """
 
     def __init__(self, client: genai.Client, *, timeout: float, attempts: int,
-                 offline: bool = False) -> None:
+                 offline: bool = False, files_namespace: str = "") -> None:
         self.client = client
         self.timeout = timeout
         self.attempts = attempts
         self.offline = offline
+        self.files_namespace = files_namespace
         #: Who answers, as users are told: the offline stand-in is not Gemini.
         self.name = "The offline stand-in" if offline else "Gemini"
         self._worker = _WorkerLoop()
@@ -255,6 +284,75 @@ class GeminiSession:
             raise ServiceError(
                 f"Could not connect to {self.name}. Check the network (or GEMINI_BASE_URL) "
                 "and try again in a moment.", kind=ErrorKind.CONNECTION) from exc
+
+    async def upload_file(self, data: bytes, mime_type: str, display_name: str
+                          ) -> UploadedFile:
+        """Uploads bytes to the Files API (resumable upload, as the SDK does it).
+
+        Raises:
+            ServiceError: the upload failed.
+        """
+        config = types.UploadFileConfig(mime_type=mime_type, display_name=display_name)
+        uploaded = await self._call(self.client.aio.files.upload(file=io.BytesIO(data),
+                                                                 config=config))
+        if not uploaded.name or not uploaded.uri:
+            raise ServiceError(f"{self.name}'s Files API answered an upload without a name "
+                               "or URI.", kind=ErrorKind.BAD_REQUEST)
+        lifetime = FILE_LIFETIME
+        if uploaded.create_time and uploaded.expiration_time:
+            lifetime = (uploaded.expiration_time - uploaded.create_time).total_seconds()
+        return UploadedFile(name=uploaded.name, uri=uploaded.uri,
+                            mime_type=uploaded.mime_type or mime_type, lifetime=lifetime)
+
+    async def file_exists(self, name: str) -> bool:
+        """Whether the Files API still has the file (False when it answers 403 or 404).
+
+        Raises:
+            ServiceError: any other failure.
+        """
+        try:
+            await self._call(self.client.aio.files.get(name=name))
+        except ServiceError as exc:
+            if api_status(exc)[0] in (403, 404):
+                return False
+            raise
+        return True
+
+    async def delete_file(self, name: str) -> None:
+        """Deletes a file from the Files API.
+
+        Raises:
+            ServiceError: the delete failed (403/404 included: it was already gone).
+        """
+        await self._call(self.client.aio.files.delete(name=name))
+
+    async def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """One Files API call on the worker loop, its failures as :class:`ServiceError`."""
+        try:
+            return await asyncio.wait_for(self._worker.run(coro),
+                                          timeout=self.timeout * self.attempts + 60)
+        except errors.APIError as exc:
+            raise ServiceError(f"{self.name}'s Files API refused a call ({exc.code} "
+                               f"{exc.status or ''}): {(exc.message or '').strip()}",
+                               kind=ErrorKind.BAD_REQUEST) from exc
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise ServiceError(f"Could not reach {self.name}'s Files API "
+                               f"({type(exc).__name__}).", kind=ErrorKind.CONNECTION) from exc
+
+
+def api_status(exc: BaseException) -> tuple[int, str]:
+    """The HTTP code and message of the API error behind ``exc`` ((0, "") if none)."""
+    cause = exc if isinstance(exc, errors.APIError) else exc.__cause__
+    if isinstance(cause, errors.APIError):
+        return cause.code, (cause.message or "")
+    return 0, ""
+
+
+def is_file_gone(exc: BaseException) -> bool:
+    """A refusal because a file the request names is unknown or expired (403 "You do not
+    have permission to access the File … or it may not exist.")."""
+    code, message = api_status(exc)
+    return code == 403 and "access the File" in message
 
 
 def timeout_message(name: str, config: types.GenerateContentConfig, timeout: float) -> str:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from google.genai import types
+from typing import TYPE_CHECKING, Any
 
 from bot.images import sha256
+
+if TYPE_CHECKING:  # imported where used: `imagebot threads` never loads google.genai
+    from google.genai import types
 
 #: The blobs-table MIME type of a thought signature (never shown or served as an image).
 SIGNATURE_MIME = "application/vnd.imagebot.thought-signature"
@@ -26,6 +27,8 @@ SIGNATURE_MIME = "application/vnd.imagebot.thought-signature"
 INLINE_SIGNATURE_MAX = 1024
 #: Wire overhead of one part besides its text and base64 payloads (keys, quotes, mime type).
 PART_OVERHEAD = 64
+#: Wire size of an image sent as a Files API reference (``fileData`` with its full URI).
+FILE_PART_BYTES = 192
 
 Blobs = dict[str, tuple[str, bytes]]
 
@@ -54,14 +57,22 @@ class StoredContent:
                 hashes.append(part["signature_blob"])
         return hashes
 
-    def wire_size(self, sizes: Mapping[str, int]) -> int:
-        """This Content's approximate size in a request, given the blobs' byte sizes."""
+    def images(self) -> dict[str, str]:
+        """The image blobs of this Content's parts: hash to MIME type."""
+        return {inline["blob"]: inline.get("mime_type") or "application/octet-stream"
+                for part in self.parts
+                if (inline := part.get("inline_data")) and "blob" in inline}
+
+    def wire_size(self, sizes: Mapping[str, int], files: Collection[str] = ()) -> int:
+        """This Content's approximate size in a request, given the blobs' byte sizes and
+        which images go as Files API references."""
         total = 0
         for part in self.parts:
             total += PART_OVERHEAD + len(part.get("text", "").encode())
             inline = part.get("inline_data")
             if inline and "blob" in inline:
-                total += b64_size(sizes[inline["blob"]])
+                image = inline["blob"]
+                total += FILE_PART_BYTES if image in files else b64_size(sizes[image])
             if "signature_blob" in part:
                 total += b64_size(sizes[part["signature_blob"]])
             elif isinstance(part.get("thought_signature"), str):
@@ -89,6 +100,8 @@ def deflate(contents: Sequence[types.Content], known: Mapping[int, str] | None =
     Returns:
         ``(role, json)`` rows and the blobs they name, by hash.
     """
+    from google.genai import types
+
     known = known or {}
     rows: list[tuple[str, str]] = []
     blobs: Blobs = {}
@@ -126,15 +139,29 @@ def deflate(contents: Sequence[types.Content], known: Mapping[int, str] | None =
     return rows, blobs
 
 
-def inflate(stored: Iterable[StoredContent], blobs: Mapping[str, bytes]) -> list[types.Content]:
-    """Stored Contents back to SDK Contents with every byte restored (rows are not changed)."""
+def inflate(stored: Iterable[StoredContent], blobs: Mapping[str, bytes],
+            files: Mapping[str, str] | None = None) -> list[types.Content]:
+    """Stored Contents back to SDK Contents with every byte restored (rows are not changed).
+
+    Args:
+        blobs: the bytes of every blob named, except the images in ``files``.
+        files: images to send as Files API references instead: blob hash to file URI. The
+            part keeps everything else (``thought``, the thought signature) as stored.
+    """
+    from google.genai import types
+
+    files = files or {}
     contents = []
     for item in stored:
         parts = []
         for raw in item.parts:
             part = dict(raw)
             inline = part.get("inline_data")
-            if inline and "blob" in inline:
+            if inline and inline.get("blob") in files:
+                del part["inline_data"]
+                part["file_data"] = {"file_uri": files[inline["blob"]],
+                                     "mime_type": inline.get("mime_type")}
+            elif inline and "blob" in inline:
                 inline = dict(inline)
                 inline["data"] = blobs[inline.pop("blob")]
                 part["inline_data"] = inline

@@ -282,16 +282,32 @@ def _prepare(image: Image.Image, data: bytes, kind: str, name: str, max_edge: in
     if kind in _PASS and not too_big and transpose is None:
         image.load()  # decoding proves the file is whole
         return PreparedImage(data, _PASS[kind], width, height, name)
-    out_kind = "png" if kind in _CONVERTIBLE or kind in ("heic", "heif") else kind
+    out_kind = _output_kind(kind, image)
+    if kind in ("heic", "heif"):
+        notices.append("re-encoded as " + out_kind.upper())
     if frames > 1:
         image.seek(0)
     result = _render(image, out_kind, max_edge, opened)
     if transpose is not None:
         result = result.transpose(transpose)
         opened.append(result)
-    encoded = _encode(result, out_kind)
+    encoded = _encode_within(result, out_kind, len(data))
+    if len(encoded) > len(data) and kind in _PASS and transpose is None:
+        # Downscaling was to save bytes; a copy bigger than the original saves none.
+        return PreparedImage(data, _PASS[kind], width, height, name)
     return PreparedImage(encoded, _PASS[out_kind], result.width, result.height, name,
                          notice=f"`{name}`: " + ", ".join(notices))
+
+
+def _output_kind(kind: str, image: Image.Image) -> str:
+    """The format a re-encoded reference is stored in: its own (a JPEG stays JPEG), PNG
+    for GIF/BMP/TIFF, and JPEG for HEIC/HEIF photos (PNG when they have alpha), which as
+    PNG would be many times their size."""
+    if kind in _CONVERTIBLE:
+        return "png"
+    if kind in ("heic", "heif"):
+        return "png" if _has_alpha(image) else "jpeg"
+    return kind
 
 
 @contextlib.contextmanager
@@ -412,19 +428,35 @@ def _working_mode(image: Image.Image, kind: str) -> str:
         return image.mode
     if image.mode == "1":
         return "L"
-    alpha = "A" in image.mode or "transparency" in image.info
-    return "RGBA" if alpha else "RGB"
+    return "RGBA" if _has_alpha(image) else "RGB"
 
 
-def _encode(image: Image.Image, kind: str) -> bytes:
-    buf = io.BytesIO()
-    if kind == "jpeg":
-        image.save(buf, "JPEG", quality=92, optimize=True)
-    elif kind == "webp":
-        image.save(buf, "WEBP", quality=92)
-    else:
-        image.save(buf, "PNG", compress_level=6)
-    return buf.getvalue()
+def _has_alpha(image: Image.Image) -> bool:
+    return "A" in image.mode or "transparency" in image.info
+
+
+#: Encoder settings tried in turn until the result is no bigger than the original.
+_ENCODINGS: dict[str, tuple[dict[str, object], ...]] = {
+    "jpeg": ({"quality": 92, "optimize": True}, {"quality": 85, "optimize": True},
+             {"quality": 75, "optimize": True}),
+    "webp": ({"quality": 92}, {"quality": 85}, {"quality": 75}),
+    "png": ({"compress_level": 6}, {"compress_level": 9, "optimize": True}),
+}
+
+
+def _encode_within(image: Image.Image, kind: str, limit: int) -> bytes:
+    """``image`` in ``kind`` at the best setting no bigger than ``limit`` bytes, or at
+    the smallest setting tried when none is."""
+    smallest = b""
+    for params in _ENCODINGS[kind]:
+        buf = io.BytesIO()
+        image.save(buf, kind.upper(), **params)
+        encoded = buf.getvalue()
+        if len(encoded) <= limit:
+            return encoded
+        if not smallest or len(encoded) < len(smallest):
+            smallest = encoded
+    return smallest
 
 
 def _load_malloc_trim() -> Callable[[int], int] | None:

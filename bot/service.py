@@ -15,11 +15,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from google.genai import types
 
-from bot import budget, imagen, images, messages, variations
+from bot import imagen, images, messages, variations
 from bot.admission import Admission, TurnKind
 from bot.batch_service import BatchService
 from bot.config import Settings
@@ -28,9 +28,9 @@ from bot.errors import (
     CancelledTurn,
     ErrorKind,
     NotFoundError,
-    TooLargeError,
 )
-from bot.gemini import Answer, GeminiSession, build_config, request_size
+from bot.files import HistoryFiles
+from bot.gemini import Answer, GeminiSession
 from bot.leases import DEFAULT_TTL, LinePlace, ThreadLines
 from bot.model import (
     Attachment,
@@ -43,7 +43,6 @@ from bot.model import (
 )
 from bot.options import OptionInput, Options, caps_for, resolve
 from bot.planning import PlanLimits, TurnPlan, plan_turn, sticky_settings
-from bot.presentation import format_size
 from bot.progress import ProgressCallback
 from bot.store_api import NewTurn, Store
 from bot.streaming import stream_answer
@@ -60,6 +59,9 @@ from bot.turn_values import (
     uncancelled,
     with_view,
 )
+
+if TYPE_CHECKING:
+    from bot.turn_request import TurnRequests
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +88,9 @@ class ConversationService(TeamFacade):
 
     Team controls (policies, quotas, costs, usage, audit) are in :class:`TeamFacade`."""
 
-    def __init__(self, store: Store, gemini: GeminiSession, settings: Settings, *,
+    def __init__(self, store: Store, gemini: GeminiSession | None, settings: Settings, *,
                  lease: float = DEFAULT_TTL) -> None:
+        """``gemini`` is None for a service that only reads threads (no turns)."""
         #: The store, for the composition and tests; adapters use the methods below.
         self.store = store
         self.gemini = gemini
@@ -102,13 +105,26 @@ class ConversationService(TeamFacade):
                                  max_attachment_bytes=settings.max_attachment_bytes)
         self.team = TeamControls(store, settings)
         #: Batch API jobs: submit, follow, results (see :mod:`bot.batch_service`).
-        self.batches = BatchService(store, gemini, self.limits, self._prepare,
+        # A read-only service (gemini None) never submits or polls batches.
+        self.batches = BatchService(store, cast(GeminiSession, gemini), self.limits,
+                                    self._prepare,
                                     poll_seconds=settings.batch_poll_seconds,
                                     inline_limit=settings.batch_inline_limit)
+        #: History images on Gemini's Files API (the SQLite store keeps their records; on
+        #: PostgreSQL history images still go inline for now).
+        self.files = HistoryFiles(store, gemini, enabled=settings.use_files_api
+                                  and hasattr(store, "files"))
+        self._requests: TurnRequests | None = None
+
+    @property
+    def session(self) -> GeminiSession:
+        """The Gemini session turns use (a read-only service has none)."""
+        assert self.gemini is not None, "a read-only service runs no turns"
+        return self.gemini
 
     @property
     def offline(self) -> bool:
-        return self.gemini.offline
+        return self.gemini is not None and self.gemini.offline
 
     def queue_depth(self) -> int:
         """Turns running or waiting, across all threads."""
@@ -196,7 +212,9 @@ class ConversationService(TeamFacade):
         if record is None:
             return None
         async with self._thread_lock(record.thread):
+            hashes = await self._turn_blobs(turn_id)
             deleted = await self.store.delete_turn(turn_id)
+        await self.files.release(hashes)
         if deleted:
             await self.team.deleted(record, by)
         return record if deleted else None
@@ -326,25 +344,25 @@ class ConversationService(TeamFacade):
         """The model's side of a turn: one answer, or several candidates (``--count``)."""
         options, notices = plan.options, list(plan.notices)
         if options.caps.one_shot:  # Imagen: no chat, nothing enters the history
-            answer, withheld = await imagen.predict(self.gemini, options, plan.prompt)
+            answer, withheld = await imagen.predict(self.session, options, plan.prompt)
             outcomes = variations.split_one_shot(answer) if options.count > 1 else []
             if len(outcomes) < 2:
                 return Made(answer, [], notices + withheld)
             chosen = outcomes[0]
             return Made(chosen.answer or answer, [], notices + withheld + [
                 variations.notice(outcomes, chosen, one_shot=True)], outcomes, chosen)
-        async with self._gate:
-            user = types.Content(role="user", parts=[types.Part(text=plan.prompt)] + [
-                types.Part(inline_data=types.Blob(data=r.data, mime_type=r.mime_type))
-                for r in refs])
-            history, left_out = await self._history_for(key, user)
-            contents = [*history, user]
-            config = build_config(options)
-        if options.count == 1:
-            answer = await self._ask(options.model, contents, config, on_progress, started)
-            return Made(answer, [user, answer.content], notices + left_out)
-        outcomes = await variations.generate_all(self.gemini, options.model, contents, config,
+        async def ask(model: str, contents: list[types.Content],
+                      config: types.GenerateContentConfig) -> Any:
+            if options.count == 1:
+                return await self._ask(model, contents, config, on_progress, started)
+            return await variations.generate_all(self.session, model, contents, config,
                                                  options.count)
+
+        user, result, left_out = await self._turn_requests().send(
+            key, plan.prompt, refs, options, limit=self.settings.max_request_bytes, ask=ask)
+        if options.count == 1:
+            return Made(result, [user, result.content], notices + left_out)
+        outcomes = result
         chosen = variations.continuation(outcomes)
         assert chosen.answer is not None
         return Made(chosen.answer, [user, chosen.answer.content], notices + left_out + [
@@ -357,8 +375,8 @@ class ConversationService(TeamFacade):
         other models answer in one call."""
         caps = self.limits.models.get(model)
         if caps is None or not caps.thinking:
-            return await self.gemini.generate(model, contents, config)
-        streamed = await stream_answer(self.gemini, model, contents, config,
+            return await self.session.generate(model, contents, config)
+        streamed = await stream_answer(self.session, model, contents, config,
                                        on_progress=on_progress, started=started)
         if streamed.first_chunk is not None:
             self._emit("first_progress", {"model": model, "seconds": streamed.first_chunk})
@@ -383,30 +401,22 @@ class ConversationService(TeamFacade):
                     max_pixels=self.settings.max_image_pixels))
         return prepared
 
-    async def _history_for(self, key: ThreadKey, user: types.Content
-                           ) -> tuple[list[types.Content], list[str]]:
-        """The stored turns that fit in one request with ``user``, newest first to go in,
-        and a notice when older turns had to be left out (they stay stored).
+    async def _turn_blobs(self, turn_id: str) -> set[str]:
+        records = getattr(self.store, "files", None)
+        return await records.turn_blobs(turn_id) if records is not None else set()
 
-        Raises:
-            TooLargeError: ``user``'s own attachments are over the request limit.
-        """
-        limit = self.settings.max_request_bytes
-        new = request_size([user])
-        if new > limit:
-            raise TooLargeError(
-                f"The attached images add up to {format_size(new)} once encoded, over "
-                f"Gemini's {format_size(limit)} request limit. Attach fewer or smaller "
-                "images.")
-        stored = await self.store.load_stored(key)
-        sizes = await self.store.blob_sizes({h for c in stored for h in c.blob_hashes()})
-        fit = budget.fit_history(stored, sizes, limit - new)
-        if not fit.left_out:
-            return await self.store.inflate(fit.kept), []
-        logger.info("thread %s: %d of %d turns left out of the request to fit %d bytes",
-                    key, fit.left_out, fit.turns, limit)
-        notice = budget.left_out_notice(fit.left_out, fit.turns, limit)
-        return await self.store.inflate(fit.kept), [notice]
+    async def _thread_blobs(self, key: ThreadKey) -> set[str]:
+        records = getattr(self.store, "files", None)
+        return await records.thread_blobs(key) if records is not None else set()
+
+    def _turn_requests(self) -> TurnRequests:
+        if self._requests is None:
+            assert self.gemini is not None, "a read-only service runs no turns"
+            # Imported on the first turn: commands that only read threads stay quick.
+            from bot.turn_request import TurnRequests
+
+            self._requests = TurnRequests(self.store, self.gemini, self.files, self._gate)
+        return self._requests
 
     def _reply(self, key: ThreadKey, made: Made, options: Options, elapsed: float,
                refs: list[images.PreparedImage], turn_id: str) -> Reply:
@@ -462,8 +472,11 @@ class ConversationService(TeamFacade):
         return await self.store.rename_thread(key, " ".join(title.split())[:200])
 
     async def delete_thread(self, key: ThreadKey, *, by: Author | None = None) -> bool:
+        """Deletes a thread, its blobs and Gemini files that nothing else uses."""
         async with self._thread_lock(key):
+            hashes = await self._thread_blobs(key)
             deleted = await self.store.delete_thread(key)
+        await self.files.release(hashes)
         if deleted:
             await self.team.thread_deleted(key, by)
         return deleted
@@ -506,6 +519,10 @@ class ConversationService(TeamFacade):
     async def forget_events(self, older_than: float) -> None:
         """Drops event ids older than ``older_than`` seconds (redeliveries come within hours)."""
         await self.store.prune_events(older_than)
+
+    async def sweep_files(self) -> int:
+        """Forgets records of Gemini files that have expired; returns how many."""
+        return await self.files.sweep()
 
     # --- internals ---------------------------------------------------------------------
 

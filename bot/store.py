@@ -16,14 +16,13 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiosqlite
-from google.genai import types
 
-from bot import history
+from bot import history, store_files
 from bot.errors import ConfigError, NotFoundError
 from bot.history import StoredContent
 from bot.model import Author, StoredImage, StoredReply, ThreadKey, ThreadSummary, TurnView
@@ -33,6 +32,9 @@ from bot.store_sqlite_scale import SCALE_SCHEMA, SqliteScaleMixin
 from bot.tables import BATCH_SCHEMA, TEAM_SCHEMA, VARIATIONS_SCHEMA
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "HistoryStore", "NewTurn"]
+
+if TYPE_CHECKING:  # google.genai costs ~0.6 s to import; `imagebot threads` never needs it
+    from google.genai import types
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +133,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     BATCH_SCHEMA,
     # 6: variations (bot.variations): every candidate's model Content, for Use
     VARIATIONS_SCHEMA,
+    # 7: Gemini Files API records per blob, and which blobs each turn's history uses
+    store_files.migrate,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 #: How long a write waits for another process's writer before giving up (seconds).
@@ -144,6 +148,8 @@ class HistoryStore(SqliteScaleMixin):
         self.db = db
         self.path = path
         self._write_lock = asyncio.Lock()
+        #: Files API records and blob uses (see :mod:`bot.store_files`).
+        self.files = store_files.FileRecords(db, self._write_lock)
 
     @classmethod
     async def open(cls, path: str | Path, *, busy_timeout_ms: int = 5000) -> HistoryStore:
@@ -292,12 +298,17 @@ class HistoryStore(SqliteScaleMixin):
         return _summary(row) if row else None
 
     async def delete_thread(self, key: ThreadKey) -> bool:
-        """Removes a thread with its history and turn records (blobs stay, shared by hash)."""
+        """Removes a thread with its history and turn records, and the blobs no other
+        thread uses."""
         async with self._transaction():
-            cur = await self.db.execute(
-                "DELETE FROM threads WHERE platform=? AND workspace=? AND channel=? "
-                "AND thread=?", (key.platform, key.workspace, key.channel, key.thread))
-            return cur.rowcount > 0
+            thread_id = await self._thread_id(key)
+            if thread_id is None:
+                return False
+            hashes = await store_files.thread_blobs(self.db, thread_id)
+            await self.db.execute("DELETE FROM threads WHERE id=?", (thread_id,))
+            freed = await store_files.delete_unused_blobs(self.db, hashes)
+        logger.info("thread %s deleted with %d blob(s) nothing else uses", key, freed)
+        return True
 
     async def rename_thread(self, key: ThreadKey, title: str) -> bool:
         async with self._transaction():
@@ -322,11 +333,14 @@ class HistoryStore(SqliteScaleMixin):
             (thread_id,)) as cur:
             return [history.parse_row(r[0], r[1], r[2]) for r in await cur.fetchall()]
 
-    async def inflate(self, stored: Sequence[StoredContent]) -> list[types.Content]:
-        """SDK Contents for stored ones, reading only the blobs they name."""
-        hashes = {h for item in stored for h in item.blob_hashes()}
+    async def inflate(self, stored: Sequence[StoredContent],
+                      files: Mapping[str, str] | None = None) -> list[types.Content]:
+        """SDK Contents for stored ones, reading only the blobs they name; images in
+        ``files`` (hash to file URI) become Files API references and are not read."""
+        files = files or {}
+        hashes = {h for item in stored for h in item.blob_hashes() if h not in files}
         blobs = await self.get_blobs(hashes)
-        return await asyncio.to_thread(history.inflate, stored, blobs)
+        return await asyncio.to_thread(history.inflate, stored, blobs, files)
 
     async def blob_sizes(self, hashes: set[str] | list[str]) -> dict[str, int]:
         """Byte sizes of blobs, without reading them."""
@@ -379,6 +393,8 @@ class HistoryStore(SqliteScaleMixin):
                 (thread_id,)) as cur:
                 row = await cur.fetchone()
             start = int(row[0]) + 1 if row else 0
+            await store_files.restore_missing_blobs(self.db, blobs)
+            await store_files.add_uses(self.db, thread_id, turn.turn_id, blobs)
             await self.db.executemany(
                 "INSERT INTO contents (thread_id, turn_id, position, role, content) "
                 "VALUES (?,?,?,?,?)",
@@ -455,6 +471,7 @@ class HistoryStore(SqliteScaleMixin):
                 "UPDATE turns SET deleted=1 WHERE id=? AND deleted=0", (turn_id,))
             changed = cur.rowcount > 0
             await self.db.execute("DELETE FROM contents WHERE turn_id=?", (turn_id,))
+            await self.db.execute("DELETE FROM blob_uses WHERE turn_id=?", (turn_id,))
         return changed
 
     # --- events and usage ----------------------------------------------------------------

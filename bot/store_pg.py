@@ -279,10 +279,12 @@ class PgHistoryStore:
             "AND t.thread=$4 ORDER BY c.position", *_key(key))
         return [history.parse_row(r[0], r[1], r[2]) for r in rows]
 
-    async def inflate(self, stored: Sequence[StoredContent]) -> list[types.Content]:
-        hashes = {h for item in stored for h in item.blob_hashes()}
+    async def inflate(self, stored: Sequence[StoredContent],
+                      files: Mapping[str, str] | None = None) -> list[types.Content]:
+        files = files or {}
+        hashes = {h for item in stored for h in item.blob_hashes() if h not in files}
         blobs = await self.get_blobs(hashes)
-        return await asyncio.to_thread(history.inflate, stored, blobs)
+        return await asyncio.to_thread(history.inflate, stored, blobs, files)
 
     async def blob_sizes(self, hashes: set[str] | list[str]) -> dict[str, int]:
         rows = await self.pool.fetch("SELECT sha256, size FROM blobs WHERE sha256 = ANY($1)",

@@ -10,6 +10,7 @@ import sys
 import textwrap
 from collections.abc import Sequence
 
+from offline_gemini.recording import KEEP_REQUESTS
 from offline_gemini.server import OfflineGemini
 
 
@@ -41,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--stream-gap", type=float, default=0.0,
                         help="seconds between stream chunks (default 0)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds to wait per request")
+    parser.add_argument("--keep-requests", type=int, default=KEEP_REQUESTS,
+                        help=f"recent requests kept in memory (default {KEEP_REQUESTS})")
+    parser.add_argument("--admin", action="store_true",
+                        help="tests only: serve POST /_admin/clock and GET /_admin/stats")
     return parser
 
 
@@ -54,6 +59,8 @@ async def _serve(args: argparse.Namespace) -> None:
         refuse_model_files=args.refuse_model_files,
         trailing_signature=args.trailing_signature,
         stream_gap=args.stream_gap,
+        keep_requests=args.keep_requests,
+        admin=args.admin,
     )
     server.faults.latency = args.latency
     url = await server.start(args.host, args.port)

@@ -39,6 +39,12 @@ class StoredFile:
     created: datetime
     display_name: str | None = None
     source: str = "UPLOADED"  # or GENERATED (batch results), the only downloadable ones
+    #: SHA-256 of ``data``, computed once: requests naming the file do not hash it again.
+    sha256: bytes = field(default=b"", repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.sha256:
+            self.sha256 = hashlib.sha256(self.data).digest()
 
     @property
     def name(self) -> str:
@@ -50,7 +56,7 @@ class StoredFile:
 
     def resource(self, base_url: str) -> dict[str, Any]:
         """The ``File`` resource as the API answers it."""
-        digest = hashlib.sha256(self.data).hexdigest().encode("ascii")
+        digest = self.sha256.hex().encode("ascii")
         body: dict[str, Any] = {"name": self.name}
         if self.display_name:
             body["displayName"] = self.display_name
@@ -86,6 +92,8 @@ class FileStore:
         self.clock = clock
         self._files: dict[str, StoredFile] = {}
         self._uploads: dict[str, _Upload] = {}
+        #: Uploads finalized since the server started.
+        self.uploaded = 0
 
     def start_upload(self, *, mime: str, size: int, display_name: str | None,
                      name: str | None = None) -> str:
@@ -117,6 +125,7 @@ class FileStore:
             raise invalid(
                 f"Upload finalized with {len(upload.received)} bytes; {upload.size} were declared."
             )
+        self.uploaded += 1
         return self.add(bytes(upload.received), upload.mime, display_name=upload.display_name,
                         file_id=upload.file_id)
 
@@ -134,6 +143,11 @@ class FileStore:
         if stored is None or self.clock.now() >= stored.expires:
             return None
         return stored
+
+    def live_count(self) -> int:
+        """How many files are stored and not expired."""
+        self._purge()
+        return len(self._files)
 
     def delete(self, file_id: str) -> bool:
         """Forget a file; False when there was none to forget."""

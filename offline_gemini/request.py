@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -26,10 +27,18 @@ class Part:
     uri: str = ""
     thought: bool = False
     signature: str | None = None
+    #: SHA-256 of ``data`` when already known (a file's, computed at upload).
+    digest: bytes = b""
 
     def payload(self) -> bytes:
         """What a thought signature on this part signs."""
         return self.text.encode("utf-8") if self.kind == "text" else self.data
+
+    def payload_digest(self) -> bytes:
+        """SHA-256 of :meth:`payload`."""
+        if self.digest and self.kind != "text":
+            return self.digest
+        return hashlib.sha256(self.payload()).digest()
 
 
 @dataclass(frozen=True)

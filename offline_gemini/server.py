@@ -7,7 +7,7 @@ import hmac
 import logging
 import re
 import secrets
-from dataclasses import dataclass, field
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -27,6 +27,7 @@ from offline_gemini.models import (
     model_info,
     resolve_model,
 )
+from offline_gemini.recording import KEEP_REQUESTS, RecordedRequest, RequestLog, body_breakdown
 from offline_gemini.signatures import REAL_SIGNATURE_BYTES, SMALL_SIGNATURE_BYTES
 from offline_gemini.streaming import answer_chunks, write_stream
 from offline_gemini.validation import (
@@ -58,19 +59,6 @@ class _Disconnect(Exception):
     """Raised to drop the connection without an answer."""
 
 
-@dataclass
-class RecordedRequest:
-    """One request as received; ``status`` is what was answered (0: disconnected)."""
-
-    path: str
-    model: str
-    method: str
-    headers: dict[str, str]
-    body: Any
-    query: dict[str, str] = field(default_factory=dict)
-    status: int = 0
-
-
 class OfflineGemini:
     """An offline Gemini image API on aiohttp, served on loopback by default.
 
@@ -90,9 +78,17 @@ class OfflineGemini:
         batch_turnaround: clock time from creating a batch to its results (it runs
             from a tenth of it on); over 48 hours, batches expire instead.
         clock: the time files expire by; tests advance it (``server.clock.advance(hours=49)``).
+        keep_requests: how many recent requests ``requests`` keeps (bodies of 256 MiB at
+            most, the newest always).
+        admin: serve ``POST /_admin/clock`` (``{"advance_hours": 49}``) and
+            ``GET /_admin/stats``, so a test in another process can move the clock and
+            read counts. Never on a server others use.
 
     Attributes:
-        requests: every request received, in order (`RecordedRequest`).
+        requests: the most recent requests received, in order (`RecordedRequest`);
+            ``requests.total`` counts all of them.
+        last_generate: where the bytes of the last generate request went (total,
+            signatures, inline data, file parts).
         faults: the fault queue and latency (`Faults`).
         files: the Files API's store (`FileStore`); ``files.add(...)`` plants a file.
         batches: the Batch API (`BatchApi`): ``batches.jobs``, ``batches.turnaround``,
@@ -114,6 +110,8 @@ class OfflineGemini:
         stream_gap: float = 0.0,
         batch_turnaround: timedelta = timedelta(minutes=10),
         clock: Clock | None = None,
+        keep_requests: int = KEEP_REQUESTS,
+        admin: bool = False,
     ) -> None:
         self.api_key = api_key
         self.strict_signatures = strict_signatures
@@ -132,7 +130,11 @@ class OfflineGemini:
         self._files_api = FilesApi(self.files, self._check_key, lambda: self.base_url)
         self.batches = BatchApi(self.files, self.clock, self._check_key, self._answer_one)
         self.batches.turnaround = batch_turnaround
-        self.requests: list[RecordedRequest] = []
+        self.requests = RequestLog(keep_requests)
+        self.last_generate: dict[str, int] = {}
+        #: Generate requests answered, by HTTP status (``"0"``: disconnected).
+        self.generate_statuses: Counter[str] = Counter()
+        self.admin = admin
         self.faults = Faults()
         self.base_url = ""
         self._runner: web.AppRunner | None = None
@@ -167,6 +169,13 @@ class OfflineGemini:
             await self._runner.cleanup()
             self._runner = None
 
+    @property
+    def generations(self) -> list[RecordedRequest]:
+        """The kept ``generateContent`` and ``streamGenerateContent`` requests, in order
+        (``requests`` also has Files API, batch and other calls)."""
+        return [r for r in self.requests if r.method in ("generateContent",
+                                                           "streamGenerateContent")]
+
     def reset(self) -> None:
         """Forget recorded requests and queued faults."""
         self.requests.clear()
@@ -196,11 +205,15 @@ class OfflineGemini:
             response = ApiError(500, STATUS_MESSAGES[500]).response()
         if not response.prepared:
             record.status = response.status
+        if record.method in ("generateContent", "streamGenerateContent"):
+            self.generate_statuses[str(record.status)] += 1
         return response
 
     async def _route(
         self, request: web.Request, record: RecordedRequest, match: re.Match[str] | None
     ) -> web.StreamResponse:
+        if self.admin and request.path.startswith("/_admin/"):
+            return await self._admin(request)
         if match is not None:
             return await self._generate(request, record, match)
         if self._files_api.owns(request.path):
@@ -226,7 +239,9 @@ class OfflineGemini:
             raise payload_too_large() from None
         if len(raw) > MAX_REQUEST_BYTES:
             raise payload_too_large()
+        record.size = len(raw)
         record.body = await asyncio.to_thread(load_json, raw)
+        self.last_generate = {"bytes": len(raw), **body_breakdown(record.body)}
         # Latency is the whole time to answer, as with the real model: rendering happens
         # within it, and only what is left of it is slept.
         deadline = asyncio.get_running_loop().time() + self.faults.latency
@@ -286,8 +301,25 @@ class OfflineGemini:
         answer = await build_answer(parsed, fault, self._options())
         return answer_body(answer, model, secrets.token_urlsafe(17))
 
-    def _file_bytes(self, uri: str) -> bytes:
-        return self.files.by_uri(uri, self.base_url).data
+    async def _admin(self, request: web.Request) -> web.StreamResponse:
+        """Test controls for a server in another process (only with ``admin=True``)."""
+        if request.path == "/_admin/clock" and request.method == "POST":
+            body = load_json(await request.read()) or {}
+            hours = body.get("advance_hours", 0) if isinstance(body, dict) else 0
+            if not isinstance(hours, int | float) or hours < 0:
+                raise ApiError(400, "advance_hours must be a number of hours, not negative")
+            now = self.clock.advance(hours=float(hours))
+            return web.json_response({"now": now.isoformat()})
+        if request.path == "/_admin/stats" and request.method == "GET":
+            return web.json_response({
+                "requests": self.requests.total, "uploads": self.files.uploaded,
+                "live_files": self.files.live_count(), "last_generate": self.last_generate,
+                "generate_statuses": dict(self.generate_statuses)})
+        raise ApiError(404, f"Method not found: {request.method} {request.path}")
+
+    def _file_bytes(self, uri: str) -> tuple[bytes, bytes]:
+        stored = self.files.by_uri(uri, self.base_url)
+        return stored.data, stored.sha256
 
     def _options(self) -> AnswerOptions:
         return AnswerOptions(self.banner, self.real_sizes, self.signature_bytes)

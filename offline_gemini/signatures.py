@@ -32,9 +32,13 @@ def thought_signature_for(payload: bytes, size: int = SMALL_SIGNATURE_BYTES) -> 
     ``payload`` is the UTF-8 text of a text part or the decoded bytes of an image.
     Raises ValueError when ``size`` is below `SMALL_SIGNATURE_BYTES`.
     """
+    return _signature_of_digest(hashlib.sha256(payload).digest(), size)
+
+
+def _signature_of_digest(digest: bytes, size: int) -> bytes:
     if size < SMALL_SIGNATURE_BYTES:
         raise ValueError(f"a thought signature has at least {SMALL_SIGNATURE_BYTES} bytes")
-    message = hashlib.sha256(payload).digest() + size.to_bytes(8, "big")
+    message = digest + size.to_bytes(8, "big")
     mac = hmac.new(_SIGNATURE_SECRET, message, hashlib.sha256).digest()
     filler = hashlib.shake_256(mac).digest(size - SMALL_SIGNATURE_BYTES) if size > SMALL_SIGNATURE_BYTES else b""
     return _SIGNATURE_PREFIX + mac + filler
@@ -116,12 +120,13 @@ def _check_signature(part: Part, content_pos: int, part_pos: int) -> None:
         given = b""
     if given.decode("latin-1") in _DUMMY_SIGNATURES:
         return
-    if not _verifies(given, part.payload()):
+    if not _verifies(given, part.payload_digest()):
         raise invalid(f"Corrupted thought signature {where}")
 
 
-def _verifies(given: bytes, payload: bytes) -> bool:
-    """True when ``given`` is, byte for byte, the signature of its length for ``payload``."""
+def _verifies(given: bytes, digest: bytes) -> bool:
+    """True when ``given`` is, byte for byte, the signature of its length for the payload
+    whose SHA-256 is ``digest``."""
     if len(given) < SMALL_SIGNATURE_BYTES or not given.startswith(_SIGNATURE_PREFIX):
         return False
-    return hmac.compare_digest(given, thought_signature_for(payload, len(given)))
+    return hmac.compare_digest(given, _signature_of_digest(digest, len(given)))

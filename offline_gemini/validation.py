@@ -29,13 +29,13 @@ class FileAccess:
     """How ``fileData`` parts are read.
 
     Attributes:
-        resolve: the bytes of the file a URI names; raises ApiError (400 for a URI of
-            the wrong form, 403 for an unknown or expired file).
+        resolve: the bytes of the file a URI names and their SHA-256; raises ApiError
+            (400 for a URI of the wrong form, 403 for an unknown or expired file).
         refuse_model_files: refuse image files in model turns, as a model that only
             takes its own images back inline would.
     """
 
-    resolve: Callable[[str], bytes]
+    resolve: Callable[[str], tuple[bytes, bytes]]
     refuse_model_files: bool = False
 
 
@@ -129,8 +129,8 @@ def _read_file(part: Part, role: str, where: str, files: FileAccess) -> Part:
             f"* GenerateContentRequest.{where}.file_data: file data is not supported in "
             "model content; send model images inline.\n"
         )
-    data = files.resolve(part.uri)
-    return replace(part, kind="image", data=data)
+    data, digest = files.resolve(part.uri)
+    return replace(part, kind="image", data=data, digest=digest)
 
 
 def _parse_part(raw: Any, ci: int, pi: int) -> Part:
@@ -262,7 +262,9 @@ def _request_seed(model: str, contents: Sequence[Content], request: Mapping[str,
         "contents": [
             [c.role]
             + [
-                [p.kind, p.thought, p.text, p.mime, p.uri, hashlib.sha256(p.data).hexdigest()]
+                # A file read is the same input as its bytes inline: its URI does not count.
+                [p.kind, p.thought, p.text, p.mime, "" if p.data else p.uri,
+                 (p.digest or hashlib.sha256(p.data).digest()).hex()]
                 for p in c.parts
             ]
             for c in contents

@@ -115,7 +115,8 @@ def network_guard(monkeypatch: pytest.MonkeyPatch) -> Iterator[NetworkGuard]:
 
 @pytest.fixture
 async def stand_in() -> AsyncIterator[OfflineGemini]:
-    server = OfflineGemini(api_key=TEST_KEY, strict_signatures=True)
+    # Tests read back every request they caused (uploads make several per turn).
+    server = OfflineGemini(api_key=TEST_KEY, strict_signatures=True, keep_requests=1000)
     await server.start()
     try:
         yield server

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from offline_gemini import OfflineGemini
 from tests.adapters.test_batch_cli import env_for, imagebot
+from tests.wire import resolved
 
 
 async def test_ask_for_four_and_continue_from_the_third(stand_in: OfflineGemini,
@@ -30,7 +31,8 @@ async def test_ask_for_four_and_continue_from_the_third(stand_in: OfflineGemini,
     code, out, err = await imagebot(env, "chat", "--thread", "teapot", "now in porcelain",
                                     cwd=tmp_path)
     assert code == 0, err
-    contents = stand_in.requests[-1].body["contents"]
+    # The history's images may go as Files API references: read them as the model does.
+    contents = resolved(stand_in.generations[-1].body, stand_in)["contents"]
     images = [base64.urlsafe_b64decode((p.get("inlineData") or p["inline_data"])["data"])
               for p in contents[1]["parts"] if "inlineData" in p or "inline_data" in p]
     assert images == [third], "the conversation continued from U3"

@@ -165,7 +165,7 @@ async def test_slash_command_opens_a_thread_that_later_messages_continue(
     turn = turn_of(head)
     assert custom_ids(head) == [f"imagebot:reroll:{turn}", f"imagebot:4k:{turn}",
                                 f"imagebot:delete:{turn}", f"imagebot:drafts:{turn}"]
-    first = stand_in.requests[-1].body
+    first = stand_in.generations[-1].body
     assert prompt_of(first) == "a cat in a hat"
     assert [mime(p) for p in inline_parts(first)] == ["image/png"]
     assert first["generationConfig"]["imageConfig"] == {"aspectRatio": "16:9", "imageSize": "2K"}
@@ -180,7 +180,7 @@ async def test_slash_command_opens_a_thread_that_later_messages_continue(
     await emulator.wait_for(lambda: bool(results(emulator, thread_id)))
     await settled(emulator, adapter)
 
-    second = stand_in.requests[-1].body
+    second = stand_in.generations[-1].body
     assert [c["role"] for c in second["contents"]] == ["user", "model", "user"]
     assert prompt_of(second) == "now make it night"
     assert [mime(p) for p in inline_parts(second)] == ["image/jpeg"]
@@ -202,7 +202,7 @@ async def test_a_mention_starts_a_thread_from_the_message(
     await settled(emulator, adapter)
 
     assert emulator.threads[thread_id]["name"] == "a lighthouse"
-    assert prompt_of(stand_in.requests[-1].body) == "a lighthouse"
+    assert prompt_of(stand_in.generations[-1].body) == "a lighthouse"
     result = bot_messages(emulator, thread_id)[0]
     assert "3:2" in result["embeds"][0]["footer"]["text"]
     edits = emulator.rest_calls("PATCH", f"/channels/{thread_id}/messages/{result['id']}")
@@ -211,7 +211,7 @@ async def test_a_mention_starts_a_thread_from_the_message(
 
     await emulator.dispatch("MESSAGE_CREATE", starter)  # delivered again: acted on once
     await emulator.wait_for(lambda: adapter.status()["duplicates_dropped"] == 1)
-    assert len(stand_in.requests) == 1 and len(bot_messages(emulator, thread_id)) == 1
+    assert len(stand_in.generations) == 1 and len(bot_messages(emulator, thread_id)) == 1
 
 
 async def test_an_interleaved_answer_posts_in_the_models_order(
@@ -243,7 +243,7 @@ async def test_a_second_message_waits_for_the_first(
     starter = await emulator.send_message(emulator.channel_id, USER, "a castle",
                                           mentions_bot=True)
     thread_id = starter["id"]
-    await emulator.wait_for(lambda: len(stand_in.requests) == 1)
+    await emulator.wait_for(lambda: len(stand_in.generations) == 1)
     await emulator.send_message(thread_id, USER, "add a moat")
     await emulator.wait_for(lambda: len(results(emulator, thread_id)) == 2)
     await settled(emulator, adapter)
@@ -252,7 +252,7 @@ async def test_a_second_message_waits_for_the_first(
                 emulator.rest_calls("POST", f"/channels/{thread_id}/messages")]
     assert statuses[0].startswith("⏳ Generating… 0 s · Nano Banana Pro")
     assert statuses[1] == render.status_text(messages.QUEUED, None)
-    body = stand_in.requests[-1].body
+    body = stand_in.generations[-1].body
     assert [c["role"] for c in body["contents"]] == ["user", "model", "user"]
     assert prompt_of(body) == "add a moat"
 
@@ -273,7 +273,7 @@ async def test_edit_with_gemini_opens_a_modal_and_uses_the_images(
     await emulator.wait_for(lambda: bool(submit.original and submit.original["id"]
                                          in emulator.threads))
     await settled(emulator, adapter)
-    body = stand_in.requests[-1].body
+    body = stand_in.generations[-1].body
     assert prompt_of(body) == "make it a night scene"
     assert len(inline_parts(body)) == 1
     assert submit.original is not None and submit.original["attachments"]
@@ -301,13 +301,13 @@ async def test_buttons_work_after_a_restart(open_bot: Opener, emulator: DiscordE
         await emulator.wait_for(lambda: len(results(emulator, thread_id)) == 1)
         await settled(emulator, adapter)
         assert reroll.callbacks == [{"type": 6}]
-        assert prompt_of(stand_in.requests[-1].body) == "a red fox"
+        assert prompt_of(stand_in.generations[-1].body) == "a red fox"
 
         await emulator.click_button(head, f"imagebot:4k:{turn}", user_id=USER,
                                     channel_id=channel)
         await emulator.wait_for(lambda: len(results(emulator, thread_id)) == 2)
         await settled(emulator, adapter)
-        request = stand_in.requests[-1]
+        request = stand_in.generations[-1]
         assert request.model == PRO
         assert request.body["generationConfig"]["imageConfig"]["imageSize"] == "4K"
         four_k = results(emulator, thread_id)[-1]
@@ -452,14 +452,14 @@ async def test_a_reconnect_during_a_generation_loses_and_repeats_nothing(
     stand_in.faults.latency = 1.5
     record = await emulator.slash_command("imagine", {"prompt": "a slow painting"},
                                           user_id=USER, channel_id=emulator.channel_id)
-    await emulator.wait_for(lambda: len(stand_in.requests) == 1)
+    await emulator.wait_for(lambda: len(stand_in.generations) == 1)
     await emulator.send_reconnect()
     await emulator.wait_for(lambda: bool(record.original and record.original["id"]
                                          in emulator.threads))
     await settled(emulator, adapter)
 
     assert (emulator.identifies, emulator.resumes) == (1, 1)
-    assert len(stand_in.requests) == 1
+    assert len(stand_in.generations) == 1
     assert len(results(emulator, emulator.channel_id, record.original["id"])) == 1
     assert record.callbacks == [{"type": 5}]
     contents = [(c.json or {}).get("content") or "" for c in
@@ -510,7 +510,7 @@ async def test_command_errors_are_ephemeral(bot: tuple[Core, DiscordAdapter],
     assert bad_file.ephemeral and bad_size.ephemeral
     assert bad_file.original is not None and "is not an image" in bad_file.original["content"]
     assert bad_size.original is not None and "fixed size" in bad_size.original["content"]
-    assert not stand_in.requests and not emulator.threads
+    assert not stand_in.generations and not emulator.threads
 
 
 @pytest.mark.parametrize("emulator", [{"message_content_intent": False}], indirect=True)
@@ -532,8 +532,8 @@ async def test_without_message_content_the_thread_needs_mentions(
         await emulator.send_message(thread_id, USER, "make it red", mentions_bot=True)
         await emulator.wait_for(lambda: len(results(emulator, thread_id)) == 2)
         await settled(emulator, adapter)
-        assert len(stand_in.requests) == 2
-        assert prompt_of(stand_in.requests[-1].body) == "make it red"
+        assert len(stand_in.generations) == 2
+        assert prompt_of(stand_in.generations[-1].body) == "make it red"
 
 
 async def test_serve_runs_the_adapter_when_a_token_is_set(

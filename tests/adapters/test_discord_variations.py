@@ -20,6 +20,7 @@ from tests.adapters.test_discord import (  # noqa: F401  (the Discord harness's 
     settled,
 )
 from tests.emulators.discord import DiscordEmulator
+from tests.wire import resolved
 
 
 def model_images(content: dict[str, Any]) -> list[bytes]:
@@ -56,7 +57,7 @@ async def test_ask_for_four_and_continue_from_the_third(
     await emulator.wait_for(lambda: len([r for r in stand_in.requests
                                          if r.method in ("generateContent", "streamGenerateContent")]) == 5)
     await settled(emulator, adapter)
-    contents = stand_in.requests[-1].body["contents"]
+    contents = resolved(stand_in.generations[-1].body, stand_in)["contents"]
     assert [c["role"] for c in contents] == ["user", "model", "user"]
     assert model_images(contents[1]) == [third], "the history holds U3"
     assert len(await core.service.usage()) == 5

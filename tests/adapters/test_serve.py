@@ -147,3 +147,27 @@ async def test_serve_process_sigterm_and_refusal(stand_in, tmp_path):
     assert proc.returncode == 0
     assert TEST_KEY not in err.decode()
     assert '"level": "INFO"' in err.decode()
+
+
+async def test_serve_forgets_expired_file_records_at_start(stand_in, make_settings):
+    import sqlite3
+    import time
+
+    from bot.store import HistoryStore
+    from bot.store_files import FileRecord
+
+    settings = make_settings(stand_in.base_url)
+    store = await HistoryStore.open(settings.database_path)
+    for name, expires in (("old", time.time() - 60), ("live", time.time() + 3600)):
+        await store.files.save("ns", FileRecord(name, f"files/{name}", f"u/{name}",
+                                                "image/png", expires))
+    await store.close()
+    async with running(settings, port=0):
+        for _ in range(100):
+            db = sqlite3.connect(settings.database_path)
+            left = [r[0] for r in db.execute("SELECT sha256 FROM gemini_files")]
+            db.close()
+            if left == ["live"]:
+                break
+            await asyncio.sleep(0.02)
+    assert left == ["live"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import io
 import logging
 import socket
@@ -25,6 +26,7 @@ from bot.options import PRO
 from offline_gemini import OfflineGemini
 from tests import corpus
 from tests.emulators.slack import SlackEmulator
+from tests.wire import resolved
 
 TEAM = "T0001"
 CHANNEL = "C0STUDIO1"
@@ -181,8 +183,9 @@ def finals(slack: SlackEmulator, channel: str, root_ts: str) -> list[dict[str, A
 
 
 def generations(stand_in: OfflineGemini) -> list[Any]:
-    return [r for r in stand_in.requests
-            if r.method in ("generateContent", "streamGenerateContent")]
+    """Generate requests, history files resolved to their bytes (what the model sees)."""
+    return [dataclasses.replace(r, body=resolved(r.body, stand_in))
+            for r in stand_in.generations]
 
 
 def image_sizes(content: dict[str, Any]) -> list[tuple[int, int]]:

@@ -18,6 +18,7 @@ from bot.metrics import Metrics
 from bot.options import FLASH, PRO, OptionInput
 from bot.runtime import Core
 from tests import corpus
+from tests.wire import resolved
 
 WRITE = {"X-Imagebot": "1"}
 
@@ -158,7 +159,7 @@ async def test_turn_with_reference_returns_image_at_documented_size(client, stan
     assert turn["footer"].endswith(" tokens")
     assert turn["refs"][0]["name"] == "ref.png"
     assert await image_size(client, turn["refs"][0]["url"]) == (320, 200)
-    sent = stand_in.requests[-1].body
+    sent = stand_in.generations[-1].body
     assert sent["generationConfig"]["imageConfig"] == {"aspectRatio": "16:9", "imageSize": "2K"}
     assert turn["thoughts"], "pro thinks; thoughts come apart from the parts"
 
@@ -344,15 +345,15 @@ async def test_inline_flags_win_over_the_selectors(client, stand_in):
     assert (image["width"], image["height"]) == (1024, 1024)
     assert await image_size(client, image["url"]) == (1024, 1024)
     assert turn["settings"] == "Nano Banana Pro · 1K · 1:1" and not turn["sources"]
-    sent = stand_in.requests[-1].body
+    sent = stand_in.generations[-1].body
     assert sent["generationConfig"]["imageConfig"] == {"aspectRatio": "1:1", "imageSize": "1K"}
     assert not any("googleSearch" in tool for tool in sent.get("tools", []))
 
-    before = len(stand_in.requests)
+    before = len(stand_in.generations)
     status, body = await post_turn(client, thread, turn_form("a cat --ar 7:5", **selected))
     assert status == 400 and body["kind"] == "option"
     assert "7:5" in body["error"] and "1:1, 2:3, 3:2" in body["error"] and "21:9" in body["error"]
-    assert len(stand_in.requests) == before, "nothing was sent to Gemini"
+    assert len(stand_in.generations) == before, "nothing was sent to Gemini"
 
 
 async def test_errors_about_selector_values_name_the_selector(client):
@@ -421,7 +422,7 @@ async def test_malformed_multipart_is_a_400_with_a_clear_message(client, stand_i
     assert response.status == 400
     answer = await response.json()
     assert answer["kind"] == "request" and words in answer["error"]
-    assert stand_in.requests == []
+    assert stand_in.generations == []
 
 
 # --- who may call the playground ---------------------------------------------------------
@@ -443,7 +444,7 @@ async def test_foreign_host_is_refused_before_any_route_runs(client, stand_in):
     form = turn_form("a cat")
     response = await client.post(f"/api/threads/{thread}/turns", data=form, headers={
         **WRITE, "Host": evil, "Origin": f"http://{evil}"})
-    assert response.status == 421 and stand_in.requests == []
+    assert response.status == 421 and stand_in.generations == []
     for host in (f"localhost.evil.example:{port}", "localhost:1", f"127.0.0.1.nip.io:{port}",
                  f"[::2]:{port}", f"0.0.0.0:{port}", "", f"localhost:{port}x"):
         assert (await client.get("/api/threads", headers={"Host": host})).status == 421, host
@@ -601,7 +602,7 @@ async def test_four_candidates_then_continue_from_the_third(client, stand_in):
     assert [p["url"] for p in chosen["parts"] if p["kind"] == "image"] == [third]
     status, _ = await post_turn(client, thread, turn_form("now porcelain"))
     assert status == 201
-    model = stand_in.requests[-1].body["contents"][1]
+    model = resolved(stand_in.generations[-1].body, stand_in)["contents"][1]
     images = [base64.urlsafe_b64decode((p.get("inlineData") or p["inline_data"])["data"])
               for p in model["parts"] if "inlineData" in p or "inline_data" in p]
     assert images == [third_bytes]

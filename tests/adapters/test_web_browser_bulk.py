@@ -19,6 +19,7 @@ from tests.adapters.test_web_browser import (  # noqa: F401  (the browser harnes
     expect,
     open_page,
 )
+from tests.wire import resolved
 
 
 async def test_candidates_and_a_batch_in_chromium(browser, artifacts,  # noqa: F811
@@ -52,7 +53,7 @@ async def test_candidates_and_a_batch_in_chromium(browser, artifacts,  # noqa: F
         await page.press("#prompt", "Enter")
         await expect(page.locator("#turns li.turn[data-turn]")).to_have_count(2)
         third_bytes = await (await page.request.get(server.url + (src or ""))).body()
-        model = stand_in.requests[-1].body["contents"][1]
+        model = resolved(stand_in.generations[-1].body, stand_in)["contents"][1]
         sent = [base64.urlsafe_b64decode((p.get("inlineData") or p["inline_data"])["data"])
                 for p in model["parts"] if "inlineData" in p or "inline_data" in p]
         assert sent == [third_bytes], "the conversation continued from U3"

@@ -214,3 +214,39 @@ async def test_a_cancelled_waiter_gives_nothing_away():
     assert budget.in_use == 0
     async with budget.hold(100):
         assert budget.in_use == 100
+
+
+def _noisy_jpeg(size: tuple[int, int], quality: int) -> bytes:
+    """A photo-like JPEG: smooth gradients under fine grain, as generated images are."""
+    import os
+
+    grain = Image.frombytes("L", size, os.urandom(size[0] * size[1])).convert("RGB")
+    base = Image.linear_gradient("L").resize(size).convert("RGB")
+    buf = io.BytesIO()
+    Image.blend(base, grain, 0.15).save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def test_a_large_result_attached_again_stays_a_smaller_jpeg():
+    data = _noisy_jpeg((5504, 3072), quality=90)  # a 4K Pro result (16:9)
+    out = prep(data, "result.jpg")
+    assert out.mime_type == "image/jpeg" and out.data.startswith(b"\xff\xd8\xff")
+    assert (out.width, out.height) == (3072, 1715)
+    assert len(out.data) < len(data) and "downscaled from 5504×3072" in out.notice
+
+
+def test_re_encoding_never_makes_a_reference_bigger():
+    data = _noisy_jpeg((3400, 1900), quality=20)  # tiny for its size: any re-encode is bigger
+    out = prep(data, "tight.jpg")
+    assert out.data == data and out.mime_type == "image/jpeg" and out.notice == ""
+    assert (out.width, out.height) == (3400, 1900)
+
+
+def test_a_large_heic_photo_is_downscaled_to_jpeg_not_png():
+    pillow_heif = pytest.importorskip("pillow_heif")
+    photo = Image.open(io.BytesIO(_noisy_jpeg((3600, 2400), quality=90)))
+    buf = io.BytesIO()
+    pillow_heif.from_pillow(photo).save(buf, quality=90)
+    out = prep(buf.getvalue(), "photo.heic")
+    assert out.mime_type == "image/jpeg" and (out.width, out.height) == (3072, 2048)
+    assert "re-encoded as JPEG" in out.notice and len(out.data) <= len(buf.getvalue())

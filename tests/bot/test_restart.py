@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
 from google import genai
 from google.genai import types
 
@@ -17,15 +18,17 @@ from bot.gemini import build_config
 from bot.options import PRO, OptionInput, resolve
 from tests import corpus
 from tests.conftest import TEST_KEY
+from tests.wire import file_parts, resolved
 
 PROMPTS = ["a red fox in a meadow", "make it night --ar 16:9 --size 2K", "add a full moon"]
 
 
-def _env(stand_in, db: Path) -> dict[str, str]:
+def _env(stand_in, db: Path, *, files: bool = True) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("GEMINI_", "GOOGLE_", "IMAGEBOT_", "DATABASE_"))}
     env.update(GEMINI_API_KEY=TEST_KEY, GEMINI_BASE_URL=stand_in.base_url,
-               DATABASE_URL=f"sqlite:///{db}", GEMINI_RETRY_ATTEMPTS="1")
+               DATABASE_URL=f"sqlite:///{db}", GEMINI_RETRY_ATTEMPTS="1",
+               IMAGEBOT_USE_FILES_API="true" if files else "false")
     return env
 
 
@@ -48,7 +51,9 @@ def normalized(body: dict) -> str:
     return json.dumps(body, sort_keys=True)
 
 
-async def test_restored_thread_sends_what_an_uninterrupted_chat_sends(stand_in, tmp_path):
+@pytest.mark.parametrize("files", [True, False], ids=["files-api", "inline"])
+async def test_restored_thread_sends_what_an_uninterrupted_chat_sends(stand_in, tmp_path,
+                                                                       files):
     ref = tmp_path / "ref.png"
     ref.write_bytes(corpus.png(80, 60))
 
@@ -74,11 +79,17 @@ async def test_restored_thread_sends_what_an_uninterrupted_chat_sends(stand_in, 
     stand_in.requests.clear()
 
     # 2. imagebot, a new process per turn, restoring the thread from SQLite each time.
-    env = _env(stand_in, tmp_path / "db.sqlite3")
+    #    With the Files API, history images go as file references: resolved to their
+    #    bytes, the requests are the uninterrupted chat's, byte for byte.
+    env = _env(stand_in, tmp_path / "db.sqlite3", files=files)
     for n, prompt in enumerate(PROMPTS):
         await cli_turn(env, tmp_path, "fox", prompt, *([ref] if n == 0 else []))
-    restored = [normalized(r.body) for r in stand_in.requests]
+    sent = [r.body for r in stand_in.generations]  # Pro is streamed: streamGenerateContent
+    restored = [normalized(resolved(body, stand_in)) for body in sent]
     assert restored == reference
+    # Turn 2 names the reference and turn 1's three images (two of them thoughts) as files.
+    assert [file_parts(body) for body in sent] == ([0, 4, 7] if files else [0, 0, 0])
+    assert stand_in.files.uploaded == (7 if files else 0), "each image uploaded once"
 
 
 async def test_killed_mid_turn_leaves_history_unchanged(stand_in, tmp_path):

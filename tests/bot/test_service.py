@@ -53,7 +53,7 @@ async def test_multi_turn_with_references(core, stand_in):
     red, blue = corpus.png(color=(255, 0, 0)), corpus.jpeg()
     reply = await core.service.handle(
         KEY, msg("combine these --ar 16:9 --size 2k", ("a.png", red), ("b.jpg", blue)))
-    first = stand_in.requests[-1]
+    first = stand_in.generations[-1]
     assert first.model == PRO
     parts = last_user(first)["parts"]
     assert parts[0] == {"text": "combine these"}
@@ -66,7 +66,7 @@ async def test_multi_turn_with_references(core, stand_in):
     assert all(p.kind in ("text", "image") for p in reply.parts)
 
     second = await core.service.handle(KEY, msg("now make it night"))
-    body = stand_in.requests[-1].body
+    body = stand_in.generations[-1].body
     assert [c["role"] for c in body["contents"]] == ["user", "model", "user"]
     assert body["generationConfig"]["imageConfig"]["aspectRatio"] == "16:9", "settings stick"
     assert second.options.summary() == "Nano Banana Pro · 2K · 16:9"
@@ -86,15 +86,15 @@ async def test_interleaved_answer_keeps_model_order(core):
 
 async def test_flash_has_fixed_size_and_no_thoughts(core, stand_in):
     reply = await core.service.handle(KEY, msg("a lighthouse --model flash --ar 21:9"))
-    assert stand_in.requests[-1].model == FLASH
-    assert "imageSize" not in stand_in.requests[-1].body["generationConfig"]["imageConfig"]
+    assert stand_in.generations[-1].model == FLASH
+    assert "imageSize" not in stand_in.generations[-1].body["generationConfig"]["imageConfig"]
     assert [(i.width, i.height) for i in reply.images] == [(1536, 672)]
     assert reply.thoughts == ()
 
 
 async def test_search_grounding_maps_sources(core, stand_in):
     reply = await core.service.handle(KEY, msg("weather chart for Paris --search"))
-    assert stand_in.requests[-1].body["tools"] == [{"googleSearch": {}}]
+    assert stand_in.generations[-1].body["tools"] == [{"googleSearch": {}}]
     assert reply.sources and all(s.url.startswith("https://") for s in reply.sources)
     assert len({s.url for s in reply.sources}) == len(reply.sources)
     assert reply.search_queries and reply.search_entry_point
@@ -103,7 +103,7 @@ async def test_search_grounding_maps_sources(core, stand_in):
 
 async def test_image_only(core, stand_in):
     reply = await core.service.handle(KEY, msg("a stamp --image-only"))
-    assert stand_in.requests[-1].body["generationConfig"]["responseModalities"] == ["IMAGE"]
+    assert stand_in.generations[-1].body["generationConfig"]["responseModalities"] == ["IMAGE"]
     assert reply.texts == [] and reply.images
 
 
@@ -120,7 +120,7 @@ async def test_usage_and_turn_records(core):
 async def test_reroll_and_delete(core, stand_in):
     first = await core.service.handle(KEY, msg("a cat", ("ref.png", corpus.png())))
     again = await core.service.reroll(first.turn_id, author=ALICE)
-    body = stand_in.requests[-1].body
+    body = stand_in.generations[-1].body
     assert len(body["contents"]) == 3 and len(inline_parts(body["contents"][-1])) == 1
     assert again.turn_id != first.turn_id
     big = await core.service.reroll(first.turn_id, author=ALICE,
@@ -154,7 +154,7 @@ async def test_finish_reasons_leave_history_untouched(core, stand_in, reason, ki
     assert await history_rows(core) == before
     assert (await core.service.store.settings(KEY)).aspect_ratio is None, "failed turn sets nothing"
     after = await core.service.handle(KEY, msg("third"))
-    sent = stand_in.requests[-1].body["contents"]
+    sent = stand_in.generations[-1].body["contents"]
     assert len(sent) == 3, "the failed turn is never resent"
     assert after.images
 
@@ -180,14 +180,14 @@ async def test_rate_limit_after_retries(core, stand_in):
     with pytest.raises(ServiceError) as err:
         await core.service.handle(KEY, msg("a fox"))
     assert err.value.kind == "rate_limit" and "17s" in err.value.user_message
-    assert len(stand_in.requests) == 3, "the SDK retried up to the configured attempts"
+    assert len(stand_in.generations) == 3, "the SDK retried up to the configured attempts"
     assert await core.service.store.load_history(KEY) == []
 
 
 async def test_retry_then_success(core, stand_in):
     stand_in.faults.queue_status(503, 429)
     reply = await core.service.handle(KEY, msg("a fox"))
-    assert reply.images and len(stand_in.requests) == 3
+    assert reply.images and len(stand_in.generations) == 3
 
 
 async def test_outage_after_retries(core, stand_in):
@@ -202,7 +202,7 @@ async def test_400_is_never_retried(core, stand_in):
     with pytest.raises(ServiceError) as err:
         await core.service.handle(KEY, msg("a fox"))
     assert err.value.kind == "bad_request"
-    assert len(stand_in.requests) == 1
+    assert len(stand_in.generations) == 1
 
 
 async def test_timeout(core_factory, stand_in):
@@ -276,13 +276,13 @@ async def test_bad_files_refused_before_any_call(core, stand_in, name, data, wor
     with pytest.raises(AttachmentError) as err:
         await core.service.handle(KEY, msg("use this", (name, data)))
     assert name in err.value.user_message and words in err.value.user_message
-    assert stand_in.requests == []
+    assert stand_in.generations == []
     assert not await core.service.store.thread_exists(KEY)
 
 
 async def test_animated_gif_is_used_with_a_notice(core, stand_in):
     reply = await core.service.handle(KEY, msg("animate", ("anim.gif", corpus.animated_gif())))
-    sent = inline_parts(last_user(stand_in.requests[-1]))
+    sent = inline_parts(last_user(stand_in.generations[-1]))
     assert sent[0].get("mime_type", sent[0].get("mimeType")) == "image/png"
     assert any("anim.gif" in n and "first of 3 frames" in n for n in reply.notices)
 
@@ -294,7 +294,7 @@ async def test_too_many_images(core, stand_in):
     assert "15 images" in err.value.user_message and "14" in err.value.user_message
     with pytest.raises(AttachmentError, match="at most 3"):
         await core.service.handle(KEY, msg("collage --model flash", *pics[:4]))
-    assert stand_in.requests == []
+    assert stand_in.generations == []
 
 
 @pytest.mark.parametrize(("text", "error", "words"), [
@@ -309,12 +309,12 @@ async def test_bad_text_input(core, stand_in, text, error, words):
     with pytest.raises(error) as err:
         await core.service.handle(KEY, msg(text))
     assert words in err.value.user_message
-    assert stand_in.requests == []
+    assert stand_in.generations == []
 
 
 async def test_lowercase_size_is_sent_uppercase(core, stand_in):
     reply = await core.service.handle(KEY, msg("cat --size 2k"))
-    assert stand_in.requests[-1].body["generationConfig"]["imageConfig"]["imageSize"] == "2K"
+    assert stand_in.generations[-1].body["generationConfig"]["imageConfig"]["imageSize"] == "2K"
     assert reply.images[0].width == 2048
 
 
@@ -336,7 +336,12 @@ async def test_a_failed_download_names_the_file_and_changes_nothing(core, stand_
     assert not await core.service.is_session(KEY)
 
 
-async def test_history_over_request_limit_leaves_out_oldest_turns(core, stand_in):
+async def test_history_over_request_limit_leaves_out_oldest_turns(core_factory, stand_in):
+    async with core_factory(use_files_api=False) as core:
+        await _leaves_out_oldest_turns(core, stand_in)
+
+
+async def _leaves_out_oldest_turns(core, stand_in):
     from dataclasses import replace
 
     from bot.gemini import request_size
@@ -348,7 +353,7 @@ async def test_history_over_request_limit_leaves_out_oldest_turns(core, stand_in
     assert not any("left out" in n for n in fits.notices)
     stored_before = await history_rows(core)
     reply = await core.service.handle(KEY, msg("one too many"))
-    sent = stand_in.requests[-1].body["contents"]
+    sent = stand_in.generations[-1].body["contents"]
     assert [c["role"] for c in sent] == ["user", "model", "user"], "whole turns only"
     assert sent[0]["parts"][0]["text"] == "still fits", "the oldest turn went, the newest stayed"
     notice = next(n for n in reply.notices if "left out" in n)
@@ -363,18 +368,18 @@ async def test_attachments_alone_over_request_limit_are_refused(core_factory, st
     image = corpus.noise_png()
     async with core_factory(max_request_bytes=len(image)) as core:
         await core.service.handle(KEY, msg("a fox"))
-        sent, before = len(stand_in.requests), await history_rows(core)
+        sent, before = len(stand_in.generations), await history_rows(core)
         with pytest.raises(TooLargeError) as err:
             await core.service.handle(KEY, msg("use this", ("big.png", image)))
         assert "attached images add up to" in err.value.user_message
-        assert len(stand_in.requests) == sent, "no request is sent"
+        assert len(stand_in.generations) == sent, "no request is sent"
         assert await history_rows(core) == before
 
 
 async def test_downscaled_reference_reaches_model_small(core_factory, stand_in):
     async with core_factory(max_reference_edge=128) as core:
         await core.service.handle(KEY, msg("x", ("big.png", corpus.png(512, 256))))
-    sent = inline_parts(last_user(stand_in.requests[-1]))[0]
+    sent = inline_parts(last_user(stand_in.generations[-1]))[0]
     import base64
 
     data = base64.urlsafe_b64decode(sent["data"])
@@ -400,7 +405,7 @@ async def test_threads_run_in_parallel(core, stand_in, monkeypatch):
     monkeypatch.setattr(GeminiSession, "stream", stream)
     replies = await asyncio.gather(*(core.service.handle(k, msg("fox")) for k in keys))
     assert all(r.images for r in replies)
-    assert len(stand_in.requests) == len(keys)
+    assert len(stand_in.generations) == len(keys)
 
 
 async def test_one_thread_runs_turns_in_arrival_order(core, stand_in):
@@ -419,9 +424,9 @@ async def test_one_thread_runs_turns_in_arrival_order(core, stand_in):
         await asyncio.sleep(0)
     await asyncio.gather(*tasks)
     assert started == [0, 1, 2]
-    prompts = [last_user(r)["parts"][0]["text"] for r in stand_in.requests]
+    prompts = [last_user(r)["parts"][0]["text"] for r in stand_in.generations]
     assert prompts == ["turn 0", "turn 1", "turn 2"]
-    assert [len(r.body["contents"]) for r in stand_in.requests] == [1, 3, 5]
+    assert [len(r.body["contents"]) for r in stand_in.generations] == [1, 3, 5]
     assert core.service.queue_depth() == 0
 
 

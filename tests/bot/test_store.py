@@ -98,10 +98,12 @@ async def test_migration_moves_inline_signatures_of_an_old_database(tmp_path):
     row = db.execute("SELECT content FROM contents WHERE position=1").fetchone()[0]
     kept = db.execute("SELECT data FROM blobs WHERE mime_type=?",
                       (history.SIGNATURE_MIME,)).fetchall()
+    uses = sorted(db.execute("SELECT sha256, thread_id, turn_id FROM blob_uses").fetchall())
     db.close()
     assert "signature_blob" in row and len(row) < 1000
     assert "thought_signature" in row, "a small signature stays in the row"
     assert [bytes(k[0]) for k in kept] == [signature]
+    assert uses == sorted([(history.sha256(image), 1, "t1"), (history.sha256(signature), 1, "t1")])
 
 
 def _old_row(content: types.Content) -> str:

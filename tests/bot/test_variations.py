@@ -12,6 +12,7 @@ from bot.errors import GenerationError, OptionError
 from bot.model import Author, IncomingMessage, ThreadKey
 from bot.options import OptionInput
 from offline_gemini import OfflineGemini
+from tests.wire import resolved
 
 KEY = ThreadKey("test", "w1", "c1", "variations")
 ALICE = Author("U1", "alice")
@@ -62,7 +63,7 @@ async def test_four_candidates_then_continue_from_the_third(core, stand_in) -> N
     assert again.reply.chosen == 3
 
     await core.service.handle(KEY, msg("now with a candle inside"))
-    body = generations(stand_in)[-1].body
+    body = resolved(generations(stand_in)[-1].body, stand_in)
     assert [c["role"] for c in body["contents"]] == ["user", "model", "user"]
     third = reply.candidates[2].images[0]
     assert model_images(body["contents"][1]) == [third.data], "continues from U3, signed"
@@ -101,7 +102,7 @@ async def test_reroll_makes_a_new_set_and_use_survives_a_restart(core_factory, s
         chosen = await core.service.use_candidate(rerolled.turn_id, other)
         assert chosen.reply.chosen == other
         await core.service.handle(KEY, msg("brighter"))
-        contents = generations(stand_in)[-1].body["contents"]
+        contents = resolved(generations(stand_in)[-1].body, stand_in)["contents"]
         assert model_images(contents[3]) == [rerolled.candidates[other - 1].images[0].data]
         assert await core.service.delete(rerolled.turn_id) is not None
         with pytest.raises(Exception, match="deleted"):

@@ -84,13 +84,16 @@ async def test_cli_prints_base_url() -> None:
 async def test_cli_switches_reach_the_server() -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "offline_gemini", "--port", "0", "--real-sizes",
-        "--signature-bytes", "4096", "--trailing-signature", cwd=REPO, stdout=subprocess.PIPE,
+        "--signature-bytes", "4096", "--trailing-signature", "--admin", "--keep-requests", "1",
+        cwd=REPO, stdout=subprocess.PIPE,
     )
     try:
         assert proc.stdout is not None
         url = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode().strip()
         status, text, _ = await post_raw(url, user_text("hi"), model=PRO,
                                          method="streamGenerateContent", query="?alt=sse")
+        async with aiohttp.ClientSession() as http, http.get(f"{url}/_admin/stats") as resp:
+            stats = await resp.json()
     finally:
         proc.terminate()
         await proc.wait()
@@ -99,6 +102,7 @@ async def test_cli_switches_reach_the_server() -> None:
     part = last["candidates"][0]["content"]["parts"][0]
     assert part["text"] == "" and len(base64.b64decode(part["thoughtSignature"])) == 4096
     assert '"mimeType": "image/jpeg"' in text
+    assert stats["requests"] == 2 and stats["last_generate"]["parts"] == 1
 
 
 def test_the_package_imports_nothing_from_the_bot() -> None:
