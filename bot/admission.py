@@ -58,6 +58,17 @@ def plan_limits(policy: Policy, base: PlanLimits) -> PlanLimits:
     return dataclasses.replace(base, defaults=policy.defaults().over(base.defaults))
 
 
+def check_batch(policy: Policy) -> None:
+    """Refuses a Batch API submission where the policy turns Batch off.
+
+    Raises:
+        PolicyError: naming the rule, the scope that set it and who to ask.
+    """
+    if not policy.allows("batch"):
+        raise PolicyError(refusals.batch_not_allowed(
+            _refusing(policy, "batch", lambda v: not v), policy), rule="batch")
+
+
 def enforce(policy: Policy, plan: TurnPlan, sticky: OptionInput, limits: PlanLimits, *,
             batch: bool = False) -> TurnPlan:
     """The plan within the policy's limits on models, sizes, search and Batch.

@@ -129,7 +129,7 @@ def _answer(mapped: Mapped, number: int, response: types.GenerateContentResponse
         return
     price = cost(model, line_options.get("size"), images=len(found),
                  prompt_tokens=usage.prompt_tokens, thought_tokens=usage.thought_tokens,
-                 batch=True)
+                 output_tokens=usage.output_tokens, batch=True)
     mapped.results.append(LineResult(number, LINE_DONE, result, images=len(found),
                                      cost=price or 0.0))
     mapped.usage.append(UsageRow(f"batch:{job_id}:{number}", usage, len(found)))

@@ -43,10 +43,10 @@ from bot.batch import (
 )
 from bot.batch_remote import BatchRemote, uncertain
 from bot.batch_results import Outcome, file_outcomes, inline_outcomes, line_results
-from bot.batch_store import BatchStore, NewJob
+from bot.batch_store import BatchStore, NewJob, UsageRow
 from bot.errors import ErrorKind, ImagebotError, NotFoundError, OptionError, ServiceError
 from bot.gemini import GeminiSession
-from bot.model import Attachment, StoredImage, ThreadKey
+from bot.model import Attachment, Author, StoredImage, ThreadKey
 from bot.options import OptionInput, Options, caps_for, resolve
 from bot.planning import PlanLimits
 from bot.store_api import Store
@@ -74,6 +74,12 @@ class BatchService:
         self.prepare = prepare
         self.poll_seconds = poll_seconds
         self.inline_limit = inline_limit
+        #: Who may submit where (team policy: access lists, ``batch`` allowed); set by the
+        #: service, raises a PolicyError to refuse.
+        self.admit: Callable[[ThreadKey, Author], Awaitable[None]] | None = None
+        #: Called once a job's results are stored, with its usage rows (the cost ledger).
+        self.charged: Callable[[BatchJobView, list[UsageRow], dict[int, dict[str, Any]]],
+                               Awaitable[None]] | None = None
 
     # --- submitting ---------------------------------------------------------------------
 
@@ -96,6 +102,8 @@ class BatchService:
             ImagebotError: the submission was refused (nothing was created), or Gemini did
                 not confirm the create (the job is checked again later, and says so).
         """
+        if self.admit is not None:
+            await self.admit(submission.key, submission.author)
         plan = await self.plan(submission)
         refs = await self.prepare(plan.attachments)
         await self.store.write_blobs({r.sha256: (r.mime_type, r.data) for r in refs})
@@ -251,6 +259,8 @@ class BatchService:
                                                   mapped.results, mapped.usage, LINE_NOT_RUN)
         if stored:
             logger.info("batch %s %s: %d results stored", job.id, state, len(mapped.results))
+            if self.charged is not None:
+                await self.charged(job, list(mapped.usage), options)
 
     async def _check_stats(self, job: BatchJobView, results: Sequence[Any]) -> None:
         try:

@@ -178,15 +178,18 @@ def _model_price(model_id: str, spec: dict[str, Any], base: ModelPrice | None) -
 
 
 def cost(model: str, size: str | None, *, images: int, prompt_tokens: int = 0,
-         thought_tokens: int = 0, batch: bool = False,
+         thought_tokens: int = 0, output_tokens: int | None = None, batch: bool = False,
          table: PriceTable | None = None) -> float | None:
     """The cost in USD of what requests made (the default table unless one is given), or
-    ``None`` for a model with no known price (batch summaries say "unknown")."""
+    ``None`` for a model with no known price (batch summaries say "unknown"). Without
+    ``output_tokens`` the output is taken to be the images alone."""
     table = table or PriceTable()
     if model not in table.models:
         return None
+    if output_tokens is None:
+        output_tokens = images * table.price(model).tokens_per_image(size)
     usage = Usage(prompt_tokens=prompt_tokens, thought_tokens=thought_tokens,
-                  output_tokens=images * table.price(model).tokens_per_image(size))
+                  output_tokens=output_tokens)
     return table.cost(model, size, images=images, usage=usage, batch=batch).total
 
 

@@ -110,6 +110,8 @@ class ConversationService(TeamFacade):
                                     self._prepare,
                                     poll_seconds=settings.batch_poll_seconds,
                                     inline_limit=settings.batch_inline_limit)
+        self.batches.admit = self.team.admit_batch
+        self.batches.charged = self.team.batch_charged
         #: History images on Gemini's Files API (the SQLite store keeps their records; on
         #: PostgreSQL history images still go inline for now).
         self.files = HistoryFiles(store, gemini, enabled=settings.use_files_api

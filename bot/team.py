@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bot.admission import Admission, TurnKind, check_access, enforce, plan_limits
+from bot.admission import Admission, TurnKind, check_access, check_batch, enforce, plan_limits
 from bot.audit import (
     REFUSED_POLICY,
     REFUSED_QUOTA,
@@ -133,6 +133,41 @@ class TeamControls:
             raise
         self._open[admission.id] = admission
         return admission
+
+    async def admit_batch(self, key: ThreadKey, author: Author) -> None:
+        """Checks who may submit a batch here and whether the policy allows Batch at all.
+
+        Raises:
+            PolicyError: refused (audited), before anything is stored or sent.
+        """
+        policy = await self.policy(key)
+        try:
+            check_access(policy, author, direct=False)
+            check_batch(policy)
+        except PolicyError as exc:
+            await self._refused(exc, author, key)
+            raise
+
+    async def batch_charged(self, job: Any, rows: list[Any],
+                            line_options: Mapping[int, Mapping[str, Any]]) -> None:
+        """Enters a finished batch's lines in the cost ledger, at batch price (they were
+        never reserved: Gemini runs a batch when it runs it, within 24 hours)."""
+        for row in rows:
+            line = int(str(row.turn_id).rsplit(":", 1)[-1])
+            size = str((line_options.get(line) or {}).get("size") or "") or None
+            cost = self.prices.cost(job.model, size, images=row.images, usage=row.usage,
+                                    batch=True).total
+            entry = Entry(id=row.turn_id, kind="batch", key=job.key, user_id=job.author.id,
+                          user_name=job.author.name, model=job.model, size=size or "",
+                          estimate=cost, images=row.images, batch=True)
+            await self.ledger.reserve(entry, (), self._refuse_nothing)
+            await self.ledger.settle(row.turn_id, key=job.key, model=job.model,
+                                     size=size or "", images=row.images, usage=row.usage,
+                                     cost=cost)
+
+    @staticmethod
+    def _refuse_nothing(quota: Quota, used: float, seconds_left: float) -> Exception:
+        raise AssertionError("a batch line is charged, never refused")
 
     def _refuse(self, policy: Policy, estimate: float) -> Refuse:
         def refuse(quota: Quota, used: float, seconds_left: float) -> Exception:

@@ -137,9 +137,10 @@ async def test_a_50_line_cli_batch_survives_a_serve_crash_and_posts_every_result
     assert f"*13.* {prompts[13]} — Gemini blocked the prompt for safety reasons" in text
     assert f"*21.* {prompts[21]} — Gemini could not run this prompt (internal error)" in text
     with sqlite3.connect(db) as conn:
-        tokens = conn.execute("SELECT SUM(prompt_tokens) FROM usage").fetchone()[0]
+        tokens, output = conn.execute(
+            "SELECT SUM(prompt_tokens), SUM(output_tokens) FROM usage").fetchone()
         assert conn.execute("SELECT COUNT(*) FROM batch_lines WHERE posted=0").fetchone()[0] == 0
-    price = cost(FLASH, None, images=47, prompt_tokens=tokens, batch=True)
+    price = cost(FLASH, None, images=47, prompt_tokens=tokens, output_tokens=output, batch=True)
     short = job_row(db)["id"][:8]
     summary = posted[-1]["text"]
     assert summary == (f"Batch {short} finished: 50 prompts on Nano Banana: 47 done, 1 failed, "

@@ -107,8 +107,10 @@ async def test_inline_batch_end_to_end(core, stand_in: OfflineGemini) -> None:
     assert await core.service.image(lines[0].images[0].sha256)
     assert "image-safety" in lines[2].error and "internal error" in lines[3].error
     prompt_tokens = sum(line.usage.prompt_tokens for line in lines[:2])
+    output_tokens = sum(line.usage.output_tokens for line in lines[:2])
     assert done.cost == pytest.approx(cost(FLASH, None, images=2, prompt_tokens=prompt_tokens,
-                                           batch=True))
+                                           output_tokens=output_tokens, batch=True),
+                                      abs=1e-5)  # each line's cost is rounded to 1e-6 $
     summary = summary_text(done, "Nano Banana")
     assert summary.startswith(f"Batch {job.id[:8]} finished: 4 prompts on Nano Banana: "
                               "2 done, 1 failed, 1 blocked · 2 images · $0.04 at batch price")
@@ -185,7 +187,8 @@ async def test_pro_batch_costs_at_batch_price(core, stand_in) -> None:
     done = await batches.refresh(job.id)
     lines = await batches.lines(job.id)
     expected = sum(cost(PRO, size, images=1, prompt_tokens=line.usage.prompt_tokens,
-                        thought_tokens=line.usage.thought_tokens, batch=True)
+                        thought_tokens=line.usage.thought_tokens,
+                        output_tokens=line.usage.output_tokens, batch=True)
                    for size, line in zip((None, "4K"), lines, strict=True))
     assert done.cost == pytest.approx(expected)
 
@@ -203,3 +206,31 @@ async def test_a_batch_gemini_never_finishes_expires(core, stand_in) -> None:
         f"Batch {job.short} expired after 48 hours: 2 prompts on Nano Banana: 0 done, 0 failed, "
         "0 blocked, 2 not run · 0 images · $0.00 at batch price")
     assert "not charged" in expired.error
+
+
+async def test_a_policy_without_batch_refuses_before_anything_is_stored(core_factory,
+                                                                        stand_in) -> None:
+    from bot.audit import REFUSED_POLICY
+    from bot.errors import PolicyError
+
+    async with core_factory(policy={"batch": False}) as core:
+        with pytest.raises(PolicyError, match="batch") as refused:
+            await core.service.batches.submit(submission("a red bike\na blue bike"))
+        assert refused.value.rule == "batch"
+        assert creates(stand_in) == [] and await core.service.batches.jobs_db.jobs() == []
+        assert len(await core.service.audit_log(actions=[REFUSED_POLICY])) == 1
+    async with core_factory(policy={"deny_users": ["cli:alice"]}) as core:
+        with pytest.raises(PolicyError, match="deny"):
+            await core.service.batches.submit(submission("a red bike"))
+        assert creates(stand_in) == []
+
+
+async def test_a_finished_batch_is_in_the_cost_ledger_at_batch_price(core, stand_in) -> None:
+    batches = core.service.batches
+    job, _ = await batches.submit(submission("a\nb --size 4k", model=PRO))
+    stand_in.clock.advance(minutes=11)
+    done = await batches.refresh(job.id)
+    rows = await core.service.store.db.execute_fetchall(
+        "SELECT kind, batch, images, cost_usd, state FROM ledger ORDER BY id")
+    assert [(r[0], r[1], r[2], r[4]) for r in rows] == [("batch", 1, 1, "committed")] * 2
+    assert sum(r[3] for r in rows) == pytest.approx(done.cost)
