@@ -39,6 +39,7 @@ try:
         async_playwright,
         expect,
     )
+    from playwright.async_api import TimeoutError as PlaywrightTimeout
 except ImportError:  # pragma: no cover - reported by the fixture below
     async_playwright = None  # type: ignore[assignment]
 
@@ -121,6 +122,19 @@ class Gate:
     async def route(self, route: Route) -> None:
         await self.open.wait()
         await route.continue_()
+
+
+async def click_for_popup(page: Page, target: Locator) -> Page:
+    """Clicks ``target`` until the new tab it opens appears: on a loaded machine the
+    search-suggestions frame may still be settling when the first click lands."""
+    for _ in range(3):
+        try:
+            async with page.expect_popup(timeout=10_000) as popup_info:
+                await target.click()
+            return await popup_info.value
+        except PlaywrightTimeout:
+            continue
+    raise AssertionError("clicking a search suggestion never opened a new tab")
 
 
 async def first_turn(page: Page) -> None:
@@ -206,9 +220,7 @@ async def follow_up(page: Page) -> None:
     chips = page.frame_locator("#turns li.turn[data-turn] >> nth=1 >> iframe").locator("a.chip")
     await expect(chips.first).to_be_visible()
     await page.context.route("https://www.google.com/**", stand_in_google)
-    async with page.expect_popup() as popup_info:
-        await chips.first.click()
-    popup = await popup_info.value
+    popup = await click_for_popup(page, chips.first)
     assert popup.url.startswith("https://www.google.com/search?q="), "chips open in a new tab"
     await popup.close()
     await last.locator(".thinking summary").click()
