@@ -5,7 +5,6 @@ drafts saved as they arrive when ``--thoughts DIR`` asks for them."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import shutil
 import time
@@ -16,6 +15,7 @@ from bot import messages
 from bot.model import ReplyImage
 from bot.progress import Progress, Stage
 from bot.service import TurnStart
+from bot.tasks import cancel_and_wait
 
 #: Seconds between redraws of the status line (its elapsed time).
 REDRAW = 0.25
@@ -51,10 +51,7 @@ class StatusLine:
     async def close(self) -> None:
         """Stops redrawing and clears the line (the result or the error follows)."""
         ticker, self._ticker = self._ticker, None
-        if ticker is not None:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
+        await cancel_and_wait(ticker)
         if self._shown:
             self.stream.write(_CLEAR)
             self.stream.flush()

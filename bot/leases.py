@@ -15,7 +15,6 @@ whole turn (until its result is posted) and the service's own place inside it is
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import logging
 import uuid
@@ -24,6 +23,7 @@ from types import TracebackType
 
 from bot.model import ThreadKey
 from bot.store_api import LineStore
+from bot.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -239,11 +239,8 @@ class ThreadLines:
                 logger.warning("renewing line tickets failed", exc_info=True)
 
     async def close(self) -> None:
-        if self._renewer is not None:
-            self._renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewer
-            self._renewer = None
+        renewer, self._renewer = self._renewer, None
+        await cancel_and_wait(renewer)
 
 
 def _future() -> asyncio.Future[None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 
@@ -21,3 +22,13 @@ async def drain(tasks: set[asyncio.Task[Any]], grace: float) -> None:
         task.cancel()
     if late:
         await asyncio.wait(late, timeout=5)
+
+
+async def cancel_and_wait(task: asyncio.Future[Any] | None) -> None:
+    """Cancels ``task`` (if any) and waits until it has ended; its cancellation is absorbed,
+    any other failure of it is not."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

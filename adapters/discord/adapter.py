@@ -18,7 +18,6 @@ acted on once, even across a restart.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import math
@@ -75,6 +74,7 @@ from bot.model import Attachment, Author, IncomingMessage, Reply, ThreadKey, Tur
 from bot.options import OptionInput
 from bot.planning import display_prompt
 from bot.runtime import Core
+from bot.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -206,9 +206,7 @@ class DiscordAdapter:
         await asyncio.wait({ready, runner}, timeout=READY_TIMEOUT,
                            return_when=asyncio.FIRST_COMPLETED)
         if not ready.done():
-            ready.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ready
+            await cancel_and_wait(ready)
         if runner.done():
             error = None if runner.cancelled() else runner.exception()
             raise ImagebotError(gateway_failure(error), kind=ErrorKind.STARTUP)

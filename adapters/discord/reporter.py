@@ -15,7 +15,6 @@ and a post that still fails after discord.py's retries is logged.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import logging
 import time
@@ -33,6 +32,7 @@ from bot.errors import ImagebotError
 from bot.model import Reply, ReplyImage
 from bot.progress import Progress, Stage, headline
 from bot.service import TurnStart
+from bot.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -290,8 +290,4 @@ class TurnReporter:
 
     async def _stop_ticker(self) -> None:
         ticker, self._ticker = self._ticker, None
-        if ticker is None:
-            return
-        ticker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await ticker
+        await cancel_and_wait(ticker)

@@ -10,7 +10,6 @@ and its **Drafts** button shows them again, privately, to whoever clicks it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -27,6 +26,7 @@ from bot import messages
 from bot.model import ReplyImage, TurnView
 from bot.planning import display_prompt
 from bot.service import ConversationService
+from bot.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -69,10 +69,7 @@ class PacedStatus:
     async def close(self) -> None:
         self._pending = None
         timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await timer
+        await cancel_and_wait(timer)
 
     async def _later(self) -> None:
         await asyncio.sleep(max(0.0, self._last + self.pace - time.monotonic()))

@@ -9,7 +9,6 @@ is logged, and a failed upload is reported in the thread instead.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from bot.errors import ImagebotError
 from bot.model import Reply
 from bot.progress import Progress, Stage, headline
 from bot.service import TurnStart
+from bot.tasks import cancel_and_wait
 
 __all__ = ["SLACK_FAILURES", "Posted", "TurnReporter", "slack_error"]
 
@@ -145,11 +145,7 @@ class TurnReporter:
 
     async def _stop_ticker(self) -> None:
         ticker, self._ticker = self._ticker, None
-        if ticker is None:
-            return
-        ticker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await ticker
+        await cancel_and_wait(ticker)
 
     async def _show(self, post: render.TextPost) -> str | None:
         """Updates the status message, or posts it when there is none (or it is gone)."""
