@@ -1,8 +1,9 @@
 """Replies, statuses and errors as Discord messages. Pure functions, no I/O.
 
 A reply becomes messages in the model's order: each message carries a text run (at most
-2,000 characters) and then the run of images that follows it (at most 10 files), since
-Discord shows a message's text above its files. Notices open the first message; the embed
+2,000 characters) and then the run of images that follows it (at most 10 files, and files
+of at most 25 MiB together, Discord's limit on one message's request), since Discord shows
+a message's text above its files: a run that does not fit goes on in the next message. Notices open the first message; the embed
 (sources, searches, footer) and the buttons close the last one.
 """
 
@@ -22,6 +23,12 @@ from bot.presentation import error_text, footer, notices_text, split_text
 
 MESSAGE_LIMIT = 2000
 FILES_PER_MESSAGE = 10
+#: "The maximum request size when sending a message is 25 MiB" (a boosted guild's larger
+#: per-file limit lets one file of that size through).
+REQUEST_LIMIT = 25 * 1024 * 1024
+#: What a message's request carries besides its files: payload_json (text, embed, buttons,
+#: attachment entries with alt text) and the multipart framing.
+REQUEST_OVERHEAD = 64 * 1024
 DESCRIPTION_LIMIT = 4096
 FOOTER_LIMIT = 2048
 ALT_TEXT_LIMIT = 1024
@@ -104,7 +111,7 @@ def reply_payloads(reply: Reply, *, upload_limit: int, alt: str = "") -> list[Me
         messages = _gallery(reply, upload_limit, _clip(alt.strip(), ALT_TEXT_LIMIT), notes)
     else:
         uploads = _fit_all(reply, upload_limit, _clip(alt.strip(), ALT_TEXT_LIMIT), notes)
-        messages = _body(reply, iter(uploads))
+        messages = _body(reply, iter(uploads), upload_limit)
     lead = "\n".join(t for t in (notices_text(reply), *(f"ℹ️ {n}" for n in notes)) if t)
     messages = _with_lead(messages, lead)
     messages[-1] = replace(messages[-1], embed=reply_embed(reply), buttons=buttons(reply))
@@ -127,8 +134,29 @@ def fit_upload(image: ReplyImage, limit: int, *, number: int, stem: str,
         return None, (f"{what}, and even re-encoded it does not fit, so it is not posted "
                       "here. It is still part of this conversation.")
     extension = "jpg" if mime == "image/jpeg" else mime.rsplit("/", 1)[-1]
-    note = f"{what}, so it is posted as a high-quality JPEG ({_size(len(data))})."
+    note = (f"{what}, so it is posted as a high-quality JPEG ({_size(len(data))}) instead of "
+            "the original; the original stays in this conversation, so follow-ups build on "
+            "the full image.")
     return Upload(f"{stem}.{extension}", data, mime, alt), note
+
+
+def message_batches(uploads: list[Upload], upload_limit: int) -> list[tuple[Upload, ...]]:
+    """Consecutive files grouped into messages, in order: at most 10 a message, and no more
+    bytes than one message's request takes (each file is already under ``upload_limit``)."""
+    budget = max(REQUEST_LIMIT, upload_limit) - REQUEST_OVERHEAD
+    batches: list[tuple[Upload, ...]] = []
+    current: list[Upload] = []
+    size = 0
+    for upload in uploads:
+        grown = size + len(upload.data)
+        if current and (len(current) == FILES_PER_MESSAGE or grown > budget):
+            batches.append(tuple(current))
+            current, grown = [], len(upload.data)
+        current.append(upload)
+        size = grown
+    if current:
+        batches.append(tuple(current))
+    return batches
 
 
 def reply_embed(reply: Reply) -> dict[str, Any]:
@@ -243,8 +271,8 @@ def _gallery(reply: Reply, limit: int, alt: str, notes: list[str]) -> list[Messa
             if note:
                 notes.append(note)
     labels = " · ".join(f"U{c.number}" for c in reply.candidates if c.images)
-    messages = [MessagePayload(content=labels, uploads=tuple(uploads[i:i + FILES_PER_MESSAGE]))
-                for i in range(0, len(uploads), FILES_PER_MESSAGE)] or [MessagePayload()]
+    messages = [MessagePayload(content=labels if not i else "", uploads=files)
+                for i, files in enumerate(message_batches(uploads, limit))] or [MessagePayload()]
     failed = "\n".join(error_text(f"U{c.number}: {c.error}") for c in reply.candidates
                        if c.error)
     if failed:
@@ -263,7 +291,7 @@ def _fit_all(reply: Reply, limit: int, alt: str, notes: list[str]) -> list[Uploa
     return uploads
 
 
-def _body(reply: Reply, uploads: Iterator[Upload | None]) -> list[MessagePayload]:
+def _body(reply: Reply, uploads: Iterator[Upload | None], limit: int) -> list[MessagePayload]:
     messages: list[MessagePayload] = []
     pending = ""  # the latest text chunk waits for the images that follow it
     for kind, parts in reply.runs():
@@ -277,8 +305,7 @@ def _body(reply: Reply, uploads: Iterator[Upload | None]) -> list[MessagePayload
             pending = chunks[-1]
             continue
         batch = [u for u in (next(uploads) for _ in parts) if u is not None]
-        for start in range(0, len(batch), FILES_PER_MESSAGE):
-            files = tuple(batch[start:start + FILES_PER_MESSAGE])
+        for files in message_batches(batch, limit):
             messages.append(MessagePayload(content=pending, uploads=files))
             pending = ""
     if pending or not messages:

@@ -74,6 +74,11 @@ DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 #: ``Guild.filesize_limit`` computes it).
 TIER_UPLOAD_LIMITS = {0: DEFAULT_UPLOAD_LIMIT, 1: DEFAULT_UPLOAD_LIMIT, 2: 50 * 1024 * 1024,
                       3: 100 * 1024 * 1024}
+#: "The maximum request size when sending a message is 25 MiB" (Create Message); a boosted
+#: guild's larger per-file limit raises it to that file limit.
+MESSAGE_REQUEST_LIMIT = 25 * 1024 * 1024
+#: Files (attachments) one message may carry.
+MAX_ATTACHMENTS = 10
 MAX_REQUEST_BYTES = 512 * 1024 * 1024
 INTERACTION_ACK_SECONDS = 3.0
 INTERACTION_TOKEN_SECONDS = 15 * 60
@@ -674,6 +679,8 @@ class RestCall:
     route: str = ""
     status: int | None = None
     at: float = field(default_factory=time.monotonic)
+    #: bytes of the request body as sent (multipart boundaries and payload_json included)
+    body_size: int = 0
 
     @property
     def multipart(self) -> bool:
@@ -1604,10 +1611,15 @@ class DiscordEmulator:
         return response
 
     async def _read_body(self, request: web.Request, call: RestCall) -> None:
+        call.body_size = request.content_length or 0
         if call.content_type == "multipart/form-data":
             await self._read_multipart(request, call)
+            if not call.body_size:  # chunked: count what came
+                call.body_size = sum(len(data) for _n, data, _ct in call.files) + len(
+                    json.dumps(call.json or {}))
             return
         raw = await request.read()
+        call.body_size = call.body_size or len(raw)
         if raw and call.content_type == "application/json":
             try:
                 call.json = json.loads(raw)
@@ -1795,8 +1807,20 @@ class DiscordEmulator:
         if needed & ~granted:
             raise missing_permissions()
 
+    @property
+    def message_request_limit(self) -> int:
+        """The largest request body that creates or edits a message with files."""
+        return max(MESSAGE_REQUEST_LIMIT, self.guild_upload_limit)
+
     def _check_upload(self, call: RestCall) -> None:
-        if any(len(data) > self.guild_upload_limit for _name, data, _ct in call.files):
+        """Discord's upload limits: each file under the guild's per-file limit and the whole
+        request under 25 MiB (both answered 413 / 40005), at most 10 files a message."""
+        if len(call.files) > MAX_ATTACHMENTS:
+            errors = FormErrors()
+            errors.max_length(["attachments"], call.files, MAX_ATTACHMENTS)
+            errors.raise_if_any()
+        too_big = any(len(data) > self.guild_upload_limit for _name, data, _ct in call.files)
+        if too_big or (call.files and call.body_size > self.message_request_limit):
             raise ApiError(413, 40005, "Request entity too large")
 
     # ------------------------------------------------------------------ REST: simple routes
@@ -2097,6 +2121,8 @@ class DiscordEmulator:
                 result.append(
                     self._store_attachment(channel_id, filename, data, None, ephemeral=ephemeral)
                 )
+        errors.max_length(["attachments"], result, MAX_ATTACHMENTS)
+        errors.raise_if_any()
         return result
 
     def _embed_attachment_urls(self, msg: JSON) -> None:

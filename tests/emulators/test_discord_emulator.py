@@ -464,6 +464,35 @@ async def test_the_upload_limit_follows_the_guilds_boost_tier(
     assert discord.Guild._PREMIUM_GUILD_LIMITS[2].filesize == 50 * mib
 
 
+async def test_a_message_takes_25_mib_of_files_and_10_files_at_most(
+    emulator: DiscordEmulator, http: aiohttp.ClientSession
+) -> None:
+    """Each file stays under the per-file limit, and the whole request under 25 MiB."""
+    url = f"{emulator.api_base}/channels/{emulator.channel_id}/messages"
+
+    async def upload(*sizes: int) -> tuple[int, Any]:
+        form = aiohttp.FormData(quote_fields=False)
+        entries = [{"id": i, "filename": f"{i}.bin"} for i in range(len(sizes))]
+        form.add_field("payload_json", json.dumps({"attachments": entries}))
+        for i, size in enumerate(sizes):
+            form.add_field(f"files[{i}]", b"x" * size, filename=f"{i}.bin",
+                           content_type="application/octet-stream")
+        async with http.post(url, data=form, headers=bot_headers(emulator)) as resp:
+            return resp.status, await resp.json()
+
+    mb = 1_000_000
+    status, _ = await upload(*[8 * mb] * 3)  # three 4K JPEGs: 24 MB
+    assert status == 200
+    status, body = await upload(*[8 * mb] * 4)  # each one fits, the message does not
+    assert (status, body) == (413, {"message": "Request entity too large", "code": 40005})
+    status, body = await upload(*[10] * 11)
+    assert status == 400 and body["code"] == 50035
+    assert body["errors"]["attachments"]["_errors"][0]["code"] == "BASE_TYPE_MAX_LENGTH"
+    assert (await upload(*[10] * 10))[0] == 200
+    emulator.guild["premium_tier"] = 2  # a 50 MiB file fits in a boosted guild's message
+    assert emulator.message_request_limit == 50 * 2**20
+
+
 async def test_threads_reactions_and_faults(
     emulator: DiscordEmulator, http: aiohttp.ClientSession
 ) -> None:
