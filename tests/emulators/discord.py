@@ -770,6 +770,26 @@ class _Socket:
         await self.ws.close(code=code, message=reason.encode())
 
 
+@dataclass(eq=False)
+class _Session:
+    """One gateway session (one shard): its sequence, its replay log and its connection."""
+
+    shard: list[int] | None  # [shard_id, shard_count]; None for an unsharded session
+    session_id: str
+    intents: int
+    seq: int = 0
+    log: list[JSON] = field(default_factory=list)
+    socket: _Socket | None = None
+
+    @property
+    def shard_id(self) -> int:
+        return self.shard[0] if self.shard else 0
+
+    def owns(self, guild_id: str) -> bool:
+        """Discord's routing: a guild's events go to shard ``(guild_id >> 22) % count``."""
+        return self.shard is None or (int(guild_id) >> 22) % self.shard[1] == self.shard[0]
+
+
 # --------------------------------------------------------------------------- emulator
 
 
@@ -815,6 +835,8 @@ class DiscordEmulator:
         self.application = self._build_application(bot_name)
         self.guild = self._build_guild()
         self.guild["premium_tier"] = premium_tier
+        #: every guild the bot is in, the first one (``guild``) included
+        self.guilds: dict[str, JSON] = {guild_id: self.guild}
 
         self._message_index: dict[str, JSON] = {}
         self._ephemeral: dict[str, JSON] = {}
@@ -832,11 +854,12 @@ class DiscordEmulator:
         self.identify_payloads: list[JSON] = []
         self.gateway_connections: list[dict[str, str]] = []
         self.presence: JSON | None = None
-        self.session_id: str | None = None
-        self.seq = 0
-        self.intents = 0
-        self._log: list[JSON] = []
-        self._socket: _Socket | None = None
+        #: live gateway sessions by shard id (0 for an unsharded session)
+        self.sessions: dict[int, _Session] = {}
+        #: the ``shards`` GET /gateway/bot recommends
+        self.recommended_shards = 1
+        #: refuse an IDENTIFY with fewer shards than recommended (close code 4011)
+        self.sharding_required = False
         self._sockets: set[_Socket] = set()
         self._dispatch_lock = asyncio.Lock()
         self._identified = asyncio.Event()
@@ -987,6 +1010,29 @@ class DiscordEmulator:
         self.channels[self.channel_id] = channel
         self.messages[self.channel_id] = []
 
+    def add_guild(self, name: str, *, shard: tuple[int, int] | None = None) -> JSON:
+        """Another guild the bot is in, with a text channel ``general``; returns the channel.
+
+        Roles and members are shared with the first guild. ``shard=(id, count)`` picks a
+        guild id that Discord would route to that shard. Add guilds before the bot connects.
+        """
+        guild_id = self.ids.next()
+        while shard is not None and self.guild_shard(guild_id, shard[1]) != shard[0]:
+            guild_id = self.ids.next()
+        guild = fixture("guild")
+        guild.update(id=guild_id, name=name, icon=None, description=None, premium_tier=0)
+        self.guilds[guild_id] = guild
+        channel = fixture("channel")
+        channel.update(id=self.ids.next(), guild_id=guild_id, name="general", position=0,
+                       topic=None)
+        self._add_channel(channel)
+        return channel
+
+    def _guild_of(self, channel_id: str) -> str:
+        """The guild a channel or thread belongs to."""
+        channel = self.channels.get(channel_id)
+        return str((channel or {}).get("guild_id") or self.guild_id)
+
     def _role(self, role_id: str, name: str, permissions: int, *, position: int) -> JSON:
         role = fixture("role")
         role.update(id=role_id, name=name, permissions=str(permissions), position=position)
@@ -1037,10 +1083,11 @@ class DiscordEmulator:
             roles = [role["id"]]
         member = self._member(user, roles)
         self.members[user_id] = member
-        if self.session_id is not None:
-            self._spawn(
-                self._emit("GUILD_MEMBER_ADD", {**copy.deepcopy(member), "guild_id": self.guild_id})
-            )
+        if self.sessions:
+            for guild_id in self.guilds:
+                self._spawn(
+                    self._emit("GUILD_MEMBER_ADD", {**copy.deepcopy(member), "guild_id": guild_id})
+                )
         return member
 
     @property
@@ -1229,7 +1276,7 @@ class DiscordEmulator:
 
     def _gateway_message(self, msg: JSON) -> JSON:
         out = copy.deepcopy(msg)
-        out["guild_id"] = self.guild_id
+        out["guild_id"] = self._guild_of(msg["channel_id"])
         author_id = msg["author"]["id"]
         if author_id in self.members and "webhook_id" not in msg:
             out["member"] = self._partial_member(author_id)
@@ -1297,7 +1344,7 @@ class DiscordEmulator:
             "type": 0,
             "message_id": target["id"],
             "channel_id": target["channel_id"],
-            "guild_id": self.guild_id,
+            "guild_id": self._guild_of(target["channel_id"]),
         }
 
     async def send_message(self, channel_id: str, author_id: str, content: str, **kw: Any) -> JSON:
@@ -1339,8 +1386,9 @@ class DiscordEmulator:
                 await self._on_gateway_frame(sock, raw)
         finally:
             self._sockets.discard(sock)
-            if self._socket is sock:
-                self._socket = None
+            for session in self.sessions.values():
+                if session.socket is sock:
+                    session.socket = None
         return ws
 
     async def _on_gateway_frame(self, sock: _Socket, raw: str) -> None:
@@ -1396,9 +1444,13 @@ class DiscordEmulator:
             return 4014, "Disallowed intent(s)."
         shard = data.get("shard")
         if shard is not None and not (
-            isinstance(shard, list) and len(shard) == 2 and 0 <= shard[0] < shard[1]
+            isinstance(shard, list) and len(shard) == 2
+            and all(isinstance(n, int) and not isinstance(n, bool) for n in shard)
+            and 0 <= shard[0] < shard[1]
         ):
             return 4010, "Invalid shard."
+        if self.sharding_required and (shard is None or shard[1] < self.recommended_shards):
+            return 4011, "Sharding required."
         return None
 
     async def _op_identify(self, sock: _Socket, data: Any) -> None:
@@ -1410,41 +1462,49 @@ class DiscordEmulator:
             await sock.close(*error)
             return
         self.identify_payloads.append(data)
+        shard = data.get("shard")
+        session = _Session(shard=list(shard) if shard else None,
+                           session_id=secrets.token_hex(16), intents=data["intents"])
         async with self._dispatch_lock:
-            self.session_id = secrets.token_hex(16)
-            self.seq = 0
-            self._log = []
-            self.intents = data["intents"]
+            previous = self.sessions.get(session.shard_id)
+            if previous is not None and previous.socket not in (None, sock):
+                # The same shard identified again: Discord ends the older session.
+                self._spawn(previous.socket.close(4009, "Session timed out."))
+            self.sessions[session.shard_id] = session
             sock.authenticated = True
-            self._socket = sock
+            session.socket = sock
             self.identifies += 1
-        await self.dispatch("READY", self._ready_payload(data.get("shard")))
-        if self._guild_in_shard(data.get("shard")):
-            await self._emit("GUILD_CREATE", self._guild_create_payload())
+        await self.dispatch("READY", self._ready_payload(session), session=session)
+        for guild_id in self.guilds:
+            if session.owns(guild_id):
+                await self._emit("GUILD_CREATE", self._guild_create_payload(guild_id, session))
         self._identified.set()
 
-    def _guild_in_shard(self, shard: list[int] | None) -> bool:
-        return shard is None or (int(self.guild_id) >> 22) % shard[1] == shard[0]
+    def guild_shard(self, guild_id: str, shard_count: int) -> int:
+        """The shard that carries a guild: ``(guild_id >> 22) % shard_count``."""
+        return (int(guild_id) >> 22) % shard_count
 
     async def _op_resume(self, sock: _Socket, data: Any) -> None:
         if not isinstance(data, dict) or data.get("token") != self.token:
             await sock.close(4004, "Authentication failed.")
             return
         seq = data.get("seq")
-        if data.get("session_id") != self.session_id or not isinstance(seq, int) or seq > self.seq:
+        session = next((s for s in self.sessions.values()
+                        if s.session_id == data.get("session_id")), None)
+        if session is None or not isinstance(seq, int) or seq > session.seq:
             await sock.send({"op": 9, "d": False, "s": None, "t": None})
             return
         async with self._dispatch_lock:
             sock.authenticated = True
-            self._socket = sock
+            session.socket = sock
             self.resumes += 1
-            for frame in self._log:
+            for frame in session.log:
                 if frame["s"] > seq:
                     await sock.send(frame)
-        await self.dispatch("RESUMED", {"_trace": GATEWAY_TRACE})
+        await self.dispatch("RESUMED", {"_trace": GATEWAY_TRACE}, session=session)
 
     async def _op_request_members(self, sock: _Socket, data: Any) -> None:
-        if not isinstance(data, dict) or str(data.get("guild_id")) != self.guild_id:
+        if not isinstance(data, dict) or str(data.get("guild_id")) not in self.guilds:
             return
         wanted = [str(u) for u in data.get("user_ids") or []]
         query = (data.get("query") or "").lower()
@@ -1455,7 +1515,7 @@ class DiscordEmulator:
         members = [copy.deepcopy(m) for uid, m in self.members.items() if selected(uid, m)]
         limit = data.get("limit") or 0
         chunk: JSON = {
-            "guild_id": self.guild_id,
+            "guild_id": str(data["guild_id"]),
             "members": members[:limit] if limit else members,
             "chunk_index": 0,
             "chunk_count": 1,
@@ -1463,35 +1523,43 @@ class DiscordEmulator:
         }
         if data.get("nonce") is not None:
             chunk["nonce"] = data["nonce"]
-        await self.dispatch("GUILD_MEMBERS_CHUNK", chunk)
+        session = next((s for s in self.sessions.values() if s.socket is sock), None)
+        await self.dispatch("GUILD_MEMBERS_CHUNK", chunk, session=session)
 
-    def _ready_payload(self, shard: list[int] | None) -> JSON:
+    def _ready_payload(self, session: _Session) -> JSON:
         ready = fixture("ready")
         me = copy.deepcopy(self.users[self.bot_user_id])
         me.update(verified=True, mfa_enabled=False, email=None, flags=0)
         ready.update(
             user=me,
-            guilds=[{"id": self.guild_id, "unavailable": True}]
-            if self._guild_in_shard(shard)
-            else [],
-            session_id=self.session_id,
+            guilds=[{"id": g, "unavailable": True} for g in self.guilds if session.owns(g)],
+            session_id=session.session_id,
             resume_gateway_url=self.gateway_url,
             application={"id": self.app_id, "flags": self.application["flags"]},
         )
-        if shard is not None:
-            ready["shard"] = shard
+        if session.shard is not None:
+            ready["shard"] = session.shard
         return ready
 
-    def _guild_create_payload(self) -> JSON:
-        guild = copy.deepcopy(self.guild)
-        with_members = bool(self.intents & Intent.GUILD_MEMBERS)
+    def _guild_roles(self, guild_id: str) -> list[JSON]:
+        """The roles every emulated guild shares; ``@everyone`` has the guild's own id."""
+        roles = copy.deepcopy(list(self.roles.values()))
+        for role in roles:
+            if role["id"] == self.guild_id:
+                role["id"] = guild_id
+        return roles
+
+    def _guild_create_payload(self, guild_id: str, session: _Session) -> JSON:
+        guild = copy.deepcopy(self.guilds[guild_id])
+        with_members = bool(session.intents & Intent.GUILD_MEMBERS)
         members = list(self.members.values()) if with_members else [self.members[self.bot_user_id]]
         channels = []
         for channel in self.channels.values():
-            if channel["type"] not in THREAD_TYPES:
+            if channel["type"] not in THREAD_TYPES and channel.get("guild_id") == guild_id:
                 channels.append({k: v for k, v in channel.items() if k != "guild_id"})
         threads = [
-            copy.deepcopy(t) for t in self.threads.values() if not t["thread_metadata"]["archived"]
+            copy.deepcopy(t) for t in self.threads.values()
+            if not t["thread_metadata"]["archived"] and t.get("guild_id") == guild_id
         ]
         guild.update(
             joined_at=self.members[self.bot_user_id]["joined_at"],
@@ -1502,7 +1570,7 @@ class DiscordEmulator:
             members=copy.deepcopy(members),
             channels=copy.deepcopy(channels),
             threads=threads,
-            roles=copy.deepcopy(list(self.roles.values())),
+            roles=self._guild_roles(guild_id),
             voice_states=[],
             presences=[],
             stage_instances=[],
@@ -1515,61 +1583,114 @@ class DiscordEmulator:
         """Wait until a bot identified and got READY + GUILD_CREATE."""
         await asyncio.wait_for(self._identified.wait(), timeout)
 
-    async def dispatch(self, event: str, data: JSON) -> None:
-        """Send an op 0 dispatch with the next sequence number (kept for RESUME replay)."""
-        if self.session_id is None:
+    # --- sessions: one per shard; guild events go to the session that owns the guild
+
+    def _primary(self) -> _Session | None:
+        """The session that carries the first guild (else any): what single-session tests
+        and helpers mean by "the" gateway session."""
+        owner = self._owner(self.guild_id)
+        return owner or next(iter(self.sessions.values()), None)
+
+    def _owner(self, guild_id: str | None) -> _Session | None:
+        """The session a guild's events go to; events without a guild go to shard 0."""
+        if guild_id is None:
+            return self.sessions.get(0) or self._primary_any()
+        return next((s for s in self.sessions.values() if s.owns(guild_id)), None)
+
+    def _primary_any(self) -> _Session | None:
+        return next(iter(self.sessions.values()), None)
+
+    @property
+    def session_id(self) -> str | None:
+        session = self._primary()
+        return session.session_id if session else None
+
+    @property
+    def seq(self) -> int:
+        session = self._primary()
+        return session.seq if session else 0
+
+    @property
+    def intents(self) -> int:
+        session = self._primary()
+        return session.intents if session else 0
+
+    def session_of_shard(self, shard_id: int) -> _Session | None:
+        return self.sessions.get(shard_id)
+
+    @staticmethod
+    def _event_guild(event: str, data: JSON) -> str | None:
+        if data.get("guild_id") is not None:
+            return str(data["guild_id"])
+        if event in ("GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE"):
+            return str(data["id"])
+        return None
+
+    async def dispatch(self, event: str, data: JSON, *, session: _Session | None = None) -> None:
+        """Send an op 0 dispatch with the session's next sequence number (kept for RESUME
+        replay); without ``session``, to the session that owns the event's guild (an event
+        for a guild no connected shard carries goes nowhere, as on Discord)."""
+        if not self.sessions:
             raise RuntimeError("no gateway session: the bot has not identified yet")
+        target = session or self._owner(self._event_guild(event, data))
+        if target is None:
+            return
         async with self._dispatch_lock:
-            self.seq += 1
-            frame = {"op": 0, "t": event, "s": self.seq, "d": data}
-            self._log.append(frame)
-            if self._socket is not None:
-                await self._socket.send(frame)
+            target.seq += 1
+            frame = {"op": 0, "t": event, "s": target.seq, "d": data}
+            target.log.append(frame)
+            if target.socket is not None:
+                await target.socket.send(frame)
 
     async def _emit(self, event: str, data: JSON) -> None:
-        """Dispatch an event Discord would send, if the session's intents want it.
+        """Dispatch an event Discord would send, if the owning session's intents want it.
 
         Messages lose content, embeds, attachments and components without the
         MESSAGE_CONTENT intent unless the bot wrote them or is mentioned.
         """
+        session = self._owner(self._event_guild(event, data))
         needed = EVENT_INTENTS.get(event)
-        if self.session_id is None or (needed is not None and not self.intents & needed):
+        if session is None or (needed is not None and not session.intents & needed):
             return
         if event in ("MESSAGE_CREATE", "MESSAGE_UPDATE"):
-            privileged = self.message_content_intent and bool(self.intents & Intent.MESSAGE_CONTENT)
+            privileged = self.message_content_intent and bool(
+                session.intents & Intent.MESSAGE_CONTENT)
             data = self._redacted(data, privileged)
-        await self.dispatch(event, data)
+        await self.dispatch(event, data, session=session)
 
     async def _emit_all(self, events: Iterable[Event]) -> None:
         for event, data in events:
             await self._emit(event, data)
 
-    async def send_reconnect(self) -> None:
+    async def send_reconnect(self, shard: int | None = None) -> None:
         """Send op 7; later dispatches wait in the log until the client RESUMEs."""
-        sock = self._require_socket()
+        session, sock = self._require_socket(shard)
         async with self._dispatch_lock:
-            self._socket = None
+            session.socket = None
         await sock.send({"op": 7, "d": None, "s": None, "t": None})
 
-    async def send_invalid_session(self, resumable: bool = False) -> None:
-        sock = self._require_socket()
+    async def send_invalid_session(self, resumable: bool = False,
+                                   shard: int | None = None) -> None:
+        session, sock = self._require_socket(shard)
         async with self._dispatch_lock:
-            self._socket = None
+            session.socket = None
             if not resumable:
-                self.session_id = None
+                self.sessions.pop(session.shard_id, None)
         await sock.send({"op": 9, "d": resumable, "s": None, "t": None})
 
-    async def close_gateway(self, code: int = 4000, reason: str = "Unknown error.") -> None:
-        """Drop the current connection with a close code (4000 lets the client resume)."""
-        sock = self._require_socket()
+    async def close_gateway(self, code: int = 4000, reason: str = "Unknown error.",
+                            shard: int | None = None) -> None:
+        """Drop a connection with a close code (4000 lets the client resume)."""
+        session, sock = self._require_socket(shard)
         async with self._dispatch_lock:
-            self._socket = None
+            session.socket = None
         await sock.close(code, reason)
 
-    def _require_socket(self) -> _Socket:
-        if self._socket is None:
+    def _require_socket(self, shard: int | None = None) -> tuple[_Session, _Socket]:
+        session = self._primary() if shard is None else self.sessions.get(shard)
+        if session is None or session.socket is None:
             raise RuntimeError("no live gateway connection")
-        return self._socket
+        return session, session.socket
 
     # ------------------------------------------------------------------ REST plumbing
 
@@ -1835,7 +1956,8 @@ class DiscordEmulator:
             "reset_after": 86_400_000,
             "max_concurrency": 1,
         }
-        return json_response({"url": self.gateway_url, "shards": 1, "session_start_limit": limit})
+        return json_response({"url": self.gateway_url, "shards": self.recommended_shards,
+                              "session_start_limit": limit})
 
     async def _get_me(self, request: web.Request) -> web.Response:
         me = copy.deepcopy(self.users[self.bot_user_id])
@@ -1854,14 +1976,15 @@ class DiscordEmulator:
         return json_response(self.application)
 
     async def _get_guild(self, request: web.Request) -> web.Response:
-        if request.match_info["guild_id"] != self.guild_id:
+        guild_id = request.match_info["guild_id"]
+        if guild_id not in self.guilds:
             raise unknown("Unknown Guild")
-        guild = copy.deepcopy(self.guild)
-        guild["roles"] = copy.deepcopy(list(self.roles.values()))
+        guild = copy.deepcopy(self.guilds[guild_id])
+        guild["roles"] = self._guild_roles(guild_id)
         return json_response(guild)
 
     async def _get_member(self, request: web.Request) -> web.Response:
-        if request.match_info["guild_id"] != self.guild_id:
+        if request.match_info["guild_id"] not in self.guilds:
             raise unknown("Unknown Guild")
         member = self.members.get(request.match_info["user_id"])
         if member is None:
@@ -1884,7 +2007,7 @@ class DiscordEmulator:
         guild_id = request.match_info.get("guild_id")
         if guild_id is None:
             return self.global_commands
-        if guild_id != self.guild_id:
+        if guild_id not in self.guilds:
             raise ApiError(403, 50001, "Missing Access")
         return self.guild_commands.setdefault(guild_id, [])
 
@@ -2211,7 +2334,8 @@ class DiscordEmulator:
         self._unstore_message(msg)
         await self._emit(
             "MESSAGE_DELETE",
-            {"id": msg["id"], "channel_id": msg["channel_id"], "guild_id": self.guild_id},
+            {"id": msg["id"], "channel_id": msg["channel_id"],
+             "guild_id": self._guild_of(msg["channel_id"])},
         )
         return web.Response(status=204)
 
@@ -2270,7 +2394,7 @@ class DiscordEmulator:
             "user_id": self.bot_user_id,
             "channel_id": msg["channel_id"],
             "message_id": msg["id"],
-            "guild_id": self.guild_id,
+            "guild_id": self._guild_of(msg["channel_id"]),
             "member": copy.deepcopy(self.members[self.bot_user_id]),
             "emoji": emoji,
             "message_author_id": msg["author"]["id"],
@@ -2288,7 +2412,7 @@ class DiscordEmulator:
         thread.update(
             id=thread_id,
             type=thread_type,
-            guild_id=self.guild_id,
+            guild_id=self._guild_of(parent["id"]),
             parent_id=parent["id"],
             owner_id=self.bot_user_id,
             name=name,
@@ -2358,7 +2482,7 @@ class DiscordEmulator:
             notice["message_reference"] = {
                 "type": 0,
                 "channel_id": thread["id"],
-                "guild_id": self.guild_id,
+                "guild_id": self._guild_of(parent["id"]),
             }
             self._store_message(notice)
             await self._emit("MESSAGE_CREATE", self._gateway_message(notice))
@@ -2381,11 +2505,12 @@ class DiscordEmulator:
         size_limit: int | None = None,
         message: JSON | None = None,
     ) -> InteractionRecord:
-        if self.session_id is None:
+        if not self.sessions:
             raise RuntimeError("the bot is not connected to the gateway")
         if user_id not in self.members:
             raise KeyError(f"user {user_id} is not a guild member; call add_member() first")
         self._channel(channel_id)
+        guild = self.guilds[self._guild_of(channel_id)]
         interaction_id = self.ids.next()
         raw = f"interaction:{interaction_id}:{secrets.token_urlsafe(96)}"
         token = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
@@ -2396,11 +2521,11 @@ class DiscordEmulator:
             type=itype,
             token=token,
             data=data,
-            guild_id=self.guild_id,
+            guild_id=guild["id"],
             guild={
-                "id": self.guild_id,
-                "locale": self.guild["preferred_locale"],
-                "features": self.guild["features"],
+                "id": guild["id"],
+                "locale": guild["preferred_locale"],
+                "features": guild["features"],
             },
             channel_id=channel_id,
             channel=self._partial_channel(channel_id, user_id),
@@ -2409,7 +2534,7 @@ class DiscordEmulator:
                 "permissions": str(self.permissions_of(user_id)),
             },
             app_permissions=str(self.permissions_of(self.bot_user_id)),
-            authorizing_integration_owners={"0": self.guild_id},
+            authorizing_integration_owners={"0": guild["id"]},
             attachment_size_limit=self.guild_upload_limit if size_limit is None else size_limit,
         )
         payload.pop("message", None)
@@ -2759,7 +2884,7 @@ class DiscordEmulator:
             "id": record.id,
             "type": record.type,
             "user": user,
-            "authorizing_integration_owners": {"0": self.guild_id},
+            "authorizing_integration_owners": {"0": self._guild_of(record.channel_id)},
         }
         fields: JSON = {
             "webhook_id": self.app_id,
@@ -2931,6 +3056,7 @@ class DiscordEmulator:
         if not msg["flags"] & EPHEMERAL:
             await self._emit(
                 "MESSAGE_DELETE",
-                {"id": msg["id"], "channel_id": msg["channel_id"], "guild_id": self.guild_id},
+                {"id": msg["id"], "channel_id": msg["channel_id"],
+             "guild_id": self._guild_of(msg["channel_id"])},
             )
         return web.Response(status=204)

@@ -174,11 +174,12 @@ class RawGateway:
         frame: dict[str, Any] = json.loads(msg.data)
         return frame
 
-    async def identify(self, token: str, intents: int) -> None:
+    async def identify(self, token: str, intents: int, shard: Any = None) -> None:
         props = {"os": "linux", "browser": "raw", "device": "raw"}
-        await self.ws.send_json(
-            {"op": 2, "d": {"token": token, "intents": intents, "properties": props}}
-        )
+        data = {"token": token, "intents": intents, "properties": props}
+        if shard is not None:
+            data["shard"] = shard
+        await self.ws.send_json({"op": 2, "d": data})
 
     async def next_dispatch(self, event: str) -> dict[str, Any]:
         while True:
@@ -622,6 +623,64 @@ async def test_gateway_handshake_and_close_codes(
     await denied.identify(emulator.token, int(Intent.GUILDS | Intent.MESSAGE_CONTENT))
     closed = await denied.ws.receive(timeout=5)
     assert closed.type is aiohttp.WSMsgType.CLOSE and closed.data == 4014
+
+
+async def test_each_shard_gets_its_own_session_and_only_its_guilds_events(
+    emulator: DiscordEmulator, http: aiohttp.ClientSession
+) -> None:
+    first = emulator.guild_shard(emulator.guild_id, 2)
+    other = emulator.add_guild("Second Guild", shard=(1 - first, 2))
+    second = other["guild_id"]
+    assert emulator.guild_shard(second, 2) == 1 - first
+    emulator.recommended_shards = 2
+    async with http.get(f"{emulator.api_base}/gateway/bot", headers=bot_headers(emulator)) as r:
+        answer = await r.json()
+    assert answer["shards"] == 2 and answer["url"] == emulator.gateway_url
+    assert set(answer["session_start_limit"]) == {"total", "remaining", "reset_after",
+                                                  "max_concurrency"}
+    intents = int(Intent.GUILDS | Intent.GUILD_MESSAGES)
+    gateways = {}
+    for shard in (0, 1):
+        gateway = await RawGateway.connect(http, emulator)
+        await gateway.identify(emulator.token, intents, [shard, 2])
+        ready = await gateway.next_dispatch("READY")
+        owned = emulator.guild_id if shard == first else second
+        assert ready["d"]["shard"] == [shard, 2] and ready["s"] == 1
+        assert ready["d"]["guilds"] == [{"id": owned, "unavailable": True}]
+        created = await gateway.next_dispatch("GUILD_CREATE")
+        assert created["d"]["id"] == owned and created["s"] == 2
+        channels = [c["id"] for c in created["d"]["channels"]]
+        assert channels == [emulator.channel_id if shard == first else other["id"]]
+        everyone = [r for r in created["d"]["roles"] if r["name"] == "@everyone"]
+        assert [r["id"] for r in everyone] == [owned]
+        gateways[shard] = gateway
+    assert sorted(emulator.sessions) == [0, 1]
+    assert emulator.sessions[0].session_id != emulator.sessions[1].session_id
+
+    await emulator.send_message(other["id"], USER, "in the second guild")
+    await emulator.send_message(emulator.channel_id, USER, "in the first guild")
+    got = await gateways[1 - first].next_dispatch("MESSAGE_CREATE")
+    assert got["d"]["guild_id"] == second and got["s"] == 3
+    got = await gateways[first].next_dispatch("MESSAGE_CREATE")
+    assert got["d"]["guild_id"] == emulator.guild_id and got["s"] == 3, "one event each"
+    assert emulator.sessions[0].seq == emulator.sessions[1].seq == 3
+    for gateway in gateways.values():
+        await gateway.ws.close()
+
+
+@pytest.mark.parametrize(("shard", "code"), [
+    ([2, 2], 4010), ([-1, 2], 4010), ([0, 0], 4010), ([0], 4010), ("0,2", 4010),
+    (None, 4011), ([0, 1], 4011),
+])
+async def test_an_invalid_or_missing_shard_is_refused(
+    emulator: DiscordEmulator, http: aiohttp.ClientSession, shard: Any, code: int
+) -> None:
+    emulator.recommended_shards, emulator.sharding_required = 2, True
+    gateway = await RawGateway.connect(http, emulator)
+    await gateway.identify(emulator.token, int(Intent.GUILDS), shard)
+    closed = await gateway.ws.receive(timeout=5)
+    assert closed.type is aiohttp.WSMsgType.CLOSE and closed.data == code
+    assert not emulator.sessions
 
 
 async def test_interaction_tokens_and_deadlines(
