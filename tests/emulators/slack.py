@@ -47,6 +47,8 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from PIL import Image
 
 JsonDict = dict[str, Any]
+#: Slack's limit on one uploaded file (1 GB).
+SLACK_FILE_LIMIT = 1_000_000_000
 
 FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "slack"
 
@@ -425,6 +427,9 @@ class SlackEmulator:
         self.socket_envelopes: list[JsonDict] = []
         self.socket_acks: list[JsonDict] = []
         self.socket_connection_count = 0
+        #: The largest file files.getUploadURLExternal takes: Slack's 1 GB, or less when a
+        #: team restricts uploads of large files (then ``file_upload_size_restricted``).
+        self.upload_size_limit = SLACK_FILE_LIMIT
 
         self._file_contents: dict[str, bytes] = {}
         self._html_login_files: set[str] = set()
@@ -1487,6 +1492,8 @@ class SlackEmulator:
             raise _invalid_arguments("must be an integer [json-pointer:/length]") from exc
         if length <= 0:
             raise SlackError("missing_argument")
+        if length > self.upload_size_limit:
+            raise SlackError("file_upload_size_restricted")
         alt_txt = _str(params, "alt_txt")
         if alt_txt is not None and len(alt_txt) > 1000:
             raise SlackError("alt_txt_too_large")

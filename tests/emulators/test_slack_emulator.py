@@ -193,6 +193,23 @@ async def test_files_upload_v2_two_files_into_a_thread(
     assert info["file"]["shares"]["public"][CHANNEL][0]["thread_ts"] == root["ts"]
 
 
+async def test_a_team_that_restricts_large_uploads_refuses_them(
+    slack: SlackEmulator, client: AsyncWebClient
+) -> None:
+    """Slack takes files up to 1 GB; a team may restrict large uploads further."""
+    assert slack.upload_size_limit == 1_000_000_000
+    slack.upload_size_limit = 5_000_000
+    root = slack.post_user_message(CHANNEL, HUMAN, "a big one")
+    with pytest.raises(SlackApiError) as refused:
+        await client.files_upload_v2(content=b"x" * 5_000_001, filename="big.jpg",
+                                     channel=CHANNEL, thread_ts=root["ts"])
+    assert refused.value.response["error"] == "file_upload_size_restricted"
+    assert [c.method for c in slack.calls] == ["files.getUploadURLExternal"]
+    resp = await client.files_upload_v2(content=b"x" * 5_000_000, filename="fits.jpg",
+                                        channel=CHANNEL, thread_ts=root["ts"])
+    assert resp["files"][0]["size"] == 5_000_000 and not slack.uploads[:-1]
+
+
 async def test_rate_limit_then_retry_after(slack: SlackEmulator, client: AsyncWebClient) -> None:
     slack.queue_rate_limit("chat.postMessage", retry_after=1)
     limited = await _error_of(client.chat_postMessage(channel=CHANNEL, text="x"))
