@@ -21,7 +21,7 @@ from adapters.discord.inbound import (
     thread_key,
     thread_name,
 )
-from adapters.discord.render import MessagePayload, fit_upload
+from adapters.discord.render import MessagePayload, Upload, fit_upload
 from adapters.discord.reporter import THREAD_ARCHIVE_MINUTES, failure_reason, send_kwargs
 from bot.batch import BatchJobView, BatchLineView, BatchSubmission, submitted_text
 from bot.errors import ImagebotError
@@ -128,29 +128,41 @@ class DiscordBatchPoster:
         self.service = service
 
     async def post_results(self, job: BatchJobView, lines: Sequence[BatchLineView]) -> None:
+        """The finished lines' images, in order, as few messages as Discord's limits allow
+        (10 files and 25 MiB a message); each line's image is read only when it is next."""
         channel, limit = self._channel(job.key)
-        done = [line for line in lines if line.images]
-        for start in range(0, len(done), FILES_PER_MESSAGE):
-            group = done[start:start + FILES_PER_MESSAGE]
-            uploads, notes = [], []
-            for line in group:
-                for image in line.images:
-                    upload, note = fit_upload(await self._image(image), limit,
-                                              number=line.number, alt=line.prompt[:1000],
-                                              stem=f"batch-{job.short}-{line.number:03d}")
-                    if upload is not None:
-                        uploads.append(upload)
-                    if note:
-                        notes.append(f"ℹ️ {note}")
-            content = "\n".join([f"**{line.number}.** {_clip(line.prompt, 150)}"
-                                 for line in group] + notes)
-            await _send_or_raise(channel, MessagePayload(content=content[:2000],
-                                                         uploads=tuple(uploads)))
+        budget = max(render.REQUEST_LIMIT, limit) - render.REQUEST_OVERHEAD
+        group = _Group()
+        for line in lines:
+            if not line.images:
+                continue
+            uploads, notes = await self._line_uploads(job, line, limit)
+            size = sum(len(u.data) for u in uploads)
+            if group.headers and (len(group.uploads) + len(uploads) > FILES_PER_MESSAGE
+                                  or group.size + size > budget):
+                await group.post(channel, limit)
+                group = _Group()
+            group.add(line, uploads, notes, size)
+        if group.headers:
+            await group.post(channel, limit)
         failed = [line for line in lines if not line.images]
         if failed:
             text = "\n".join(failure_line(line) for line in failed)
             for chunk in split_text(text, 2000):
                 await _send_or_raise(channel, MessagePayload(content=chunk))
+
+    async def _line_uploads(self, job: BatchJobView, line: BatchLineView,
+                            limit: int) -> tuple[list[Upload], list[str]]:
+        uploads, notes = [], []
+        for image in line.images:
+            upload, note = fit_upload(await self._image(image), limit, number=line.number,
+                                      alt=line.prompt[:1000],
+                                      stem=f"batch-{job.short}-{line.number:03d}")
+            if upload is not None:
+                uploads.append(upload)
+            if note:
+                notes.append(f"ℹ️ {note}")
+        return uploads, notes
 
     async def post_summary(self, job: BatchJobView, text: str) -> dict[str, Any]:
         channel, _ = self._channel(job.key)
@@ -169,6 +181,30 @@ class DiscordBatchPoster:
         data = await self.service.image(image.sha256)
         return ReplyImage(data=data, mime_type=image.mime_type, width=image.width,
                           height=image.height, sha256=image.sha256)
+
+
+class _Group:
+    """Lines whose images share a message (or, for one line too big alone, a few)."""
+
+    def __init__(self) -> None:
+        self.headers: list[str] = []
+        self.notes: list[str] = []
+        self.uploads: list[Upload] = []
+        self.size = 0
+
+    def add(self, line: BatchLineView, uploads: list[Upload], notes: list[str],
+            size: int) -> None:
+        self.headers.append(f"**{line.number}.** {_clip(line.prompt, 150)}")
+        self.uploads += uploads
+        self.notes += notes
+        self.size += size
+
+    async def post(self, channel: discord.abc.Messageable, limit: int) -> None:
+        content = "\n".join(self.headers + self.notes)[:2000]
+        batches = render.message_batches(self.uploads, limit) or [()]
+        for index, files in enumerate(batches):
+            await _send_or_raise(channel, MessagePayload(content=content if not index else "",
+                                                         uploads=files))
 
 
 def failure_line(line: BatchLineView) -> str:

@@ -17,8 +17,9 @@ from PIL import Image
 
 from adapters.discord import DiscordAdapter, render
 from adapters.discord.reporter import StatusMessage, TurnReporter
+from bot.batch import BatchJobView, BatchLineView
 from bot.images import image_info, sha256
-from bot.model import Reply, ReplyImage, ReplyPart, Usage
+from bot.model import Author, ImageRef, Reply, ReplyImage, ReplyPart, Usage
 from bot.options import PRO
 from bot.runtime import Core
 from offline_gemini import OfflineGemini
@@ -161,3 +162,32 @@ async def test_a_reply_with_several_4k_images_and_one_over_the_file_limit(
 def _reply_image(data: bytes) -> ReplyImage:
     mime_type, width, height = image_info(data)
     return ReplyImage(data, mime_type, width, height, sha256(data))
+
+
+async def test_batch_results_at_4k_are_posted_in_messages_discord_takes(
+        bot: tuple[Core, DiscordAdapter], emulator: DiscordEmulator,  # noqa: F811
+        stand_in: OfflineGemini) -> None:
+    """Five finished batch lines with a 4K JPEG each (39 MB): 3 + 2 files, not one message."""
+    _core, adapter = bot
+    head = await imagine(emulator, adapter, "a lighthouse", model="pro", resolution="4K")
+    [attachment] = head["attachments"]
+    jpeg = emulator.cdn_bytes(attachment["url"])
+    image = ImageRef(sha256(jpeg), "image/jpeg", 5504, 3072)
+    key = key_for(emulator, emulator.channel_id)
+    job = BatchJobView(id="b" * 32, display_name="lighthouses", name="batches/1", key=key,
+                       author=Author(USER, "Alice"), model=PRO, options={},
+                       state="succeeded", error="", total=6, counts={}, images=5, cost=None,
+                       created_at=0.0, updated_at=0.0)
+    lines = [BatchLineView(number=n, prompt=f"lighthouse {n}", status="succeeded",
+                           images=(image,)) for n in range(1, 6)]
+    lines.append(BatchLineView(number=6, prompt="a blocked one", status="blocked",
+                               error="refused"))
+    before = len(bot_messages(emulator, emulator.channel_id))
+    await adapter.batch_poster.post_results(job, lines)
+
+    posted = bot_messages(emulator, emulator.channel_id)[before:]
+    assert [len(m["attachments"]) for m in posted] == [3, 2, 0]
+    assert attachment_bytes(emulator, posted) == [jpeg] * 5
+    assert posted[0]["content"].splitlines() == [f"**{n}.** lighthouse {n}" for n in (1, 2, 3)]
+    assert posted[2]["content"].startswith("🚫 **6.** a blocked one")
+    assert all(c.status == 200 for c in upload_calls(emulator))
