@@ -6,7 +6,9 @@ One aiohttp server on 127.0.0.1 plays three Discord services:
   application commands, interaction callbacks and interaction webhooks);
 * the gateway websocket at ``/gateway`` (HELLO, heartbeats, IDENTIFY, READY,
   GUILD_CREATE, dispatches with sequence numbers, RECONNECT and RESUME with
-  replay, zlib-stream compression when the client asks for it);
+  replay, zlib-stream compression when the client asks for it), one session per
+  shard: a guild's events go only to the session of shard
+  ``(guild_id >> 22) % shard_count`` (:meth:`DiscordEmulator.add_guild` adds guilds);
 * the attachment CDN under ``/cdn`` and its media proxy under ``/media``, with
   signed, expiring URLs like Discord's (``?ex=..&is=..&hm=..&``).
 
@@ -16,7 +18,8 @@ Point discord.py at it (both are class attributes, so restore them afterwards)::
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(emulator.gateway_url)
 
 Payloads are built from the documented examples in ``tests/fixtures/discord``.
-Requests are validated as Discord does (token, payload limits, upload size,
+Requests are validated as Discord does (token, payload limits, upload size per file
+and per message (25 MiB, 10 files),
 interaction tokens and deadlines, privileged intents) and errors come back in
 Discord's JSON error format with Discord's error codes.  Every REST call is
 recorded in :attr:`DiscordEmulator.requests`.
