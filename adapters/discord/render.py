@@ -227,7 +227,8 @@ def drafts_payload(images: list[ReplyImage], *, upload_limit: int) -> MessagePay
         if upload is not None:
             uploads.append(upload)
     text = DRAFTS_HEADING if uploads else NO_DRAFTS
-    return MessagePayload(content=text, uploads=tuple(uploads[:FILES_PER_MESSAGE]))
+    first = (message_batches(uploads, upload_limit) or [()])[0]  # one ephemeral message
+    return MessagePayload(content=text, uploads=first)
 
 
 def status_text(status: str, elapsed: float | None) -> str:
