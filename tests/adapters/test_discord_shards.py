@@ -102,3 +102,13 @@ async def test_a_worker_given_shard_1_connects_only_shard_1(
         assert elsewhere.callbacks == []
         shard_1_guild = emulator.channels[channels[1]]["guild_id"]
         assert delivered_guilds(emulator, 1, "INTERACTION_CREATE") == {shard_1_guild}
+
+        # The shard's connection drops: it resumes its own session and misses nothing.
+        session = emulator.sessions[1].session_id
+        await emulator.close_gateway(4000, shard=1)
+        starter = await emulator.send_message(channels[1], USER, "while away",
+                                              mentions_bot=True)
+        await emulator.wait_for(lambda: emulator.resumes == 1)
+        await emulator.wait_for(lambda: bool(results(emulator, starter["id"])))
+        await settled(emulator, adapter)
+        assert emulator.sessions[1].session_id == session and emulator.identifies == 1
