@@ -39,8 +39,9 @@ _NOW = "extract(epoch from clock_timestamp())"
 #: A migration: SQL, or a function given the migrating transaction's connection.
 Migration = str | Callable[[PgConnection], Awaitable[None]]
 #: Held shared by every turn's commit and exclusively by a thread's delete, so a delete
-#: never removes a blob a turn committing meanwhile has just found present.
-_BLOBS_LOCK = "hashtext('imagebot:blobs')"
+#: never removes a blob a turn committing meanwhile has just found present (per schema:
+#: advisory locks are database-wide).
+_BLOBS_LOCK = "hashtext('imagebot:blobs:' || current_schema())"
 
 
 async def _files_schema(db: PgConnection) -> None:

@@ -152,3 +152,58 @@ async def test_a_migrated_thread_keeps_its_files_and_blob_uses(
         await core.service.delete_thread(KEY)
     assert stand_in.files.live_count() == 0
     assert await count_rows(postgres_url, "blobs", "blob_uses") == [0, 0]
+
+
+async def test_a_thread_deleted_while_a_turn_commits_leaves_its_blobs(postgres_url: str):
+    """Worker one commits a turn naming an image that worker two's thread delete would
+    free: the delete waits for the commit, then keeps the image the new turn uses."""
+    from bot.runtime import open_store
+    from tests.bot.test_store_contract import turn
+
+    one, two = await open_store(postgres_url), await open_store(postgres_url)
+    inside, release = asyncio.Event(), asyncio.Event()
+    tasks: list[asyncio.Task] = []
+    try:
+        await one.commit_turn(turn("o1", OTHER, "a boat", REF))
+
+        async def pause(_db) -> None:  # inside the turn's transaction, its uses written
+            inside.set()
+            await release.wait()
+
+        committing = turn("t1", KEY, "a fox", REF)
+        committing.also = pause
+        commit = asyncio.create_task(one.commit_turn(committing))
+        tasks.append(commit)
+        await asyncio.wait_for(inside.wait(), 30)
+        delete = asyncio.create_task(two.delete_thread(OTHER))
+        tasks.append(delete)
+        await wait_for_a_lock_wait(postgres_url)
+        assert not delete.done(), "the delete waits for the commit"
+        release.set()
+        await commit
+        assert await delete
+        history = await two.load_history(KEY)
+        assert history[0].parts[1].inline_data.data == REF  # type: ignore[index,union-attr]
+    finally:
+        release.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await one.close()
+        await two.close()
+
+
+async def wait_for_a_lock_wait(url: str) -> None:
+    """Until a session waits for the blobs lock of the URL's schema."""
+    conn = await asyncpg.connect(url)
+    try:
+        for _ in range(500):
+            if await conn.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                    "AND objid::bigint = (hashtext('imagebot:blobs:' || current_schema())"
+                    "::bigint & 4294967295)"):
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError("the delete never waited for the turn's commit")
+    finally:
+        await conn.close()
