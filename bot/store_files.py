@@ -3,7 +3,7 @@ thread's history still uses (so files and blobs nothing uses can be deleted).
 
 The same functions run on both stores: on PostgreSQL ``db`` is
 :class:`bot.pg_compat.PgConnection` (``?`` placeholders, the SQL below is valid in both),
-and :data:`SCHEMA` becomes PostgreSQL's types there (:mod:`bot.store_pg`'s schema 5).
+and :data:`SCHEMA` becomes PostgreSQL's types there (a :mod:`bot.store_pg` migration).
 
 Files are recorded per *namespace* (one Gemini endpoint and API key): a file uploaded for
 one project cannot be read with another key. ``blob_uses`` lists, for each turn still in a

@@ -6,6 +6,7 @@ first and its rows in one short transaction, and event ids are claimed through a
 key. Thread lines (:mod:`bot.leases`) use the database's clock, so workers on several hosts
 agree on when a ticket expires. Migrations are this module's own (:data:`MIGRATIONS`),
 applied under an advisory lock so workers starting together migrate once.
+Files API records and blob uses are :mod:`bot.store_files`'s, the same code as on SQLite.
 """
 
 from __future__ import annotations
