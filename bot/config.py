@@ -62,6 +62,7 @@ SLACK_BOT_SCOPES = (
 MIN_ATTACHMENT_BYTES = 64 * 1024
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
+PG_SYNCHRONOUS_COMMIT = ("on", "off", "local", "remote_write", "remote_apply")
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,9 @@ class Settings:
     #: ``sqlite:////absolute/path`` or ``postgresql://user@host/db``; :func:`load_settings`
     #: fills in the default location.
     database_url: str = field(default="", repr=False)
+    #: PostgreSQL's ``synchronous_commit`` for imagebot's connections; None: the server's
+    #: own (normally ``on``: a committed turn is on disk). ``off`` is faster, not durable.
+    pg_synchronous_commit: str | None = None
     #: Seconds a thread's line ticket lives unrenewed (how long a dead worker holds it up).
     lease_seconds: float = 30.0
     default_model: str = "pro"
@@ -182,6 +186,7 @@ ENV: dict[str, str] = {
     "gemini_timeout": "GEMINI_TIMEOUT",
     "gemini_retry_attempts": "GEMINI_RETRY_ATTEMPTS",
     "database_url": "DATABASE_URL",
+    "pg_synchronous_commit": "IMAGEBOT_PG_SYNCHRONOUS_COMMIT",
     "default_model": "IMAGEBOT_DEFAULT_MODEL",
     "default_aspect_ratio": "IMAGEBOT_DEFAULT_ASPECT_RATIO",
     "default_size": "IMAGEBOT_DEFAULT_SIZE",
@@ -427,6 +432,10 @@ def _check(s: Settings, label: Any, configured: set[str]) -> None:
                           f"got {s.log_level!r}")
     if s.log_format not in LOG_FORMATS:
         raise ConfigError(f"{label('log_format')} must be text or json, got {s.log_format!r}")
+    if s.pg_synchronous_commit not in (None, *PG_SYNCHRONOUS_COMMIT):
+        raise ConfigError(f"{label('pg_synchronous_commit')} must be one of "
+                          f"{', '.join(PG_SYNCHRONOUS_COMMIT)} (PostgreSQL's synchronous_commit)"
+                          f", got {s.pg_synchronous_commit!r}")
     try:
         resolve_model(s.default_model)
     except OptionError:

@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 TABLES: tuple[tuple[str, str], ...] = (
     ("threads", "id"),
     ("contents", "id"),
+    ("blob_uses", "sha256, thread_id, turn_id"),
+    ("gemini_files", "namespace, sha256"),
     ("turns", "rowid"),
     ("usage", "id"),
     ("events", "event_id"),

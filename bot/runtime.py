@@ -57,7 +57,8 @@ async def open_core(settings: Settings, *, base_url: str | None = None,
             from bot.gemini import GeminiSession, build_client
 
             client = build_client(settings, api_key=api_key, base_url=url)
-        store = await open_store(settings.database_url or f"sqlite:///{settings.database_path}")
+        store = await open_store(settings.database_url or f"sqlite:///{settings.database_path}",
+                                 synchronous_commit=settings.pg_synchronous_commit)
         stack.push_async_callback(store.close)
         session = None
         if client is not None:
@@ -79,9 +80,10 @@ def files_namespace(base_url: str | None, api_key: str | None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-async def open_store(url: str) -> Store:
+async def open_store(url: str, *, synchronous_commit: str | None = None) -> Store:
     """Opens (and migrates) the store a database URL names: ``postgresql://…`` or
-    ``sqlite:///path``.
+    ``sqlite:///path``. ``synchronous_commit`` is PostgreSQL's (the server's own when
+    None); SQLite ignores it.
 
     Raises:
         ConfigError: a URL of neither kind.
@@ -91,7 +93,7 @@ async def open_store(url: str) -> Store:
     if is_postgres_url(url):
         from bot.store_pg import PgHistoryStore
 
-        return await PgHistoryStore.open(url)
+        return await PgHistoryStore.open(url, synchronous_commit=synchronous_commit)
     from bot.store import HistoryStore
 
     return await HistoryStore.open(database_path_of(url, "DATABASE_URL"))

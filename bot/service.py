@@ -112,8 +112,7 @@ class ConversationService(TeamFacade):
                                     inline_limit=settings.batch_inline_limit)
         self.batches.admit = self.team.admit_batch
         self.batches.charged = self.team.batch_charged
-        #: History images on Gemini's Files API (the SQLite store keeps their records; on
-        #: PostgreSQL history images still go inline for now).
+        #: History images on Gemini's Files API (both stores keep their records).
         self.files = HistoryFiles(store, gemini, enabled=settings.use_files_api
                                   and hasattr(store, "files"))
         self._requests: TurnRequests | None = None

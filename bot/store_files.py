@@ -1,6 +1,10 @@
 """The store's side of the Files API: which Gemini file holds each blob, and which blobs a
 thread's history still uses (so files and blobs nothing uses can be deleted).
 
+The same functions run on both stores: on PostgreSQL ``db`` is
+:class:`bot.pg_compat.PgConnection` (``?`` placeholders, the SQL below is valid in both),
+and :data:`SCHEMA` becomes PostgreSQL's types there (a :mod:`bot.store_pg` migration).
+
 Files are recorded per *namespace* (one Gemini endpoint and API key): a file uploaded for
 one project cannot be read with another key. ``blob_uses`` lists, for each turn still in a
 history, the blobs its Contents name; deleting a turn removes its uses, deleting a thread
@@ -13,11 +17,13 @@ import asyncio
 import json
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-
-import aiosqlite
+from typing import Any
 
 from bot import history
 from bot.model import ThreadKey
+
+#: The store's connection: ``aiosqlite.Connection``, or ``bot.pg_compat.PgConnection``.
+Db = Any
 
 #: Schema 3's tables (created by :func:`migrate`).
 SCHEMA = """
@@ -63,28 +69,38 @@ class FileRecord:
     expires_at: float
 
 
-async def migrate(db: aiosqlite.Connection) -> None:
-    """Schema 3: the file records table, and the uses of every blob already stored."""
-    for statement in SCHEMA.split(";"):
+async def migrate(db: Db) -> None:
+    """SQLite's schema 7: the file records table, and the uses of every blob already
+    stored."""
+    await create_tables(db, SCHEMA)
+
+
+async def create_tables(db: Db, schema: str) -> None:
+    """Creates :data:`SCHEMA` (as ``schema``, in the database's types) and records the uses
+    of every blob the stored histories already name."""
+    for statement in schema.split(";"):
         if statement.strip():
             await db.execute(statement)
     async with db.execute(
             "SELECT c.thread_id, c.turn_id, c.role, c.content FROM contents c") as cur:
         rows = await cur.fetchall()
-    uses = {(h, thread_id, turn_id) for thread_id, turn_id, role, text in rows
-            for h in history.parse_row(turn_id, role, text).blob_hashes()}
-    await db.executemany("INSERT OR IGNORE INTO blob_uses (sha256, thread_id, turn_id) "
-                         "VALUES (?,?,?)", sorted(uses))
+    # Rows by position: PostgreSQL's rows unpack as their column names.
+    uses = {(h, r[0], r[1]) for r in rows
+            for h in history.parse_row(r[1], r[2], r[3]).blob_hashes()}
+    if uses:
+        await db.executemany("INSERT INTO blob_uses (sha256, thread_id, turn_id) "
+                             "VALUES (?,?,?) ON CONFLICT DO NOTHING", sorted(uses))
 
 
-async def add_uses(db: aiosqlite.Connection, thread_id: int, turn_id: str,
+async def add_uses(db: Db, thread_id: int, turn_id: str,
                    hashes: Iterable[str]) -> None:
     """Records that a turn's Contents name these blobs (inside the turn's transaction)."""
-    await db.executemany("INSERT OR IGNORE INTO blob_uses (sha256, thread_id, turn_id) "
-                         "VALUES (?,?,?)", [(h, thread_id, turn_id) for h in set(hashes)])
+    await db.executemany("INSERT INTO blob_uses (sha256, thread_id, turn_id) "
+                         "VALUES (?,?,?) ON CONFLICT DO NOTHING",
+                         [(h, thread_id, turn_id) for h in set(hashes)])
 
 
-async def restore_missing_blobs(db: aiosqlite.Connection, blobs: history.Blobs) -> None:
+async def restore_missing_blobs(db: Db, blobs: history.Blobs) -> None:
     """Writes again, inside the turn's transaction, any of its blobs deleted since they
     were checked (a thread sharing them was deleted in between): rare, and then cheap."""
     present: set[str] = set()
@@ -95,11 +111,11 @@ async def restore_missing_blobs(db: aiosqlite.Connection, blobs: history.Blobs) 
     missing = [(h, mime, len(data), data) for h, (mime, data) in blobs.items()
                if h not in present]
     if missing:
-        await db.executemany("INSERT OR IGNORE INTO blobs (sha256, mime_type, size, data) "
-                             "VALUES (?,?,?,?)", missing)
+        await db.executemany("INSERT INTO blobs (sha256, mime_type, size, data) "
+                             "VALUES (?,?,?,?) ON CONFLICT DO NOTHING", missing)
 
 
-async def thread_blobs(db: aiosqlite.Connection, thread_id: int) -> set[str]:
+async def thread_blobs(db: Db, thread_id: int) -> set[str]:
     """Every blob a thread names: in its history, and in its turn records (deleted turns'
     included: their images are still in the blobs table)."""
     async with db.execute("SELECT sha256 FROM blob_uses WHERE thread_id=?",
@@ -107,16 +123,16 @@ async def thread_blobs(db: aiosqlite.Connection, thread_id: int) -> set[str]:
         found = {r[0] for r in await cur.fetchall()}
     async with db.execute("SELECT refs, reply FROM turns WHERE thread_id=?",
                           (thread_id,)) as cur:
-        for refs, reply in await cur.fetchall():
-            found.update(r["sha256"] for r in json.loads(refs))
-            stored = json.loads(reply)
+        for row in await cur.fetchall():
+            found.update(r["sha256"] for r in json.loads(row[0]))
+            stored = json.loads(row[1])
             found.update(p["sha256"] for p in (*stored.get("parts", ()),
                                                 *stored.get("thoughts", ()))
                          if p.get("kind") == "image" and p.get("sha256"))
     return found
 
 
-async def delete_unused_blobs(db: aiosqlite.Connection, hashes: Collection[str]) -> int:
+async def delete_unused_blobs(db: Db, hashes: Collection[str]) -> int:
     """Deletes those of ``hashes`` no history uses any more; returns how many."""
     deleted = 0
     for chunk in _chunks(list(hashes)):
@@ -135,7 +151,7 @@ class FileRecords:
         write_lock: the store's lock that serializes writes.
     """
 
-    def __init__(self, db: aiosqlite.Connection, write_lock: asyncio.Lock) -> None:
+    def __init__(self, db: Db, write_lock: asyncio.Lock) -> None:
         self.db = db
         self._write_lock = write_lock
 
@@ -154,8 +170,10 @@ class FileRecords:
     async def save(self, namespace: str, record: FileRecord) -> None:
         async with self._write_lock:
             await self.db.execute(
-                "INSERT OR REPLACE INTO gemini_files (namespace, sha256, name, uri, mime_type, "
-                "expires_at) VALUES (?,?,?,?,?,?)",
+                "INSERT INTO gemini_files (namespace, sha256, name, uri, mime_type, "
+                "expires_at) VALUES (?,?,?,?,?,?) ON CONFLICT (namespace, sha256) DO UPDATE "
+                "SET name=excluded.name, uri=excluded.uri, mime_type=excluded.mime_type, "
+                "expires_at=excluded.expires_at",
                 (namespace, record.sha256, record.name, record.uri, record.mime_type,
                  record.expires_at))
 

@@ -6,6 +6,7 @@ first and its rows in one short transaction, and event ids are claimed through a
 key. Thread lines (:mod:`bot.leases`) use the database's clock, so workers on several hosts
 agree on when a ticket expires. Migrations are this module's own (:data:`MIGRATIONS`),
 applied under an advisory lock so workers starting together migrate once.
+Files API records and blob uses are :mod:`bot.store_files`'s, the same code as on SQLite.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 from google.genai import types
 
-from bot import history
+from bot import history, store_files
 from bot.errors import ConfigError, NotFoundError
 from bot.history import StoredContent
 from bot.model import Author, StoredImage, StoredReply, ThreadKey, ThreadSummary, TurnView
@@ -36,7 +37,22 @@ logger = logging.getLogger(__name__)
 #: The database's clock in seconds, so hosts with skewed clocks agree on lease expiry.
 _NOW = "extract(epoch from clock_timestamp())"
 
-MIGRATIONS: tuple[str, ...] = (
+#: A migration: SQL, or a function given the migrating transaction's connection.
+Migration = str | Callable[[PgConnection], Awaitable[None]]
+#: Held shared by every turn's commit and exclusively by a thread's delete, so a delete
+#: never removes a blob a turn committing meanwhile has just found present (per schema:
+#: advisory locks are database-wide).
+_BLOBS_LOCK = "hashtext('imagebot:blobs:' || current_schema())"
+
+
+async def _files_schema(db: PgConnection) -> None:
+    """Schema 5: Gemini Files API records and blob uses, SQLite's tables (``bot.store_files``)
+    with PostgreSQL's types, and the uses of every blob already stored."""
+    await store_files.create_tables(
+        db, postgres_ddl(store_files.SCHEMA.replace("WITHOUT ROWID", "")))
+
+
+MIGRATIONS: tuple[Migration, ...] = (
     # 1: the whole schema of SQLite's 1-3 (threads ... events, lines, installations)
     """
     CREATE TABLE threads (
@@ -128,6 +144,8 @@ MIGRATIONS: tuple[str, ...] = (
     postgres_ddl(BATCH_SCHEMA),
     # 4: variations
     postgres_ddl(VARIATIONS_SCHEMA),
+    # 5: Gemini Files API records per blob, and which blobs each turn's history uses
+    _files_schema,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -160,6 +178,8 @@ class PgHistoryStore:
         self.url = url
         #: For the modules that keep their own tables on the store (ledger, audit, batches).
         self.db = PgConnection(pool)
+        #: Files API records and blob uses (see :mod:`bot.store_files`).
+        self.files = store_files.FileRecords(self.db, asyncio.Lock())
 
     def transaction(self) -> contextlib.AbstractAsyncContextManager[None]:
         """A write transaction for tables other modules own; one writer at a time."""
@@ -173,8 +193,21 @@ class PgHistoryStore:
         await self._write_blobs(blobs)
 
     @classmethod
-    async def open(cls, url: str, *, max_connections: int = 10) -> PgHistoryStore:
-        """Connects, creates the URL's ``search_path`` schema if missing, and migrates."""
+    async def open(cls, url: str, *, max_connections: int = 10,
+                   synchronous_commit: str | None = None) -> PgHistoryStore:
+        """Connects, creates the URL's ``search_path`` schema if missing, and migrates.
+
+        Args:
+            url: ``postgresql://…``; its query parameters other than asyncpg's own are
+                server settings for every connection (``?synchronous_commit=off``).
+            max_connections: the pool's size.
+            synchronous_commit: the server setting for this imagebot's connections. By
+                default the server's own (normally ``on``: a commit returns once it is on
+                disk, so a committed turn survives a crash of the database server);
+                ``off`` returns before the flush, as SQLite's WAL with ``synchronous=NORMAL``
+                does: never half a turn, but a crash can lose the last fraction of a second
+                of commits.
+        """
         schema = search_path_of(url)
         if schema:
             conn = await asyncpg.connect(url.split("?")[0])
@@ -185,11 +218,7 @@ class PgHistoryStore:
                 logger.debug("schema %s was created by another process", schema)
             finally:
                 await conn.close()
-        # Like SQLite's WAL with synchronous=NORMAL: a commit is consistent at once and
-        # durable a moment later (a crash of the server can lose the last few hundred
-        # milliseconds, never half a turn). ``?synchronous_commit=on`` in the URL waits
-        # for the disk on every commit instead.
-        settings = {} if "synchronous_commit" in url else {"synchronous_commit": "off"}
+        settings = {"synchronous_commit": synchronous_commit} if synchronous_commit else {}
         pool = await asyncpg.create_pool(url, min_size=1, max_size=max_connections,
                                          server_settings=settings)
         store = cls(pool, url)
@@ -215,7 +244,11 @@ class PgHistoryStore:
                     f"({SCHEMA_VERSION}); upgrade imagebot")
             for number in range(version + 1, SCHEMA_VERSION + 1):
                 logger.info("migrating the PostgreSQL database to schema %d", number)
-                await conn.execute(MIGRATIONS[number - 1])
+                step = MIGRATIONS[number - 1]
+                if isinstance(step, str):
+                    await conn.execute(step)
+                else:
+                    await step(self.db.bound(conn))
                 await conn.execute("INSERT INTO imagebot_schema (version) VALUES ($1)", number)
 
     async def schema_version(self) -> int:
@@ -259,8 +292,20 @@ class PgHistoryStore:
         return _summary(row) if row else None
 
     async def delete_thread(self, key: ThreadKey) -> bool:
-        status = await self.pool.execute(f"DELETE FROM threads WHERE {_KEY_WHERE}", *_key(key))
-        return _count(status) > 0
+        """Removes a thread with its history and turn records, and the blobs no other
+        thread uses."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(f"SELECT pg_advisory_xact_lock({_BLOBS_LOCK})")
+            thread_id = await conn.fetchval(f"SELECT id FROM threads WHERE {_KEY_WHERE}",
+                                            *_key(key))
+            if thread_id is None:
+                return False
+            db = self.db.bound(conn)
+            hashes = await store_files.thread_blobs(db, thread_id)
+            await conn.execute("DELETE FROM threads WHERE id=$1", thread_id)
+            freed = await store_files.delete_unused_blobs(db, hashes)
+        logger.info("thread %s deleted with %d blob(s) nothing else uses", key, freed)
+        return True
 
     async def rename_thread(self, key: ThreadKey, title: str) -> bool:
         status = await self.pool.execute(
@@ -307,11 +352,15 @@ class PgHistoryStore:
                                               turn.known_hashes)
         await self._write_blobs({**turn.blobs, **blobs})
         async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(f"SELECT pg_advisory_xact_lock_shared({_BLOBS_LOCK})")
             thread_id = await _upsert_thread(conn, turn.key, turn.settings,
                                              title=turn.prompt[:80])
             start = await conn.fetchval(
                 "SELECT COALESCE(MAX(position), -1) + 1 FROM contents WHERE thread_id=$1",
                 thread_id)
+            db = self.db.bound(conn)
+            await store_files.restore_missing_blobs(db, blobs)
+            await store_files.add_uses(db, thread_id, turn.turn_id, blobs)
             await conn.executemany(
                 "INSERT INTO contents (thread_id, turn_id, position, role, content) "
                 "VALUES ($1,$2,$3,$4,$5)",
@@ -336,12 +385,19 @@ class PgHistoryStore:
                 await turn.also(self.db.bound(conn))
 
     async def _write_blobs(self, blobs: history.Blobs) -> None:
+        """Writes the blobs not stored yet, in one transaction that does not wait for the
+        disk: whatever commit names them later (the turn's) flushes the log up to and past
+        them, so they are exactly as durable as that commit, one disk flush sooner."""
         stored = await self.blob_sizes(list(blobs))
-        for digest, (mime, data) in blobs.items():
-            if digest not in stored:
-                await self.pool.execute(
-                    "INSERT INTO blobs (sha256, mime_type, size, data) VALUES ($1,$2,$3,$4) "
-                    "ON CONFLICT (sha256) DO NOTHING", digest, mime, len(data), data)
+        new = [(digest, mime, len(data), data) for digest, (mime, data) in blobs.items()
+               if digest not in stored]
+        if not new:
+            return
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SET LOCAL synchronous_commit TO OFF")
+            await conn.executemany(
+                "INSERT INTO blobs (sha256, mime_type, size, data) VALUES ($1,$2,$3,$4) "
+                "ON CONFLICT (sha256) DO NOTHING", new)
 
     # --- turn records --------------------------------------------------------------------
 
@@ -367,6 +423,7 @@ class PgHistoryStore:
             status = await conn.execute(
                 "UPDATE turns SET deleted=1 WHERE id=$1 AND deleted=0", turn_id)
             await conn.execute("DELETE FROM contents WHERE turn_id=$1", turn_id)
+            await conn.execute("DELETE FROM blob_uses WHERE turn_id=$1", turn_id)
         return _count(status) > 0
 
     # --- events and usage ----------------------------------------------------------------
