@@ -58,8 +58,23 @@ async def stand_in(latency: float, *, stock_frames: bool = True) -> AsyncIterato
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU a process has used so far (0 when it is gone)."""
+    return cpu_seconds_of(Path(f"/proc/{pid}/stat"))
+
+
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """A process's CPU split into its main thread (the event loop) and the others
+    (imagebot's Gemini SDK loop and the thread pool: Python does not name them in /proc)."""
+    totals = {"main": 0.0, "other": 0.0}
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            kind = "main" if task.name == str(pid) else "other"
+            totals[kind] += cpu_seconds_of(task / "stat")
+    return totals
+
+
+def cpu_seconds_of(stat: Path) -> float:
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = stat.read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return 0.0
     return (int(fields[11]) + int(fields[12])) / _TICK

@@ -37,6 +37,7 @@ from bench.scale_common import (
     postgres_cpu_seconds,
     postgres_schema,
     stand_in,
+    thread_cpu_seconds,
 )
 from bot.model import ThreadKey
 from bot.runtime import open_store
@@ -89,9 +90,14 @@ async def sample(session: aiohttp.ClientSession, pool: list[Worker], run: Run) -
 
 
 def cpu_now(pool: list[Worker], stand: StandIn) -> dict[str, float]:
-    return {"workers": sum(cpu_seconds(w.process.pid) for w in pool),
-            "stand-in": cpu_seconds(stand.pid), "client": own_cpu_seconds(),
-            "PostgreSQL (all sessions)": postgres_cpu_seconds()}
+    cpu = {"workers": sum(cpu_seconds(w.process.pid) for w in pool),
+           "stand-in": cpu_seconds(stand.pid), "client": own_cpu_seconds(),
+           "PostgreSQL (all sessions)": postgres_cpu_seconds()}
+    for worker in pool:
+        for name, seconds in thread_cpu_seconds(worker.process.pid).items():
+            key = f"workers' {name} thread{'' if name == 'main' else 's'}"
+            cpu[key] = cpu.get(key, 0.0) + seconds
+    return cpu
 
 
 async def measure(session: aiohttp.ClientSession, pool: list[Worker], stand: StandIn
