@@ -71,7 +71,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class TurnStart:
-    """Told to the adapter when a turn really starts (after waiting for the thread)."""
+    """Told to the adapter when a turn really starts (after waiting for the thread, and
+    for a place at Gemini when the worker is at its capacity)."""
 
     key: ThreadKey
     options: Options
