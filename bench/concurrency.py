@@ -45,13 +45,14 @@ async def core_for_run(in_process: bool, real_sizes: bool,
                        web_api: bool) -> AsyncIterator[tuple[Core, str]]:
     """The core, and the playground's URL when the turns go through the web API."""
     if in_process:
-        async with bench_core() as (stand_in, core):
+        async with bench_core(max_concurrent_turns=THREADS) as (stand_in, core):
             stand_in.faults.latency = LATENCY
             yield core, ""
         return
     async with stand_in_process(LATENCY, real_sizes=real_sizes) as url:
         with tempfile.TemporaryDirectory() as tmp:
-            settings = settings_for(url, Path(tmp) / "b.sqlite3")
+            # Capacity for the whole burst: this measures the loop with 100 turns in flight.
+            settings = settings_for(url, Path(tmp) / "b.sqlite3", max_concurrent_turns=THREADS)
             if web_api:
                 async with running(settings, port=0) as server:
                     yield server.core, server.url

@@ -83,6 +83,8 @@ class Settings:
     pg_synchronous_commit: str | None = None
     #: Seconds a thread's line ticket lives unrenewed (how long a dead worker holds it up).
     lease_seconds: float = 30.0
+    #: Turns one worker has at Gemini at once; more wait in arrival order (bot.capacity).
+    max_concurrent_turns: int = 32
     default_model: str = "pro"
     default_aspect_ratio: str | None = None
     default_size: str | None = None
@@ -207,6 +209,7 @@ ENV: dict[str, str] = {
     "discord_shard_count": "DISCORD_SHARD_COUNT",
     "discord_shard_ids": "DISCORD_SHARD_IDS",
     "lease_seconds": "IMAGEBOT_LEASE_SECONDS",
+    "max_concurrent_turns": "IMAGEBOT_MAX_CONCURRENT_TURNS",
     "discord_token": "DISCORD_TOKEN",
     "discord_api_base": "DISCORD_API_BASE",
     "discord_gateway_url": "DISCORD_GATEWAY_URL",
@@ -461,7 +464,8 @@ def _check(s: Settings, label: Any, configured: set[str]) -> None:
     _check_shard_ids(s, label)
     for name in ("lease_seconds", "gemini_timeout", "gemini_retry_attempts", "gemini_retry_initial_delay",
                  "gemini_retry_max_delay", "max_reference_edge", "max_image_pixels",
-                 "max_request_bytes", "batch_poll_seconds", "batch_inline_limit"):
+                 "max_request_bytes", "batch_poll_seconds", "batch_inline_limit",
+                 "max_concurrent_turns"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{label(name)} must be more than 0, got {getattr(s, name)}")
     if not 0 <= s.offline_stream_gap <= 60:

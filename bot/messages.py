@@ -42,6 +42,12 @@ def queued(position: int) -> str:
             "Yours starts after them.")
 
 
+def busy(ahead: int) -> str:
+    """The status of a turn waiting for a free place at Gemini (the worker's capacity)."""
+    others = "" if ahead <= 0 else f" ({ahead} other request{'s' if ahead != 1 else ''} first)"
+    return f"Waiting for a free slot: this bot is busy with other requests{others}."
+
+
 def live_status(stage: str, *, elapsed: float, drafts: int = 0, settings: str = "") -> str:
     """``Thinking… 12 s · 1 draft · Nano Banana Pro · 4K · 16:9``."""
     bits = [f"{STAGES.get(stage, stage.capitalize())}… {int(elapsed)} s"]

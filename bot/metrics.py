@@ -45,6 +45,15 @@ class Metrics:
         self.queue = Gauge("imagebot_queue_depth", "Turns running or waiting",
                            registry=self.registry)
         self.queue.set_function(service.queue_depth)
+        capacity = service.capacity
+        for name, text, read in (
+                ("imagebot_turns_in_flight", "Turns at Gemini now (holding a place)",
+                 lambda: capacity.in_flight),
+                ("imagebot_turns_waiting", "Turns waiting for a free place at Gemini",
+                 lambda: capacity.waiting),
+                ("imagebot_turns_capacity", "Most turns at Gemini at once in this worker "
+                 "(IMAGEBOT_MAX_CONCURRENT_TURNS)", lambda: capacity.limit)):
+            Gauge(name, text, registry=self.registry).set_function(read)
         service.observers.append(self.observe)
 
     def observe(self, event: str, data: dict[str, Any]) -> None:

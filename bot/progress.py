@@ -30,7 +30,8 @@ class Progress:
         kind: what arrived (``queued`` is the runner's: the turn waits in its line).
         stage: where the turn is now (after this event).
         elapsed: seconds since the request went to Gemini (0 while queued).
-        text: thought text or answer text, for those kinds.
+        text: thought text or answer text, for those kinds (``queued``: the wait is for
+            the worker's capacity, and this says so).
         image: the draft (``thought_image``) or final image (``image``).
         drafts: draft images received so far (this one included).
         position: turns ahead in the thread's line (``queued`` only).
@@ -52,10 +53,15 @@ class Progress:
     def queued(cls, position: int) -> Progress:
         return cls(kind="queued", stage="queued", position=position)
 
+    @classmethod
+    def busy(cls, ahead: int) -> Progress:
+        """Waiting for a free place at Gemini (all of this worker's are taken)."""
+        return cls(kind="queued", stage="queued", position=0, text=messages.busy(ahead))
+
     def status(self, settings: str = "") -> str:
         """One line for a status message: ``Thinking… 12 s · 1 draft · Nano Banana Pro``."""
         if self.kind == "queued":
-            return messages.queued(self.position)
+            return self.text or messages.queued(self.position)
         return messages.live_status(self.stage, elapsed=self.elapsed, drafts=self.drafts,
                                     settings=settings)
 

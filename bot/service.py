@@ -22,6 +22,7 @@ from google.genai import types
 from bot import imagen, images, messages, variations
 from bot.admission import Admission, TurnKind
 from bot.batch_service import BatchService
+from bot.capacity import Capacity
 from bot.config import Settings
 from bot.errors import (
     AttachmentError,
@@ -43,7 +44,7 @@ from bot.model import (
 )
 from bot.options import OptionInput, Options, caps_for, resolve
 from bot.planning import PlanLimits, TurnPlan, plan_turn, sticky_settings
-from bot.progress import ProgressCallback
+from bot.progress import Progress, ProgressCallback
 from bot.store_api import NewTurn, Store
 from bot.streaming import stream_answer
 from bot.tasks import drain
@@ -70,7 +71,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class TurnStart:
-    """Told to the adapter when a turn really starts (after waiting for the thread)."""
+    """Told to the adapter when a turn really starts (after waiting for the thread, and
+    for a place at Gemini when the worker is at its capacity)."""
 
     key: ThreadKey
     options: Options
@@ -100,6 +102,8 @@ class ConversationService(TeamFacade):
         self.observers: list[Callable[[str, dict[str, Any]], None]] = []
         self._inflight: set[asyncio.Task[Any]] = set()
         self._gate = asyncio.Semaphore(4)
+        #: Turns at Gemini at once in this process (``IMAGEBOT_MAX_CONCURRENT_TURNS``).
+        self.capacity = Capacity(settings.max_concurrent_turns)
         self._pixels = images.PixelBudget()
         self.limits = PlanLimits(defaults=settings.option_defaults, models=settings.models,
                                  max_attachment_bytes=settings.max_attachment_bytes)
@@ -295,11 +299,17 @@ class ConversationService(TeamFacade):
                         admission: Admission, *, on_start: StartCallback | None,
                         on_progress: ProgressCallback | None,
                         queued: float, sticky: bool) -> Reply:
-        if on_start:
-            await on_start(TurnStart(key=key, options=plan.options,
-                                     waited=time.monotonic() - queued))
-        started = time.monotonic()
-        made = await self._make(key, plan, refs, on_progress, started)
+        async def busy(ahead: int) -> None:
+            if on_progress:
+                await on_progress(Progress.busy(ahead))
+
+        # The worker's capacity: a turn starts (and says so) once it has a place at Gemini.
+        async with self.capacity.hold(busy):
+            if on_start:
+                await on_start(TurnStart(key=key, options=plan.options,
+                                         waited=time.monotonic() - queued))
+            started = time.monotonic()
+            made = await self._make(key, plan, refs, on_progress, started)
         elapsed = time.monotonic() - started
         # Once the answer is in, the turn is stored whatever happens: a Cancel (or a
         # shutdown) arriving now must not leave a stored turn reported as "nothing saved".

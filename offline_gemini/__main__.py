@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import textwrap
@@ -44,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds to wait per request")
     parser.add_argument("--keep-requests", type=int, default=KEEP_REQUESTS,
                         help=f"recent requests kept in memory (default {KEEP_REQUESTS})")
+    parser.add_argument("--stock-frames", action="store_true",
+                        default=os.environ.get("OFFLINE_GEMINI_STOCK_FRAMES") == "1",
+                        help="draw one frame per size and reuse it (the request named in a "
+                             "comment chunk): cheap answers for benchmarks "
+                             "(or OFFLINE_GEMINI_STOCK_FRAMES=1)")
     parser.add_argument("--admin", action="store_true",
                         help="tests only: serve POST /_admin/clock and GET /_admin/stats")
     return parser
@@ -61,6 +67,7 @@ async def _serve(args: argparse.Namespace) -> None:
         stream_gap=args.stream_gap,
         keep_requests=args.keep_requests,
         admin=args.admin,
+        stock_frames=args.stock_frames,
     )
     server.faults.latency = args.latency
     url = await server.start(args.host, args.port)

@@ -11,7 +11,7 @@ from typing import Any
 from offline_gemini.faults import Fault
 from offline_gemini.grounding import grounding_metadata
 from offline_gemini.plan import Item, Look, final_items, thought_items, usage
-from offline_gemini.render import render_frame
+from offline_gemini.render import render_frame, render_stock
 from offline_gemini.request import ParsedRequest
 from offline_gemini.signatures import SMALL_SIGNATURE_BYTES, signature_slots, thought_signature_for
 from offline_gemini.wire import b64
@@ -25,6 +25,8 @@ class AnswerOptions:
     real_sizes: bool = False
     signature_bytes: int = SMALL_SIGNATURE_BYTES
     trailing_signature: bool = False
+    #: Reuse one drawn frame per size (see :func:`render_stock`) instead of drawing each.
+    stock_frames: bool = False
 
 
 def _wire_parts(
@@ -122,7 +124,8 @@ async def build_answer(req: ParsedRequest, fault: Fault | None, options: AnswerO
     look = Look(options.banner, options.real_sizes)
     items = thought_items(req, look) + final_items(req, look)
     jobs = {i: item.job for i, item in enumerate(items) if item.job is not None}
-    rendered = await asyncio.gather(*(asyncio.to_thread(render_frame, job) for job in jobs.values()))
+    render = render_stock if options.stock_frames else render_frame
+    rendered = await asyncio.gather(*(asyncio.to_thread(render, job) for job in jobs.values()))
     parts = _wire_parts(items, dict(zip(jobs, rendered, strict=True)), options.signature_bytes)
     grounding = grounding_metadata(req, parts) if req.search and req.spec.search else None
     return Answer(parts, usage(req, items), "STOP", grounding)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from offline_gemini.models import IMAGEN_PIXELS, IMAGEN_RATIOS, ImagenSpec
-from offline_gemini.render import RenderJob, render_frame
+from offline_gemini.render import RenderJob, render_frame, render_stock
 from offline_gemini.wire import b64, camelize_keys, invalid
 
 _PERSON_GENERATION = ("dont_allow", "allow_adult", "allow_all")
@@ -80,7 +80,8 @@ def _mime(params: dict[str, Any]) -> str:
     return str(mime)
 
 
-async def predict(req: ImagenRequest, spec: ImagenSpec, banner: str) -> dict[str, Any]:
+async def predict(req: ImagenRequest, spec: ImagenSpec, banner: str, *,
+                  stock_frames: bool = False) -> dict[str, Any]:
     """``{"predictions": [{"bytesBase64Encoded", "mimeType"}, ...]}`` for a request."""
     width, height = IMAGEN_PIXELS[req.size][req.ratio]
     jobs = [
@@ -93,6 +94,7 @@ async def predict(req: ImagenRequest, spec: ImagenSpec, banner: str) -> dict[str
         )
         for k in range(1, req.samples + 1)
     ]
-    images = await asyncio.gather(*(asyncio.to_thread(render_frame, job) for job in jobs))
+    render = render_stock if stock_frames else render_frame
+    images = await asyncio.gather(*(asyncio.to_thread(render, job) for job in jobs))
     return {"predictions": [{"bytesBase64Encoded": b64(data), "mimeType": req.mime}
                             for data in images]}

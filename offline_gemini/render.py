@@ -4,9 +4,13 @@ banner, model, ratio and size, the prompt and thumbnails of the input images."""
 from __future__ import annotations
 
 import colorsys
+import dataclasses
 import functools
+import hashlib
 import io
 import math
+import struct
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -349,3 +353,39 @@ def render_frame(job: RenderJob) -> bytes:
     """Render a frame; identical jobs without thumbnails (which hold unhashable images)
     reuse the last frames, so a burst of equal requests costs one render."""
     return render_cached(job) if not job.thumbs else render_image(job)
+
+
+_STOCK_SEED = bytes(32)
+
+
+def stock_job(job: RenderJob) -> RenderJob:
+    """``job`` without what differs from request to request (the prompt, the footer, the
+    colours, thumbnails): one frame per size, format and kind serves every request."""
+    return dataclasses.replace(
+        job, heading="Stock frame", footer="offline stock frame · the request is in the "
+        "file's comment", body="Stock frames are drawn once per size and reused, so the "
+        "stand-in spends its CPU on answering, not drawing (--stock-frames).",
+        color_seed=_STOCK_SEED, thumbs=())
+
+
+def render_stock(job: RenderJob) -> bytes:
+    """A cached stock frame of the job's size, format and byte size (the texture is kept),
+    made unique to the request by a comment naming it: a PNG ``tEXt`` or a JPEG ``COM``
+    chunk. Cheap: no drawing or encoding once each size has been drawn."""
+    frame = render_cached(stock_job(job))
+    digest = hashlib.sha256(repr((job.title, job.info, job.heading, job.body, job.footer,
+                                  job.color_seed, len(job.thumbs))).encode()).hexdigest()
+    comment = f"offline-gemini stock frame for {job.heading} · {digest}".encode()
+    return _with_comment(frame, comment)
+
+
+def _with_comment(image: bytes, text: bytes) -> bytes:
+    if image.startswith(b"\x89PNG\r\n\x1a\n"):
+        data = b"Comment\x00" + text.decode().encode("latin-1", "replace")
+        chunk = (struct.pack(">I", len(data)) + b"tEXt" + data
+                 + struct.pack(">I", zlib.crc32(b"tEXt" + data)))
+        end_of_ihdr = 8 + 4 + 4 + 13 + 4
+        return image[:end_of_ihdr] + chunk + image[end_of_ihdr:]
+    if image.startswith(b"\xff\xd8"):
+        return image[:2] + b"\xff\xfe" + struct.pack(">H", len(text) + 2) + text + image[2:]
+    raise ValueError("not a PNG or JPEG frame")

@@ -83,6 +83,9 @@ class OfflineGemini:
         admin: serve ``POST /_admin/clock`` (``{"advance_hours": 49}``) and
             ``GET /_admin/stats``, so a test in another process can move the clock and
             read counts. Never on a server others use.
+        stock_frames: draw one frame per size, format and kind and reuse it, made unique
+            to each request by a comment chunk naming it (byte sizes as without it, real
+            sizes included): for benchmarks that must not measure the stand-in's drawing.
 
     Attributes:
         requests: the most recent requests received, in order (`RecordedRequest`);
@@ -112,11 +115,13 @@ class OfflineGemini:
         clock: Clock | None = None,
         keep_requests: int = KEEP_REQUESTS,
         admin: bool = False,
+        stock_frames: bool = False,
     ) -> None:
         self.api_key = api_key
         self.strict_signatures = strict_signatures
         self.banner = banner
         self.real_sizes = real_sizes
+        self.stock_frames = stock_frames
         if signature_bytes is None:
             signature_bytes = REAL_SIGNATURE_BYTES if real_sizes else SMALL_SIGNATURE_BYTES
         if signature_bytes < SMALL_SIGNATURE_BYTES:
@@ -285,7 +290,8 @@ class OfflineGemini:
             raise ApiError(404, f"models/{record.model} is not found for API version "
                                 f"{match.group(1)}, or is not supported for predict.")
         record.body = load_json(await request.read())
-        answer = await predict(parse_predict(record.body, spec), spec, self.banner)
+        answer = await predict(parse_predict(record.body, spec), spec, self.banner,
+                               stock_frames=self.stock_frames)
         return web.json_response(answer)
 
     async def _answer_one(self, body: Any, model: str, fault: Fault | None = None) -> dict[str, Any]:
@@ -322,7 +328,8 @@ class OfflineGemini:
         return stored.data, stored.sha256
 
     def _options(self) -> AnswerOptions:
-        return AnswerOptions(self.banner, self.real_sizes, self.signature_bytes)
+        return AnswerOptions(self.banner, self.real_sizes, self.signature_bytes,
+                             stock_frames=self.stock_frames)
 
     def _check_key(self, request: web.Request) -> None:
         key = request.headers.get("x-goog-api-key") or request.query.get("key") or ""
