@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import aiosqlite
 from google.genai import types
 
-from bot import history, messages
+from bot import history, messages, store_files
 from bot.errors import ImagebotError, NotFoundError, OptionError
 from bot.gemini import Answer, GeminiSession
 from bot.model import Candidate, ReplyPart, ThreadKey, TurnView, Usage
@@ -148,6 +148,14 @@ def writer(kept: KeptCandidates, *, turn_id: str, key: ThreadKey, author_id: str
         await db.executemany(
             "INSERT INTO turn_candidates (turn_id, number, content) VALUES (?,?,?)",
             [(turn_id, number, text) for number, text in kept.rows.items()])
+        if kept.blobs:
+            # Every candidate's blobs are this turn's uses too: Use may swap any of them
+            # into the history, and deleting the turn or thread must release them all.
+            async with db.execute("SELECT thread_id FROM contents WHERE turn_id=? LIMIT 1",
+                                  (turn_id,)) as cur:
+                row = await cur.fetchone()
+            if row is not None:
+                await store_files.add_uses(db, int(row[0]), turn_id, kept.blobs)
         await db.executemany(
             "INSERT INTO usage (turn_id, platform, workspace, channel, thread, author_id, "
             "model, prompt_tokens, output_tokens, thought_tokens, total_tokens, images, "

@@ -107,3 +107,19 @@ async def test_reroll_makes_a_new_set_and_use_survives_a_restart(core_factory, s
         assert await core.service.delete(rerolled.turn_id) is not None
         with pytest.raises(Exception, match="deleted"):
             await core.service.use_candidate(rerolled.turn_id, 1)
+
+
+async def test_a_used_candidates_images_are_released_with_its_thread(core, stand_in) -> None:
+    key = ThreadKey("test", "w1", "c1", "variations-delete")
+    reply = await core.service.handle(key, msg("a brass key --count 2", model="pro"))
+    other = 2 if reply.chosen == 1 else 1
+    await core.service.use_candidate(reply.turn_id, other)
+    await core.service.handle(key, msg("now on a velvet cushion"))
+    db = core.service.store.db
+    async with db.execute("SELECT sha256 FROM blob_uses") as cur:
+        used = {row[0] for row in await cur.fetchall()}
+    for candidate in reply.candidates:
+        assert {i.sha256 for i in candidate.images} <= used, "every candidate's images are used"
+    assert await core.service.delete_thread(key)
+    async with db.execute("SELECT COUNT(*) FROM blobs") as cur:
+        assert (await cur.fetchone())[0] == 0, "nothing of the thread stays stored"
