@@ -227,3 +227,54 @@ async def test_a_failed_background_upload_is_made_by_the_next_turn(core, stand_i
     await core.service.handle(KEY, msg("make it night"))
     assert file_parts(stand_in.generations[-1].body) == 4, "uploaded on the normal path"
     assert statuses(stand_in) == [200, 200]
+
+
+# ------------------------------------------------------------------ setting and rows
+
+
+@pytest.mark.parametrize(("given", "window"), [("all", None), ("ALL", None), ("0", 0),
+                                               ("3", 3), (2, 2)])
+def test_the_setting_takes_all_or_a_number(tmp_path, given, window):
+    from bot.config import load_settings
+
+    from_env = load_settings(env={"IMAGEBOT_HISTORY_SIGNATURES": str(given)})
+    assert from_env.signature_window == window
+    toml = tmp_path / "imagebot.toml"
+    value = given if isinstance(given, int) else f'"{given}"'
+    toml.write_text(f"history_signatures = {value}\n")
+    assert load_settings(toml, env={}).signature_window == window
+    assert load_settings(env={}).signature_window == 1, "the default"
+
+
+@pytest.mark.parametrize("given", ["-1", "some", "1.5"])
+def test_a_wrong_setting_is_refused_at_start(given):
+    from bot.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match="IMAGEBOT_HISTORY_SIGNATURES must be all or a number"):
+        load_settings(env={"IMAGEBOT_HISTORY_SIGNATURES": given})
+
+
+def test_the_window_counts_turns_and_leaves_the_rows_alone():
+    from bot.history import StoredContent, signature_window
+
+    def model(turn: str, *parts: dict) -> StoredContent:
+        return StoredContent(turn, "model", parts)
+
+    user = [StoredContent(t, "user", ({"text": t},)) for t in ("t1", "t2", "t3")]
+    signed = {"text": "x", "signature_blob": "ab" * 32}
+    small = {"text": "y", "thought_signature": "c2lnMQ=="}
+    thought = {"text": "thinking", "thought": True}
+    # A streamed turn may be stored as several model Contents: they count as one turn.
+    stored = [user[0], model("t1", thought, signed), user[1], model("t2", small),
+              model("t2", signed), user[2], model("t3", signed)]
+    before = [c.parts for c in stored]
+    sent, dummied = signature_window(stored, 1)
+    assert dummied == {"t1", "t2"}
+    dummy = base64.b64encode(DUMMY_SIGNATURE).decode()
+    assert sent[1].parts == (thought, {"text": "x", "thought_signature": dummy})
+    assert [p["thought_signature"] for c in sent[3:5] for p in c.parts] == [dummy, dummy]
+    assert sent[6] is stored[6] and sent[0] is stored[0]
+    assert [c.parts for c in stored] == before, "the stored rows are not changed"
+    assert signature_window(stored, 3)[1] == set() and signature_window(stored, None)[1] == set()
+    assert signature_window(stored, 0)[1] == {"t1", "t2", "t3"}
+    assert sent[1].wire_size({}) < 64 * 2 + 100, "the dummy costs bytes, not a blob"
