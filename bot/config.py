@@ -100,6 +100,9 @@ class Settings:
     batch_inline_limit: int = 20_000_000
     #: History images go to Gemini's Files API once and are named by URI afterwards.
     use_files_api: bool = True
+    #: Real thought signatures go back in this many most recent model turns (``all``: in
+    #: every one); older ones carry Google's dummy. See :attr:`signature_window`.
+    history_signatures: str = "1"
     models: Mapping[str, ModelCaps] = field(default_factory=lambda: dict(DEFAULT_MODELS))
     offline: bool = False
     #: Seconds between the offline stand-in's stream chunks, so offline previews show
@@ -167,6 +170,12 @@ class Settings:
         return f"{self.database_location()} (from {self.database_source or 'DATABASE_URL'})"
 
     @property
+    def signature_window(self) -> int | None:
+        """``history_signatures`` as a number of model turns (None: all of them)."""
+        value = self.history_signatures.strip().lower()
+        return None if value == "all" else int(value)
+
+    @property
     def slack_oauth(self) -> bool:
         """Multi-workspace Slack: installs through OAuth instead of one bot token."""
         return bool(self.slack_client_id and self.slack_client_secret)
@@ -198,6 +207,7 @@ ENV: dict[str, str] = {
     "batch_poll_seconds": "IMAGEBOT_BATCH_POLL_SECONDS",
     "offline_stream_gap": "IMAGEBOT_OFFLINE_STREAM_GAP",
     "use_files_api": "IMAGEBOT_USE_FILES_API",
+    "history_signatures": "IMAGEBOT_HISTORY_SIGNATURES",
     "slack_bot_token": "SLACK_BOT_TOKEN",
     "slack_app_token": "SLACK_APP_TOKEN",
     "slack_signing_secret": "SLACK_SIGNING_SECRET",
@@ -309,6 +319,8 @@ def _coerce(name: str, value: Any, label: str) -> Any:
         if isinstance(value, list):
             return tuple(str(v) for v in value)
         raise ConfigError(f"{label} must be a list, got {value!r}")
+    if name == "history_signatures" and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # TOML: history_signatures = 1 or "all"
     if kind.startswith("str") and not isinstance(value, str):
         raise ConfigError(f"{label} must be a string, got {value!r}")
     return value
@@ -468,6 +480,9 @@ def _check(s: Settings, label: Any, configured: set[str]) -> None:
                  "max_concurrent_turns"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{label(name)} must be more than 0, got {getattr(s, name)}")
+    if not re.fullmatch(r"all|\d+", s.history_signatures.strip().lower()):
+        raise ConfigError(f"{label('history_signatures')} must be all or a number of model "
+                          f"turns (0 or more), got {s.history_signatures!r}")
     if not 0 <= s.offline_stream_gap <= 60:
         raise ConfigError(f"{label('offline_stream_gap')} must be from 0 to 60 seconds, "
                           f"got {s.offline_stream_gap}")

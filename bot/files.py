@@ -7,6 +7,12 @@ the hash of their bytes, so a reference shared by several threads is uploaded on
 Whether a model takes its own images back as files is not documented: when a model refuses
 them, :meth:`HistoryFiles.refuse_model_files` makes its model images go inline for the rest
 of the process.
+
+A turn's images are uploaded in the background as soon as the turn is stored
+(:meth:`HistoryFiles.upload_later`), off the critical path of both that reply and the next
+turn: the next turn finds them uploaded, or waits for the upload in flight instead of
+starting another; an upload that failed in the background is simply made again by the next
+turn. Closing the service drains these uploads (:meth:`HistoryFiles.drain`).
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from bot.errors import ServiceError
+from bot.model import ThreadKey
 from bot.store_files import FileRecord
+from bot.tasks import drain
 
 if TYPE_CHECKING:
     from bot.gemini import GeminiSession
@@ -31,6 +39,12 @@ EXPIRY_MARGIN = 3600.0
 PARALLEL_CALLS = 4
 #: Deleting a turn's or a thread's files never holds up the delete longer than this.
 RELEASE_TIMEOUT = 15.0
+#: Closing waits this long for background uploads before cancelling them.
+DRAIN_GRACE = 60.0
+
+
+class BackgroundUploadFailed(Exception):
+    """A background upload did not finish (the turn that waited for it uploads itself)."""
 
 
 class HistoryFiles:
@@ -50,7 +64,9 @@ class HistoryFiles:
         self.enabled = enabled
         self.clock = clock
         self._inline_models: set[str] = set()
-        self._uploading: dict[str, asyncio.Future[FileRecord]] = {}
+        #: Uploads in flight by hash: the shared result, and whether it runs in the background.
+        self._uploading: dict[str, tuple[asyncio.Future[FileRecord], bool]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
         self._calls = asyncio.Semaphore(PARALLEL_CALLS)
         #: Uploads made by this process (for logs, tests and benchmarks).
         self.uploads = 0
@@ -86,39 +102,92 @@ class HistoryFiles:
         Returns:
             The files by hash, and the hashes whose upload failed (they go inline).
         """
+        live, failed = await self._ensure(images, background=False)
+        for digest, exc in failed.items():
+            logger.warning("could not upload image %s to the Files API (%s); it goes "
+                           "inline", digest[:12], exc)
+        return live, set(failed)
+
+    async def _ensure(self, images: Mapping[str, str], *, background: bool
+                      ) -> tuple[dict[str, FileRecord], dict[str, Exception]]:
         if not images:
-            return {}, set()
+            return {}, {}
         now = self.clock()
         known = await self.store.files.get(self.namespace, images)
         live = {h: r for h, r in known.items() if r.expires_at > now + EXPIRY_MARGIN}
         missing = [h for h in images if h not in live]
         if not missing:
-            return live, set()
-        results = await asyncio.gather(*(self._upload_once(h, images[h]) for h in missing),
-                                       return_exceptions=True)
-        failed: set[str] = set()
+            return live, {}
+        results = await asyncio.gather(
+            *(self._upload_once(h, images[h], background=background) for h in missing),
+            return_exceptions=True)
+        failed: dict[str, Exception] = {}
         for digest, result in zip(missing, results, strict=True):
             if isinstance(result, FileRecord):
                 live[digest] = result
             elif isinstance(result, Exception):
-                logger.warning("could not upload image %s to the Files API (%s); it goes "
-                               "inline", digest[:12], result)
-                failed.add(digest)
+                failed[digest] = result
             else:
                 raise result
         return live, failed
 
-    async def _upload_once(self, digest: str, mime_type: str) -> FileRecord:
-        """Uploads one image, sharing the upload with any turn that asks meanwhile."""
-        running = self._uploading.get(digest)
-        if running is not None:
-            return await asyncio.shield(running)
+    # --- uploads in the background ---------------------------------------------------------
+
+    def upload_later(self, key: ThreadKey, turn_id: str, model: str) -> None:
+        """Starts uploading the images of a turn just stored (the user's references, and
+        the model's own images when they go back to ``model`` as files) in the background,
+        so the next turn of the thread finds them uploaded. Never raises."""
+        if not self.enabled or self.gemini is None:
+            return
+        task = asyncio.create_task(self._upload_turn(key, turn_id, model),
+                                   name=f"upload turn {turn_id[:12]}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _upload_turn(self, key: ThreadKey, turn_id: str, model: str) -> None:
+        try:
+            stored = await self.store.load_stored(key)
+            images = {h: mime for c in stored if c.turn_id == turn_id
+                      and (c.role == "user" or self.model_files(model))
+                      for h, mime in c.images().items()}
+            _, failed = await self._ensure(images, background=True)
+        except Exception:  # the next turn uploads what is missing
+            logger.warning("uploading turn %s's images in the background failed; the next "
+                           "turn uploads them", turn_id, exc_info=True)
+            return
+        for digest, exc in failed.items():
+            logger.info("could not upload image %s in the background (%s); the next turn "
+                        "tries again", digest[:12], exc)
+
+    @property
+    def background(self) -> int:
+        """Background uploads of stored turns still running."""
+        return len(self._background)
+
+    async def drain(self, grace: float = DRAIN_GRACE) -> None:
+        """Waits up to ``grace`` seconds for background uploads, then cancels the rest
+        (called on close, before the Gemini session and the store close)."""
+        await drain(self._background, grace)
+
+    async def _upload_once(self, digest: str, mime_type: str, *, background: bool = False
+                           ) -> FileRecord:
+        """Uploads one image, sharing the upload with any turn that asks meanwhile; a turn
+        that waited for a background upload that failed makes the upload itself."""
+        while (running := self._uploading.get(digest)) is not None:
+            shared, in_background = running
+            try:
+                return await asyncio.shield(shared)
+            except Exception:
+                if background or not in_background:
+                    raise
         future: asyncio.Future[FileRecord] = asyncio.get_running_loop().create_future()
-        self._uploading[digest] = future
+        self._uploading[digest] = (future, background)
         try:
             record = await self._upload(digest, mime_type)
         except BaseException as exc:
-            future.set_exception(exc)
+            shared_exc = (BackgroundUploadFailed(f"the upload of {digest[:12]} was cancelled")
+                          if isinstance(exc, asyncio.CancelledError) else exc)
+            future.set_exception(shared_exc)
             future.exception()  # retrieved: nobody else may be waiting
             raise
         finally:

@@ -29,6 +29,11 @@ INLINE_SIGNATURE_MAX = 1024
 PART_OVERHEAD = 64
 #: Wire size of an image sent as a Files API reference (``fileData`` with its full URI).
 FILE_PART_BYTES = 192
+#: Google's documented value for a signature the client does not send back: the validator
+#: skips a part carrying it (Gemini API "Thought signatures" FAQ, which also names
+#: ``context_engineering_is_the_way_to_go``). Older model turns of a request carry it
+#: instead of their ~1 MB real signatures when ``history_signatures`` is a number.
+DUMMY_SIGNATURE = b"skip_thought_signature_validator"
 
 Blobs = dict[str, tuple[str, bytes]]
 
@@ -78,6 +83,37 @@ class StoredContent:
             elif isinstance(part.get("thought_signature"), str):
                 total += len(part["thought_signature"])
         return total
+
+
+def signature_window(stored: Sequence[StoredContent], window: int | None
+                     ) -> tuple[list[StoredContent], set[str]]:
+    """The history as a request sends it with real thought signatures only in the
+    ``window`` most recent model turns (None: in all of them); every signed part of an
+    older model turn carries `DUMMY_SIGNATURE` instead. The stored rows are not changed.
+
+    Returns:
+        The Contents to send, and the turns whose model Content got the dummy.
+    """
+    if window is None:
+        return list(stored), set()
+    model_turns = list(dict.fromkeys(c.turn_id for c in stored if c.role == "model"))
+    older = set(model_turns[:max(len(model_turns) - window, 0)])
+    dummy = base64.b64encode(DUMMY_SIGNATURE).decode()
+    sent: list[StoredContent] = []
+    replaced: set[str] = set()
+    for item in stored:
+        if item.role != "model" or item.turn_id not in older:
+            sent.append(item)
+            continue
+        parts = []
+        for part in item.parts:
+            if "signature_blob" in part or part.get("thought_signature"):
+                part = {k: v for k, v in part.items() if k != "signature_blob"}
+                part["thought_signature"] = dummy
+                replaced.add(item.turn_id)
+            parts.append(part)
+        sent.append(StoredContent(turn_id=item.turn_id, role=item.role, parts=tuple(parts)))
+    return sent, replaced
 
 
 def b64_size(n: int) -> int:

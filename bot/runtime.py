@@ -69,6 +69,7 @@ async def open_core(settings: Settings, *, base_url: str | None = None,
             stack.push_async_callback(session.aclose)
         service = ConversationService(store, session, settings, lease=settings.lease_seconds)
         stack.push_async_callback(service.lines.close)
+        stack.push_async_callback(service.files.drain)  # first: uploads need the session
         yield Core(settings=settings, service=service, offline=offline, gemini_url=url,
                    installations=Installations(store))
 

@@ -320,6 +320,8 @@ class ConversationService(TeamFacade):
         self._emit("turn", {"model": plan.options.model, "elapsed": elapsed, "cost": cost,
                             "total": time.monotonic() - queued, "usage": reply.usage,
                             "images": made_images, "key": key})
+        if made.stored:  # the next turn finds this one's images on the Files API already
+            self.files.upload_later(key, reply.turn_id, plan.options.model)
         return reply
 
     async def _commit(self, key: ThreadKey, author: Author, plan: TurnPlan,
@@ -426,7 +428,8 @@ class ConversationService(TeamFacade):
             # Imported on the first turn: commands that only read threads stay quick.
             from bot.turn_request import TurnRequests
 
-            self._requests = TurnRequests(self.store, self.gemini, self.files, self._gate)
+            self._requests = TurnRequests(self.store, self.gemini, self.files, self._gate,
+                                          signatures=self.settings.signature_window)
         return self._requests
 
     def _reply(self, key: ThreadKey, made: Made, options: Options, elapsed: float,

@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="bytes per thought signature (default: 1 MiB with --real-sizes, else 36)")
     parser.add_argument("--refuse-model-files", action="store_true",
                         help="refuse image fileData parts in model turns (400)")
+    parser.add_argument("--refuse-dummy-signatures", action="store_true",
+                        help="refuse the documented dummy thought signature on history parts (400)")
     parser.add_argument("--trailing-signature", action="store_true",
                         help="in streams, send the last image's signature on a trailing empty text")
     parser.add_argument("--stream-gap", type=float, default=0.0,
@@ -63,6 +65,7 @@ async def _serve(args: argparse.Namespace) -> None:
         real_sizes=args.real_sizes,
         signature_bytes=args.signature_bytes,
         refuse_model_files=args.refuse_model_files,
+        refuse_dummy_signatures=args.refuse_dummy_signatures,
         trailing_signature=args.trailing_signature,
         stream_gap=args.stream_gap,
         keep_requests=args.keep_requests,

@@ -72,6 +72,9 @@ class OfflineGemini:
         signature_bytes: length of each thought signature; by default about 1 MB with
             ``real_sizes`` (as live) and 36 bytes without.
         refuse_model_files: answer 400 to image ``fileData`` parts in model turns.
+        refuse_dummy_signatures: answer Google's dummy thought signature on a model turn's
+            part as a missing one (400 "Image part is missing a thought_signature in
+            content position X, part position Y."); accepted by default.
         trailing_signature: in streams, the last image comes unsigned and its signature
             follows on a trailing ``{"text": ""}`` part.
         stream_gap: seconds between stream chunks.
@@ -109,6 +112,7 @@ class OfflineGemini:
         real_sizes: bool = False,
         signature_bytes: int | None = None,
         refuse_model_files: bool = False,
+        refuse_dummy_signatures: bool = False,
         trailing_signature: bool = False,
         stream_gap: float = 0.0,
         batch_turnaround: timedelta = timedelta(minutes=10),
@@ -128,6 +132,7 @@ class OfflineGemini:
             raise ValueError(f"signature_bytes must be at least {SMALL_SIGNATURE_BYTES}")
         self.signature_bytes = signature_bytes
         self.refuse_model_files = refuse_model_files
+        self.refuse_dummy_signatures = refuse_dummy_signatures
         self.trailing_signature = trailing_signature
         self.stream_gap = stream_gap
         self.clock = clock or Clock()
@@ -265,6 +270,7 @@ class OfflineGemini:
         parsed = await asyncio.to_thread(
             parse_request, record.body, len(raw), model, spec, strict=self.strict_signatures,
             files=FileAccess(self._file_bytes, self.refuse_model_files),
+            dummy_signatures=not self.refuse_dummy_signatures,
         )
         answer = await build_answer(parsed, self.faults.take(early=False), self._options())
         await _sleep_until(deadline)
@@ -303,6 +309,7 @@ class OfflineGemini:
         parsed = await asyncio.to_thread(
             parse_request, body, 0, model, spec, strict=self.strict_signatures,
             files=FileAccess(self._file_bytes, self.refuse_model_files),
+            dummy_signatures=not self.refuse_dummy_signatures,
         )
         answer = await build_answer(parsed, fault, self._options())
         return answer_body(answer, model, secrets.token_urlsafe(17))

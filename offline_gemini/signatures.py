@@ -65,12 +65,17 @@ def signature_slots(parts: Sequence[tuple[PartKind, bool]]) -> list[int]:
     return slots
 
 
-def check_signatures(contents: Sequence[Content]) -> None:
+def check_signatures(contents: Sequence[Content], *, accept_dummy: bool = True) -> None:
     """Refuse a history whose model turns lack a signature or carry a wrong one.
 
     Consecutive model contents count as one turn (a streamed chat stores one content
     per chunk). An unsigned image directly followed by a signed ``{"text": ""}`` part
-    takes that part's signature: a stream may deliver it so. Raises ApiError.
+    takes that part's signature: a stream may deliver it so. Google's documented dummy
+    values (``skip_thought_signature_validator``, ``context_engineering_is_the_way_to_go``)
+    skip the check; with ``accept_dummy`` False a part carrying one is refused exactly as
+    a part with no signature, as a model that enforces the check on its own turns might
+    (other projects report that 400 from newer image models; Vertex AI says Gemini 3 Pro
+    Image does not enforce it). Raises ApiError.
     """
     for turn in _model_turns(contents):
         kinds = [(part.kind, part.thought) for _, _, part in turn]
@@ -80,7 +85,7 @@ def check_signatures(contents: Sequence[Content]) -> None:
             if carrier is not None:
                 ci, pi, signed = carrier
                 part = replace(part, signature=signed.signature)
-            _check_signature(part, ci + 1, pi + 1)
+            _check_signature(part, ci + 1, pi + 1, accept_dummy)
 
 
 def _trailing_carrier(turn: Sequence[tuple[int, int, Part]], slot: int) -> tuple[int, int, Part] | None:
@@ -107,19 +112,20 @@ def _model_turns(contents: Sequence[Content]) -> list[list[tuple[int, int, Part]
     return turns
 
 
-def _check_signature(part: Part, content_pos: int, part_pos: int) -> None:
+def _check_signature(part: Part, content_pos: int, part_pos: int, accept_dummy: bool) -> None:
     label = "Image" if part.kind == "image" else "Text"
     where = f"in content position {content_pos}, part position {part_pos}."
+    missing = invalid(f"{label} part is missing a thought_signature {where}")
     if not part.signature:
-        raise invalid(f"{label} part is missing a thought_signature {where}")
-    if part.signature in _DUMMY_SIGNATURES:
-        return
+        raise missing
     try:
         given = decode_base64(part.signature)
     except (binascii.Error, ValueError):
         given = b""
-    if given.decode("latin-1") in _DUMMY_SIGNATURES:
-        return
+    if part.signature in _DUMMY_SIGNATURES or given.decode("latin-1") in _DUMMY_SIGNATURES:
+        if accept_dummy:
+            return
+        raise missing
     if not _verifies(given, part.payload_digest()):
         raise invalid(f"Corrupted thought signature {where}")
 

@@ -46,11 +46,13 @@ def payload_too_large() -> ApiError:
 
 def parse_request(
     body: Any, size: int, model: str, spec: ModelSpec, *, strict: bool,
-    files: FileAccess | None = None,
+    files: FileAccess | None = None, dummy_signatures: bool = True,
 ) -> ParsedRequest:
     """Validate a generate request like the real API and reduce it. Raises ApiError.
 
-    Without ``files``, ``fileData`` parts are kept unread (kind ``file``).
+    Without ``files``, ``fileData`` parts are kept unread (kind ``file``). With
+    ``dummy_signatures`` False (and ``strict``), Google's dummy signature on a history
+    part is refused as a missing one.
     """
     if size > MAX_REQUEST_BYTES:
         raise payload_too_large()
@@ -69,7 +71,7 @@ def parse_request(
     history = contents[:-1]
     check_history_images(history)
     if strict:
-        check_signatures(contents)
+        check_signatures(contents, accept_dummy=dummy_signatures)
     ratio_from_input = ratio is None and first_size is not None
     if ratio is None:
         ratio = closest_ratio(*first_size) if first_size else "1:1"

@@ -70,6 +70,7 @@ def open_bot(core_factory: Any, emulator: DiscordEmulator) -> Opener:
                 yield core, adapter
             finally:
                 await adapter.stop()
+                await core.service.files.drain()  # the core's own uploads end with the core
                 await asyncio.sleep(0)
                 current = asyncio.current_task()
                 # The local servers' keep-alive handlers belong to them, not to the bot.

@@ -122,7 +122,7 @@ async def test_cancel_while_waiting_skips_the_turn(core, stand_in) -> None:
     assert isinstance(error, CancelledByUser) and error.user_message == messages.cancelled(
         "alice")
     assert "started" not in second.kinds()
-    assert len(stand_in.requests) == 1, "the cancelled turn never reached Gemini"
+    assert len(stand_in.generations) == 1, "the cancelled turn never reached Gemini"
     assert first.kinds()[-2:] == ["finished", "close"]
 
 

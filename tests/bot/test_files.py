@@ -1,6 +1,9 @@
 """History images through the Files API, end to end: the real SDK uploads to the stand-in
 and names the files in later requests; expiry, lost files, a model that refuses its own
-images as files, deletion and the sweep."""
+images as files, deletion and the sweep; a stored turn's images go up in the background.
+
+Most tests wait for a turn's background uploads (`turn`) so that upload counts do not
+depend on timing."""
 
 from __future__ import annotations
 
@@ -33,6 +36,13 @@ def statuses(server: OfflineGemini) -> list[int]:
     return [r.status for r in server.generations]
 
 
+async def turn(core, key: ThreadKey, message):
+    """A turn, then its images' background uploads (as a next turn a moment later finds)."""
+    reply = await core.service.handle(key, message)
+    await core.service.files.drain()
+    return reply
+
+
 async def file_ids(core, key: ThreadKey = KEY) -> dict[str, str]:
     """Stand-in file ids of the images the thread's history names, by blob hash."""
     stored = await core.service.store.load_stored(key)
@@ -42,9 +52,11 @@ async def file_ids(core, key: ThreadKey = KEY) -> dict[str, str]:
 
 
 async def test_history_images_are_uploaded_once_and_named_by_uri(core, stand_in):
-    await core.service.handle(KEY, msg("a red fox", ("ref.png", REF)))
-    assert stand_in.files.uploaded == 0, "the new turn's own images go inline"
-    await core.service.handle(KEY, msg("make it night"))
+    await turn(core, KEY, msg("a red fox", ("ref.png", REF)))
+    first = stand_in.generations[-1]
+    assert file_parts(first.body) == 0, "the new turn's own images go inline"
+    assert stand_in.files.uploaded == 4, "then up in the background: the reference, 3 images"
+    await turn(core, KEY, msg("make it night"))
     second = stand_in.generations[-1]
     user, model = parts_of(second, 0), parts_of(second, 1)
     ref = user[1]["fileData"]
@@ -54,53 +66,53 @@ async def test_history_images_are_uploaded_once_and_named_by_uri(core, stand_in)
     assert [bool(p.get("thought")) for p in images] == [True, True, False]
     assert "thoughtSignature" in images[-1], "the signed image keeps its signature"
     assert not any("inlineData" in p for c in second.body["contents"][:-1] for p in c["parts"])
-    assert stand_in.files.uploaded == core.service.files.uploads == 4
+    assert stand_in.files.uploaded == core.service.files.uploads == 7
 
-    await core.service.handle(KEY, msg("add a moon"))
-    assert stand_in.files.uploaded == 7, "only the previous turn's images are new"
+    await turn(core, KEY, msg("add a moon"))
+    assert stand_in.files.uploaded == 10, "only the new turn's images are new"
     assert file_parts(stand_in.generations[-1].body) == 7
     assert statuses(stand_in) == [200, 200, 200]
 
 
 async def test_with_the_setting_off_everything_goes_inline(core_factory, stand_in):
     async with core_factory(use_files_api=False) as core:
-        await core.service.handle(KEY, msg("a red fox", ("ref.png", REF)))
-        await core.service.handle(KEY, msg("make it night"))
+        await turn(core, KEY, msg("a red fox", ("ref.png", REF)))
+        await turn(core, KEY, msg("make it night"))
     assert stand_in.files.uploaded == 0
     assert file_parts(stand_in.generations[-1].body) == 0
     assert "inlineData" in parts_of(stand_in.generations[-1], 0)[1]
 
 
 async def test_a_file_expiring_within_the_hour_is_uploaded_again_first(core, stand_in):
-    await core.service.handle(KEY, msg("a red fox", ("ref.png", REF)))
-    await core.service.handle(KEY, msg("make it night"))
-    assert stand_in.files.uploaded == 4
+    await turn(core, KEY, msg("a red fox", ("ref.png", REF)))
+    await turn(core, KEY, msg("make it night"))
+    assert stand_in.files.uploaded == 7
     core.service.files.clock = lambda: time.time() + 47.5 * 3600
-    await core.service.handle(KEY, msg("add a moon"))
-    assert stand_in.files.uploaded == 4 + 4 + 3, "the old four again, and turn 2's three"
+    await turn(core, KEY, msg("add a moon"))
+    assert stand_in.files.uploaded == 7 + 7 + 3, "the old seven again, then turn 3's three"
     assert statuses(stand_in) == [200, 200, 200], "no request named a dying file"
 
 
 async def test_49_hours_later_the_thread_costs_only_reuploads(core, stand_in):
-    await core.service.handle(KEY, msg("a red fox", ("ref.png", REF)))
-    await core.service.handle(KEY, msg("make it night"))
+    await turn(core, KEY, msg("a red fox", ("ref.png", REF)))
+    await turn(core, KEY, msg("make it night"))
     stand_in.clock.advance(hours=49)
-    reply = await core.service.handle(KEY, msg("add a moon"))
+    reply = await turn(core, KEY, msg("add a moon"))
     assert reply.images and not any("left out" in n for n in reply.notices)
     assert statuses(stand_in) == [200, 200, 403, 200], "one refusal, then the retry"
-    assert stand_in.files.uploaded == 4 + 4 + 3
+    assert stand_in.files.uploaded == 7 + 7 + 3
     assert file_parts(stand_in.generations[-1].body) == 7
     assert len(stand_in.generations[-1].body["contents"]) == 5, "nothing left out"
 
 
 async def test_a_file_deleted_behind_our_back_is_uploaded_again(core, stand_in):
-    await core.service.handle(KEY, msg("a red fox", ("ref.png", REF)))
-    await core.service.handle(KEY, msg("make it night"))
+    await turn(core, KEY, msg("a red fox", ("ref.png", REF)))
+    await turn(core, KEY, msg("make it night"))
     ref_id = (await file_ids(core))[corpus_hash(REF)]
     assert stand_in.files.delete(ref_id)
-    await core.service.handle(KEY, msg("add a moon"))
+    await turn(core, KEY, msg("add a moon"))
     assert statuses(stand_in) == [200, 200, 403, 200]
-    assert stand_in.files.uploaded == 4 + 3 + 1, "only the lost file goes up again"
+    assert stand_in.files.uploaded == 7 + 1 + 3, "only the lost file goes up again"
 
 
 def corpus_hash(data: bytes) -> str:
@@ -125,14 +137,14 @@ async def test_a_model_refusing_its_images_as_files_gets_them_inline(
 
     caplog.set_level(logging.INFO, logger="bot")
     async with open_core(make_settings(refusing.base_url)) as core:
-        await core.service.handle(KEY, msg("a red fox", ("ref.png", REF)))
-        reply = await core.service.handle(KEY, msg("make it night"))
+        await turn(core, KEY, msg("a red fox", ("ref.png", REF)))
+        reply = await turn(core, KEY, msg("make it night"))
         assert reply.images
         assert statuses(refusing) == [200, 400, 200], "refused once, then inline"
         retry = refusing.generations[-1]
         assert "fileData" in parts_of(retry, 0)[1], "user images stay files"
         assert file_parts({"contents": [retry.body["contents"][1]]}) == 0
-        await core.service.handle(KEY, msg("add a moon"))
+        await turn(core, KEY, msg("add a moon"))
         assert statuses(refusing) == [200, 400, 200, 200], "remembered for the process"
     remembered = [r for r in caplog.records if "refused its own images" in r.getMessage()]
     assert len(remembered) == 1 and remembered[0].levelno == logging.WARNING
@@ -141,14 +153,14 @@ async def test_a_model_refusing_its_images_as_files_gets_them_inline(
 async def test_the_inline_retry_leaves_out_the_oldest_turns_to_fit(core, stand_in):
     from dataclasses import replace
 
-    await core.service.handle(KEY, msg("a red fox", ("ref.png", REF)))
-    await core.service.handle(KEY, msg("make it night"))
+    await turn(core, KEY, msg("a red fox", ("ref.png", REF)))
+    await turn(core, KEY, msg("make it night"))
     inline = await core.service.store.load_history(KEY)
     room = request_size(inline[2:]) + 4096  # turn 2 inline fits, turns 1 and 2 do not
     assert request_size(inline) > room
     core.service.settings = replace(core.service.settings, max_request_bytes=room)
     stand_in.refuse_model_files = True
-    reply = await core.service.handle(KEY, msg("add a moon"))
+    reply = await turn(core, KEY, msg("add a moon"))
     assert statuses(stand_in) == [200, 200, 400, 200]
     sent = stand_in.generations[-1].body["contents"]
     assert [c["parts"][0].get("text") for c in sent if c["role"] == "user"] == [
@@ -158,30 +170,33 @@ async def test_the_inline_retry_leaves_out_the_oldest_turns_to_fit(core, stand_i
 
 
 async def test_a_failed_upload_sends_that_image_inline(core, stand_in, caplog):
-    await core.service.handle(KEY, msg("a red fox", ("ref.png", REF)))
-
+    caplog.set_level(logging.INFO, logger="bot")
     def quota(**_: object) -> str:
         raise ApiError(400, "Storage quota exceeded for this project.")
 
     stand_in.files.start_upload = quota  # type: ignore[method-assign]
-    reply = await core.service.handle(KEY, msg("make it night"))
+    await turn(core, KEY, msg("a red fox", ("ref.png", REF)))
+    assert "could not upload image" in caplog.text and "the next turn tries" in caplog.text
+    caplog.clear()
+    reply = await turn(core, KEY, msg("make it night"))
     assert reply.images and stand_in.files.uploaded == 0
     assert file_parts(stand_in.generations[-1].body) == 0
     assert "could not upload image" in caplog.text
 
 
 async def test_concurrent_turns_share_one_upload_of_a_shared_image(core, stand_in):
-    for key, prompt in ((KEY, "a red fox"), (OTHER, "a blue fox")):
+    for key, prompt in ((KEY, "a red fox"), (OTHER, "a blue fox")):  # uploads overlap
         await core.service.handle(key, msg(prompt, ("ref.png", REF)))
     await asyncio.gather(core.service.handle(KEY, msg("night")),
                          core.service.handle(OTHER, msg("day")))
-    assert stand_in.files.uploaded == 1 + 3 + 3, "the shared reference went up once"
+    await core.service.files.drain()
+    assert stand_in.files.uploaded == 1 + 4 * 3, "the shared reference went up once"
 
 
 async def test_deleting_turns_and_threads_deletes_what_nothing_uses(core, stand_in):
     for key, prompt in ((KEY, "a red fox"), (OTHER, "a blue fox")):
-        await core.service.handle(key, msg(prompt, ("ref.png", REF)))
-        await core.service.handle(key, msg("make it night"))
+        await turn(core, key, msg(prompt, ("ref.png", REF)))
+        await turn(core, key, msg("make it night"))
     first, second = await core.service.history(KEY)
     files_before = await file_ids(core)
     ref = corpus_hash(REF)
@@ -209,12 +224,12 @@ async def test_deleting_turns_and_threads_deletes_what_nothing_uses(core, stand_
 
 
 async def test_the_sweep_forgets_expired_records(core, stand_in):
-    await core.service.handle(KEY, msg("a red fox", ("ref.png", REF)))
-    await core.service.handle(KEY, msg("make it night"))
+    await turn(core, KEY, msg("a red fox", ("ref.png", REF)))
+    await turn(core, KEY, msg("make it night"))
     assert await core.service.sweep_files() == 0
     hashes = list(await file_ids(core))
-    assert len(hashes) == 4
+    assert len(hashes) == 7
     files: HistoryFiles = core.service.files
     files.clock = lambda: time.time() + 49 * 3600
-    assert await core.service.sweep_files() == 4
+    assert await core.service.sweep_files() == 7
     assert await core.service.store.files.get(files.namespace, hashes) == {}

@@ -28,7 +28,9 @@ def _env(stand_in, db: Path, *, files: bool = True) -> dict[str, str]:
            if not k.startswith(("GEMINI_", "GOOGLE_", "IMAGEBOT_", "DATABASE_"))}
     env.update(GEMINI_API_KEY=TEST_KEY, GEMINI_BASE_URL=stand_in.base_url,
                DATABASE_URL=f"sqlite:///{db}", GEMINI_RETRY_ATTEMPTS="1",
-               IMAGEBOT_USE_FILES_API="true" if files else "false")
+               IMAGEBOT_USE_FILES_API="true" if files else "false",
+               # An uninterrupted chat sends every signature back: so does this thread.
+               IMAGEBOT_HISTORY_SIGNATURES="all")
     return env
 
 
@@ -89,7 +91,8 @@ async def test_restored_thread_sends_what_an_uninterrupted_chat_sends(stand_in, 
     assert restored == reference
     # Turn 2 names the reference and turn 1's three images (two of them thoughts) as files.
     assert [file_parts(body) for body in sent] == ([0, 4, 7] if files else [0, 0, 0])
-    assert stand_in.files.uploaded == (7 if files else 0), "each image uploaded once"
+    # Each image uploaded once, turn 3's too: in the background, once it was stored.
+    assert stand_in.files.uploaded == (10 if files else 0), "each image uploaded once"
 
 
 async def test_killed_mid_turn_leaves_history_unchanged(stand_in, tmp_path):

@@ -35,7 +35,8 @@ def msg(text: str) -> IncomingMessage:
 
 
 def methods(stand_in) -> list[str]:
-    return [r.method for r in stand_in.requests]
+    """The generate calls made (a stored turn's images are then uploaded in the background)."""
+    return [r.method for r in stand_in.generations]
 
 
 async def model_turns(core, key: ThreadKey) -> list[dict]:
@@ -118,7 +119,7 @@ async def test_a_signature_on_a_trailing_empty_part_is_kept_and_sent_back(
         # The strict stand-in checks the sent-back turn: it passes.
         second = await core.service.handle(STREAMED, msg("now at night"))
         assert second.images
-        sent = stand_in.requests[-1].body["contents"]
+        sent = stand_in.generations[-1].body["contents"]
         assert [c["role"] for c in sent] == ["user", "model", "user"], "one model Content"
         assert sent[1]["parts"][-1]["text"] == "" and "thoughtSignature" in sent[1]["parts"][-1]
     # The same answer in one call has the signature on the image itself; otherwise equal.
