@@ -474,8 +474,8 @@ def _check(s: Settings, label: Any, configured: set[str]) -> None:
         raise ConfigError(f"{label('discord_shard_count')} must be more than 0, "
                           f"got {s.discord_shard_count}")
     _check_shard_ids(s, label)
-    for name in ("lease_seconds", "gemini_timeout", "gemini_retry_attempts", "gemini_retry_initial_delay",
-                 "gemini_retry_max_delay", "max_reference_edge", "max_image_pixels",
+    for name in ("lease_seconds", "gemini_timeout", "gemini_retry_attempts",
+                 "gemini_retry_initial_delay", "gemini_retry_max_delay", "max_reference_edge", "max_image_pixels",
                  "max_request_bytes", "batch_poll_seconds", "batch_inline_limit",
                  "max_concurrent_turns"):
         if getattr(s, name) <= 0:
@@ -486,6 +486,10 @@ def _check(s: Settings, label: Any, configured: set[str]) -> None:
     if not 0 <= s.offline_stream_gap <= 60:
         raise ConfigError(f"{label('offline_stream_gap')} must be from 0 to 60 seconds, "
                           f"got {s.offline_stream_gap}")
+    _check_urls(s, label)
+
+
+def _check_urls(s: Settings, label: Any) -> None:
     for name, schemes in (("gemini_base_url", ("http", "https")),
                           ("slack_api_url", ("http", "https")),
                           ("discord_api_base", ("http", "https")),

@@ -106,13 +106,15 @@ async def test_concurrent_turns_on_two_cores_share_the_database_records(
             core_factory(database_url=postgres_url) as two:
         await one.service.handle(KEY, msg("a red fox", ("ref.png", REF)))
         await one.service.handle(KEY, msg("make it night"))
-        assert stand_in.files.uploaded == 4
+        await one.service.files.drain()
+        assert stand_in.files.uploaded == 4 + 3, "worker one uploads each turn's images"
         await two.service.handle(KEY, msg("add a moon"))
-        assert stand_in.files.uploaded == 4 + 3, "worker two uploads only turn 2's images"
-        assert two.service.files.uploads == 3
+        assert two.service.files.uploads == 0, "worker two names worker one's files"
+        assert file_parts(stand_in.generations[-1].body) == 7
+        await two.service.files.drain()
+        assert stand_in.files.uploaded == 4 + 3 + 3, "then uploads its own turn's images"
         await asyncio.gather(one.service.handle(KEY, msg("a boat")),
                              two.service.handle(OTHER, msg("a blue fox", ("ref.png", REF))))
-        assert stand_in.files.uploaded == 4 + 3 + 3, "turn 3's images, once"
         named = sorted(file_parts(g.body) for g in stand_in.generations[-2:])
         assert named == [0, 10], "the new thread sends its own image inline"
 
@@ -120,11 +122,12 @@ async def test_concurrent_turns_on_two_cores_share_the_database_records(
 async def test_the_sweep_forgets_expired_records(pg_core: Core, stand_in: OfflineGemini):
     await pg_core.service.handle(KEY, msg("a red fox", ("ref.png", REF)))
     await pg_core.service.handle(KEY, msg("make it night"))
+    await pg_core.service.files.drain()
     assert await pg_core.service.sweep_files() == 0
     hashes = list(await file_ids(pg_core))
-    assert len(hashes) == 4
+    assert len(hashes) == 7, "both turns' images, uploaded once each is stored"
     pg_core.service.files.clock = lambda: time.time() + 49 * 3600
-    assert await pg_core.service.sweep_files() == 4
+    assert await pg_core.service.sweep_files() == 7
     assert await pg_core.service.store.files.get(  # type: ignore[attr-defined]
         pg_core.service.files.namespace, hashes) == {}
 
@@ -137,18 +140,20 @@ async def test_a_migrated_thread_keeps_its_files_and_blob_uses(
     async with core_factory(database_url=sqlite_url) as core:
         await core.service.handle(KEY, msg("a red fox", ("ref.png", REF)))
         await core.service.handle(KEY, msg("make it night"))
+        await core.service.files.drain()
         files_before = await file_ids(core)
     with pytest.raises(SystemExit) as done:
         await asyncio.to_thread(main, ["migrate-db", "--from", sqlite_url, "--to", postgres_url])
     assert done.value.code == 0, capsys.readouterr().err
     uses, records = await count_rows(postgres_url, "blob_uses", "gemini_files")
-    assert records == 4 and uses > 0
+    assert records == 7 and uses > 0
 
     async with core_factory(database_url=postgres_url) as core:
         assert await file_ids(core) == files_before, "the same files, not uploaded again"
         await core.service.handle(KEY, msg("add a moon"))
-        assert stand_in.files.uploaded == 4 + 3, "only turn 2's images are new"
         assert file_parts(stand_in.generations[-1].body) == 7
+        await core.service.files.drain()
+        assert stand_in.files.uploaded == 7 + 3, "only turn 3's images are new"
         await core.service.delete_thread(KEY)
     assert stand_in.files.live_count() == 0
     assert await count_rows(postgres_url, "blobs", "blob_uses") == [0, 0]
