@@ -1,0 +1,77 @@
+"""Slack turns as :class:`~adapters.turns.TurnRequest` values, and back: what another
+worker needs to run a turn whose worker died (see :mod:`adapters.resume`).
+
+A message turn keeps the message (channel, ts, thread, its files by id and URL, whether
+the thread's earlier images come along); a button's re-run keeps the turn it repeats. The
+resumed turn posts in the same thread with the bot token, as the first one would have.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from adapters.slack.events import PLATFORM, ButtonClick, SlackFile, SlackMessage, SlashCommand
+from adapters.turns import Reporter, Ticket, TurnCall, TurnRequest
+from bot.model import ThreadKey, TurnView
+
+if TYPE_CHECKING:
+    from adapters.slack.adapter import SlackAdapter
+
+
+def message_request(message: SlackMessage, prompt: str, *, pick_up: bool,
+                    bot_user_id: str) -> TurnRequest:
+    files = tuple({"id": f.id, "name": f.name, "mime_type": f.mime_type, "size": f.size,
+                   "url": f.url} for f in message.files)
+    return TurnRequest(
+        platform=PLATFORM, kind="message", requester=message.user, text=prompt,
+        direct=message.is_direct, files=files,
+        post={"ts": message.ts, "thread_ts": message.thread_ts,
+              "channel_type": message.channel_type, "pick_up": pick_up,
+              "bot_user_id": bot_user_id})
+
+
+def command_request(command: SlashCommand, prompt: str, root_ts: str) -> TurnRequest:
+    """``/imagine``: the bot's own root post opened the thread; the turn is its message."""
+    return TurnRequest(platform=PLATFORM, kind="message", requester=command.user,
+                       requester_name=command.user_name, text=prompt,
+                       direct=command.channel.startswith("D"),
+                       post={"ts": root_ts, "thread_ts": None, "channel_type": ""})
+
+
+def click_request(click: ButtonClick, record: TurnView) -> TurnRequest:
+    return TurnRequest(platform=PLATFORM, kind=click.action, requester=click.user,
+                       text=record.prompt, turn_id=record.id,
+                       direct=record.thread.channel.startswith("D"))
+
+
+def message_of(key: ThreadKey, request: TurnRequest) -> SlackMessage:
+    post = request.post
+    files = tuple(SlackFile(id=str(f.get("id") or ""), name=str(f.get("name") or "file"),
+                            mime_type=str(f.get("mime_type") or ""), size=f.get("size"),
+                            url=f.get("url")) for f in request.files)
+    return SlackMessage(
+        kind="app_mention", team=key.workspace, channel=key.channel,
+        channel_type=str(post.get("channel_type") or ""), user=request.requester,
+        ts=str(post.get("ts") or key.thread), thread_ts=post.get("thread_ts"),
+        text=request.text, files=files)
+
+
+def rebuild(adapter: SlackAdapter, key: ThreadKey, request: TurnRequest,
+            ticket: Ticket) -> tuple[Reporter, TurnCall] | None:
+    """The reporter and call of a Slack turn taken over from a worker that died."""
+    if request.kind == "message":
+        message = message_of(key, request)
+        call = adapter.message_call(message, request.text,
+                                    pick_up=bool(request.post.get("pick_up")),
+                                    bot_user_id=str(request.post.get("bot_user_id") or ""))
+        react: str | None = message.ts
+    elif request.kind in ("reroll", "4k") and request.turn_id:
+        call = adapter.rerun_call(request.turn_id, request.kind, request.requester,
+                                  direct=request.direct)
+        react = None
+    else:
+        return None
+    reporter = adapter.reporter_for(key.channel, key.thread, react_ts=react,
+                                    requester=request.requester, prompt=request.text,
+                                    ticket=ticket)
+    return reporter, call
