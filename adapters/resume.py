@@ -1,6 +1,6 @@
 """Turns taken over from a worker that died mid-turn.
 
-Every turn an adapter submits with a :class:`~adapters.turns.TurnRequest` stores that
+Every turn an adapter submits with a :class:`~adapters.turns.TurnDescription` stores that
 request with its ticket in the thread's line. When the worker running (or queueing) the
 turn dies, its ticket stops being renewed and becomes an orphan (:mod:`bot.leases`). Each
 ``serve`` worker watches for orphans; for a platform it serves, it takes the ticket over
@@ -21,7 +21,7 @@ import dataclasses
 import logging
 from typing import Any, Protocol, runtime_checkable
 
-from adapters.turns import Reporter, Ticket, TurnCall, TurnHooks, TurnRequest, TurnRunner
+from adapters.turns import Reporter, Ticket, TurnCall, TurnDescription, TurnHooks, TurnRunner
 from bot.errors import ImagebotError
 from bot.leases import Place, ThreadLines, line_key
 from bot.model import Reply, ReplyImage, ReplyPart, ThreadKey, TurnView
@@ -40,7 +40,7 @@ class Resumable(Protocol):
 
     runner: TurnRunner
 
-    def resumed(self, key: ThreadKey, request: TurnRequest,
+    def resumed(self, key: ThreadKey, request: TurnDescription,
                 ticket: Ticket) -> tuple[Reporter, TurnCall] | None:
         """The reporter and call of a taken-over turn (``None``: it cannot be run here)."""
 
@@ -63,7 +63,7 @@ class Resumer:
         """Takes ``orphan`` over when this worker serves its platform (else leaves it)."""
         key = line_key(orphan.line)
         try:
-            request = TurnRequest.from_json(orphan.request)
+            request = TurnDescription.from_json(orphan.request)
         except (ValueError, TypeError):
             logger.warning("an orphaned turn of %s has an unreadable request", orphan.line)
             return
@@ -79,7 +79,7 @@ class Resumer:
             await place.release()
             raise
 
-    async def _run(self, adapter: Resumable, key: ThreadKey, request: TurnRequest,
+    async def _run(self, adapter: Resumable, key: ThreadKey, request: TurnDescription,
                    orphan: Orphan, place: Place) -> None:
         ticket = Ticket.new(request.requester)
         built = adapter.resumed(key, request, ticket)
@@ -96,7 +96,7 @@ class Resumer:
         self.resumed += 1
         adapter.runner.resume(key, ResumedReporter(reporter), call, place, ticket)
 
-    async def _stored(self, key: ThreadKey, request: TurnRequest,
+    async def _stored(self, key: ThreadKey, request: TurnDescription,
                       orphan: Orphan) -> TurnView | None:
         """The turn the dead worker stored but did not post, if it got that far.
 

@@ -94,7 +94,7 @@ class Ticket:
 
 
 @dataclass(frozen=True)
-class TurnRequest:
+class TurnDescription:
     """A turn as its platform asked for it, in neutral, serialisable terms: stored with the
     turn's ticket so that another worker can run it if this one dies mid-turn
     (:mod:`adapters.resume`). File references, never bytes; where to post, never a token
@@ -125,7 +125,7 @@ class TurnRequest:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> TurnRequest:
+    def from_json(cls, text: str) -> TurnDescription:
         data = json.loads(text)
         data["files"] = tuple(data.get("files") or ())
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
@@ -205,7 +205,7 @@ class TurnRunner:
         task.add_done_callback(self._tasks.discard)
 
     def submit(self, key: ThreadKey, reporter: Reporter, call: TurnCall, *,
-               ticket: Ticket | None = None, request: TurnRequest | None = None) -> None:
+               ticket: Ticket | None = None, request: TurnDescription | None = None) -> None:
         """Queues a turn in its thread's line now, and runs it in the background.
 
         Args:
@@ -218,7 +218,7 @@ class TurnRunner:
 
     async def run(self, key: ThreadKey, reporter: Reporter, call: TurnCall, *,
                   ticket: Ticket | None = None,
-                  request: TurnRequest | None = None) -> Reply | None:
+                  request: TurnDescription | None = None) -> Reply | None:
         """Runs a turn in its thread's line and waits for it (the web's request/response).
 
         Returns:
@@ -261,7 +261,7 @@ class TurnRunner:
         return "cancelled"
 
     def _take_place(self, key: ThreadKey, ticket: Ticket,
-                    request: TurnRequest | None = None) -> _Live:
+                    request: TurnDescription | None = None) -> _Live:
         # Taken before any await, so the line is in arrival order.
         loop = asyncio.get_running_loop()
         place = self.service.place(key)

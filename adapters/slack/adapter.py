@@ -64,7 +64,7 @@ from adapters.slack.oauth import mount_oauth, oauth_settings
 from adapters.slack.progress import PACE, show_drafts
 from adapters.slack.reporter import SLACK_FAILURES, TurnReporter, slack_error
 from adapters.slack.signing import Refused, refuse, signed_request
-from adapters.turns import Reporter, Ticket, TurnCall, TurnHooks, TurnRequest, TurnRunner
+from adapters.turns import Reporter, Ticket, TurnCall, TurnDescription, TurnHooks, TurnRunner
 from bot import messages
 from bot.errors import AttachmentError, ErrorKind, ImagebotError
 from bot.model import Attachment, Author, IncomingMessage, Reply, ThreadKey, TurnView
@@ -330,7 +330,7 @@ class SlackAdapter:
 
         return call
 
-    def resumed(self, key: ThreadKey, request: TurnRequest,
+    def resumed(self, key: ThreadKey, request: TurnDescription,
                 ticket: Ticket) -> tuple[Reporter, TurnCall] | None:
         """A turn taken over from a worker that died (:mod:`adapters.resume`)."""
         return resume.rebuild(self, key, request, ticket)

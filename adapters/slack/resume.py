@@ -1,4 +1,4 @@
-"""Slack turns as :class:`~adapters.turns.TurnRequest` values, and back: what another
+"""Slack turns as :class:`~adapters.turns.TurnDescription` values, and back: what another
 worker needs to run a turn whose worker died (see :mod:`adapters.resume`).
 
 A message turn keeps the message (channel, ts, thread, its files by id and URL, whether
@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from adapters.slack.events import PLATFORM, ButtonClick, SlackFile, SlackMessage, SlashCommand
-from adapters.turns import Reporter, Ticket, TurnCall, TurnRequest
+from adapters.turns import Reporter, Ticket, TurnCall, TurnDescription
 from bot.model import ThreadKey, TurnView
 
 if TYPE_CHECKING:
@@ -19,10 +19,10 @@ if TYPE_CHECKING:
 
 
 def message_request(message: SlackMessage, prompt: str, *, pick_up: bool,
-                    bot_user_id: str) -> TurnRequest:
+                    bot_user_id: str) -> TurnDescription:
     files = tuple({"id": f.id, "name": f.name, "mime_type": f.mime_type, "size": f.size,
                    "url": f.url} for f in message.files)
-    return TurnRequest(
+    return TurnDescription(
         platform=PLATFORM, kind="message", requester=message.user, text=prompt,
         direct=message.is_direct, files=files,
         post={"ts": message.ts, "thread_ts": message.thread_ts,
@@ -30,21 +30,21 @@ def message_request(message: SlackMessage, prompt: str, *, pick_up: bool,
               "bot_user_id": bot_user_id})
 
 
-def command_request(command: SlashCommand, prompt: str, root_ts: str) -> TurnRequest:
+def command_request(command: SlashCommand, prompt: str, root_ts: str) -> TurnDescription:
     """``/imagine``: the bot's own root post opened the thread; the turn is its message."""
-    return TurnRequest(platform=PLATFORM, kind="message", requester=command.user,
+    return TurnDescription(platform=PLATFORM, kind="message", requester=command.user,
                        requester_name=command.user_name, text=prompt,
                        direct=command.channel.startswith("D"),
                        post={"ts": root_ts, "thread_ts": None, "channel_type": ""})
 
 
-def click_request(click: ButtonClick, record: TurnView) -> TurnRequest:
-    return TurnRequest(platform=PLATFORM, kind=click.action, requester=click.user,
+def click_request(click: ButtonClick, record: TurnView) -> TurnDescription:
+    return TurnDescription(platform=PLATFORM, kind=click.action, requester=click.user,
                        text=record.prompt, turn_id=record.id,
                        direct=record.thread.channel.startswith("D"))
 
 
-def message_of(key: ThreadKey, request: TurnRequest) -> SlackMessage:
+def message_of(key: ThreadKey, request: TurnDescription) -> SlackMessage:
     post = request.post
     files = tuple(SlackFile(id=str(f.get("id") or ""), name=str(f.get("name") or "file"),
                             mime_type=str(f.get("mime_type") or ""), size=f.get("size"),
@@ -56,7 +56,7 @@ def message_of(key: ThreadKey, request: TurnRequest) -> SlackMessage:
         text=request.text, files=files)
 
 
-def rebuild(adapter: SlackAdapter, key: ThreadKey, request: TurnRequest,
+def rebuild(adapter: SlackAdapter, key: ThreadKey, request: TurnDescription,
             ticket: Ticket) -> tuple[Reporter, TurnCall] | None:
     """The reporter and call of a Slack turn taken over from a worker that died."""
     if request.kind == "message":

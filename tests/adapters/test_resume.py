@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from adapters.resume import RESUMED, Resumer
-from adapters.turns import Reporter, Ticket, TurnCall, TurnHooks, TurnRequest, TurnRunner
+from adapters.turns import Reporter, Ticket, TurnCall, TurnDescription, TurnHooks, TurnRunner
 from bot.errors import ImagebotError
 from bot.leases import MAX_ADOPTIONS, Place, ThreadLines
 from bot.model import Author, IncomingMessage, Reply, ThreadKey
@@ -24,7 +24,7 @@ from bot.service import ConversationService, TurnStart
 from offline_gemini import OfflineGemini
 
 KEY = ThreadKey("slack", "T1", "C1", "1700000000.000100")
-REQUEST = TurnRequest(platform="slack", kind="message", requester="U1",
+REQUEST = TurnDescription(platform="slack", kind="message", requester="U1",
                       text="a lighthouse --ratio 16:9", post={"ts": KEY.thread})
 LEASE = 0.6
 
@@ -63,7 +63,7 @@ class Adapter:
         self.posts = Posts()
         self.calls = 0
 
-    def resumed(self, key: ThreadKey, request: TurnRequest,
+    def resumed(self, key: ThreadKey, request: TurnDescription,
                 ticket: Ticket) -> tuple[Reporter, TurnCall] | None:
         async def call(hooks: TurnHooks) -> Reply:
             self.calls += 1
@@ -82,7 +82,7 @@ async def cores(core_factory: Any) -> AsyncIterator[tuple[Core, Core]]:
         yield first, second
 
 
-async def died_in(core: Core, request: TurnRequest, *, store_turn: bool) -> ThreadLines:
+async def died_in(core: Core, request: TurnDescription, *, store_turn: bool) -> ThreadLines:
     """A worker that took its place for ``request`` (and stored the turn, if asked), then
     died: its ticket is never renewed nor given up."""
     dead = ThreadLines(core.service.store, ttl=LEASE / 2)
@@ -150,7 +150,7 @@ async def test_a_platform_this_worker_does_not_serve_is_left_for_another(
         cores: tuple[Core, Core], stand_in: OfflineGemini):
     core = cores[1]
     adapter = Adapter(core.service)
-    discord = TurnRequest(platform="discord", kind="message", requester="42",
+    discord = TurnDescription(platform="discord", kind="message", requester="42",
                           text="a lighthouse", post={"channel": "C1"})
     await died_in(cores[0], discord, store_turn=False)
     [orphan] = await orphans(core)
