@@ -18,7 +18,9 @@ process that dies is not resumed by ``serve`` (its user sees it die and runs it 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
+from collections.abc import Awaitable
 from typing import Any, Protocol, runtime_checkable
 
 from adapters.turns import Reporter, Ticket, TurnCall, TurnDescription, TurnHooks, TurnRunner
@@ -40,9 +42,10 @@ class Resumable(Protocol):
 
     runner: TurnRunner
 
-    def resumed(self, key: ThreadKey, request: TurnDescription,
-                ticket: Ticket) -> tuple[Reporter, TurnCall] | None:
-        """The reporter and call of a taken-over turn (``None``: it cannot be run here)."""
+    def resumed(self, key: ThreadKey, request: TurnDescription, ticket: Ticket
+                ) -> tuple[Reporter, TurnCall] | None | Awaitable[tuple[Reporter, TurnCall] | None]:
+        """The reporter and call of a taken-over turn (``None``: it cannot be run here);
+        a coroutine function too (to look up the workspace's token first)."""
 
 
 class Resumer:
@@ -83,6 +86,8 @@ class Resumer:
                    orphan: Orphan, place: Place) -> None:
         ticket = Ticket.new(request.requester)
         built = adapter.resumed(key, request, ticket)
+        if inspect.isawaitable(built):
+            built = await built
         if built is None:
             logger.warning("could not rebuild an orphaned %s turn of %s; dropped",
                            request.platform, key)

@@ -18,7 +18,7 @@ import asyncio
 import contextvars
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import aiohttp
@@ -330,10 +330,27 @@ class SlackAdapter:
 
         return call
 
-    def resumed(self, key: ThreadKey, request: TurnDescription,
-                ticket: Ticket) -> tuple[Reporter, TurnCall] | None:
-        """A turn taken over from a worker that died (:mod:`adapters.resume`)."""
-        return resume.rebuild(self, key, request, ticket)
+    async def resumed(self, key: ThreadKey, request: TurnDescription,
+                      ticket: Ticket) -> tuple[Reporter, TurnCall] | None:
+        """A turn taken over from a worker that died (:mod:`adapters.resume`), in its
+        workspace (its own bot token when installed through OAuth)."""
+        client = await resume.workspace_client(self, key.workspace)
+        if client is None:
+            return None
+        token = _workspace_client.set(client)
+        try:
+            built = resume.rebuild(self, key, request, ticket)
+        finally:
+            _workspace_client.reset(token)
+        if built is None:
+            return None
+        reporter, call = built
+
+        def in_workspace(hooks: TurnHooks) -> Awaitable[Reply]:
+            _workspace_client.set(client)  # the call runs as a task of its own
+            return call(hooks)
+
+        return reporter, in_workspace
 
     async def _thread_images(self, message: SlackMessage, bot_user_id: str) -> list[SlackFile]:
         messages: list[dict[str, Any]] = []

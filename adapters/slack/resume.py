@@ -8,7 +8,10 @@ resumed turn posts in the same thread with the bot token, as the first one would
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
+
+from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.events import PLATFORM, ButtonClick, SlackFile, SlackMessage, SlashCommand
 from adapters.turns import Reporter, Ticket, TurnCall, TurnDescription
@@ -16,6 +19,8 @@ from bot.model import ThreadKey, TurnView
 
 if TYPE_CHECKING:
     from adapters.slack.adapter import SlackAdapter
+
+logger = logging.getLogger(__name__)
 
 
 def message_request(message: SlackMessage, prompt: str, *, pick_up: bool,
@@ -75,3 +80,17 @@ def rebuild(adapter: SlackAdapter, key: ThreadKey, request: TurnDescription,
                                     requester=request.requester, prompt=request.text,
                                     ticket=ticket)
     return reporter, call
+
+
+async def workspace_client(adapter: SlackAdapter, team: str) -> AsyncWebClient | None:
+    """The Web API client of workspace ``team``: the configured one, or with OAuth installs
+    the workspace's own bot token (``None`` when the workspace is not installed)."""
+    if not adapter.core.settings.slack_oauth:
+        return adapter.client
+    store = adapter.app.installation_store
+    bot = await store.async_find_bot(enterprise_id=None, team_id=team) if store else None
+    if bot is None or not bot.bot_token:
+        logger.warning("no installation for Slack workspace %s: its turn is not resumed", team)
+        return adapter.client if adapter.client.token else None
+    return AsyncWebClient(token=bot.bot_token, base_url=adapter.client.base_url,
+                          retry_handlers=adapter.client.retry_handlers)
