@@ -26,7 +26,15 @@ from typing import Any, Protocol, runtime_checkable
 from adapters.turns import Reporter, Ticket, TurnCall, TurnDescription, TurnHooks, TurnRunner
 from bot.errors import ImagebotError
 from bot.leases import Place, ThreadLines, line_key
-from bot.model import Reply, ReplyImage, ReplyPart, ThreadKey, TurnView
+from bot.model import (
+    Author,
+    IncomingMessage,
+    Reply,
+    ReplyImage,
+    ReplyPart,
+    ThreadKey,
+    TurnView,
+)
 from bot.progress import Progress
 from bot.service import ConversationService, TurnStart
 from bot.store_api import Orphan
@@ -107,12 +115,19 @@ class Resumer:
 
         The thread's turns run one at a time, so a turn by the same requester with the
         same prompt, stored after the ticket was taken and never posted, is this one.
+        (Only a turn ahead of it with the very same prompt and requester whose posting
+        failed entirely, or a web turn, which keeps no posts, could be taken for it.)
         """
+        try:
+            prompt = (await self.service.plan(key, IncomingMessage(
+                author=Author(request.requester), text=request.text))).prompt
+        except ImagebotError:
+            return None  # a request its turn refuses was never stored
         for view in reversed(await self.service.history(key)):
             if view.created_at < orphan.joined_at:
                 break
             if (view.author.id == request.requester and not view.platform_refs
-                    and view.prompt.strip() in request.text):
+                    and view.prompt == prompt):
                 return view
         return None
 

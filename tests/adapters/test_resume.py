@@ -169,3 +169,26 @@ async def test_the_sweeper_finds_and_runs_an_orphan_on_its_own(
     Resumer(core.service, core.service.lines, {"slack": adapter}).start()
     await asyncio.wait_for(adapter.posts.closed.wait(), 30)
     assert adapter.calls == 1 and len(await core.service.history(KEY)) == 1
+
+
+async def test_the_turn_before_it_is_not_taken_for_the_stored_orphan(
+        cores: tuple[Core, Core], stand_in: OfflineGemini):
+    """The turn ahead of the orphan, by the same person, stored after the orphan's ticket
+    was taken and never posted (as on the web), is not the orphan's: it is generated."""
+    core = cores[1]
+    adapter = Adapter(core.service)
+    ahead = cores[0].service.lines.place(KEY)
+    await ahead.join()
+    dead = ThreadLines(core.service.store, ttl=LEASE / 2)
+    place = dead.place(KEY)
+    assert isinstance(place, Place)
+    place.request = REQUEST.to_json()
+    await place.join()
+    async with ahead:
+        await cores[0].service.handle(KEY, IncomingMessage(Author("U1"), "lighthouse"))
+    await dead.close()
+    [orphan] = await orphans(core)
+    await Resumer(core.service, core.service.lines, {"slack": adapter}).offer(orphan)
+    await asyncio.wait_for(adapter.posts.closed.wait(), 30)
+    assert adapter.calls == 1 and generations(stand_in) == 2
+    assert [t.prompt for t in await core.service.history(KEY)] == ["lighthouse", "a lighthouse"]
