@@ -16,7 +16,7 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from bot import messages
@@ -108,6 +108,9 @@ class TurnDescription:
         post: where the result goes and what the platform needs to rebuild the turn
             (channel and thread ids, the message to react to...).
         turn_id: the turn a reroll or 4K re-run repeats.
+        ticket: the turn's :class:`Ticket` id where it was accepted (set by the runner):
+            its status message carries it on a Cancel button, so a resuming worker can
+            find that message and take it over.
     """
 
     platform: str
@@ -120,6 +123,7 @@ class TurnDescription:
     files: tuple[dict[str, Any], ...] = ()
     post: dict[str, Any] = field(default_factory=dict)
     turn_id: str = ""
+    ticket: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -266,7 +270,7 @@ class TurnRunner:
         loop = asyncio.get_running_loop()
         place = self.service.place(key)
         if request is not None and isinstance(place, Place):
-            place.request = request.to_json()
+            place.request = replace(request, ticket=ticket.id).to_json()
         live = _Live(ticket=ticket, cancel_asked=loop.create_future(), place=place)
         self._lines.setdefault(key, _Line()).turns.append(live)
         self._live[ticket.id] = live

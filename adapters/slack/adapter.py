@@ -345,6 +345,7 @@ class SlackAdapter:
         if built is None:
             return None
         reporter, call = built
+        reporter.status_ts = await resume.stale_status(client, key, request.ticket)
 
         def in_workspace(hooks: TurnHooks) -> Awaitable[Reply]:
             _workspace_client.set(client)  # the call runs as a task of its own

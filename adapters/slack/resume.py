@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.events import PLATFORM, ButtonClick, SlackFile, SlackMessage, SlashCommand
-from adapters.turns import Reporter, Ticket, TurnCall, TurnDescription
+from adapters.slack.reporter import SLACK_FAILURES, TurnReporter, slack_error
+from adapters.turns import Ticket, TurnCall, TurnDescription
 from bot.model import ThreadKey, TurnView
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ def message_of(key: ThreadKey, request: TurnDescription) -> SlackMessage:
 
 
 def rebuild(adapter: SlackAdapter, key: ThreadKey, request: TurnDescription,
-            ticket: Ticket) -> tuple[Reporter, TurnCall] | None:
+            ticket: Ticket) -> tuple[TurnReporter, TurnCall] | None:
     """The reporter and call of a Slack turn taken over from a worker that died."""
     if request.kind == "message":
         message = message_of(key, request)
@@ -94,3 +95,22 @@ async def workspace_client(adapter: SlackAdapter, team: str) -> AsyncWebClient |
         return adapter.client if adapter.client.token else None
     return AsyncWebClient(token=bot.bot_token, base_url=adapter.client.base_url,
                           retry_handlers=adapter.client.retry_handlers)
+
+
+async def stale_status(client: AsyncWebClient, key: ThreadKey, ticket: str) -> str | None:
+    """The status message the dead worker left in the thread (found by its Cancel button,
+    which carries the turn's ticket), for the resumed turn to show its own status in."""
+    if not ticket:
+        return None
+    try:
+        page = await client.conversations_replies(channel=key.channel, ts=key.thread,
+                                                  limit=200)
+    except SLACK_FAILURES as exc:
+        logger.info("could not look for the stopped turn's status: %s", slack_error(exc))
+        return None
+    for message in reversed(page.get("messages") or ()):
+        if message.get("bot_id") and any(
+                element.get("value") == ticket for block in message.get("blocks") or ()
+                for element in block.get("elements") or () if isinstance(element, dict)):
+            return str(message["ts"])
+    return None

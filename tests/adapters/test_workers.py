@@ -135,6 +135,9 @@ async def test_a_worker_killed_mid_turn_loses_nothing(
         assert len(last) == 5, "the next turn built on the resumed one, signatures valid"
         replies = [m for m in slack.messages(CHANNEL, key.thread) if m.get("files")]
         assert len(replies) == 3, "every turn posted once, the resumed one included"
-        told = [m for m in slack.messages(CHANNEL, key.thread) if RESUMED in json.dumps(m)]
+        thread = slack.messages(CHANNEL, key.thread)
+        told = [m for m in thread if RESUMED in json.dumps(m)]
         assert len(told) == 1, "the resumed result says so, once"
+        # The dead worker's "Generating… Cancel" status became the resumed turn's own.
+        assert not [m for m in thread if "imagebot_cancel" in json.dumps(m)]
         await stop_worker(pool[0])
