@@ -11,10 +11,13 @@ Discord CDN references (their signed URLs outlive a lease by far).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import TYPE_CHECKING, Any
 
-from adapters.discord.inbound import FileRef
-from adapters.discord.reporter import StatusMessage, TurnReporter
+import discord
+
+from adapters.discord.inbound import FileRef, button_id
+from adapters.discord.reporter import StatusMessage, TurnReporter, failure_reason
 from adapters.turns import Reporter, Ticket, TurnCall, TurnDescription, TurnHooks
 from bot.model import Author, IncomingMessage, Reply, ThreadKey
 from bot.options import OptionInput
@@ -23,7 +26,11 @@ from bot.planning import display_prompt
 if TYPE_CHECKING:
     from adapters.discord.adapter import DiscordAdapter
 
+logger = logging.getLogger(__name__)
+
 PLATFORM = "discord"
+#: How many of the thread's latest messages are searched for the dead worker's status.
+STATUS_LOOKBACK = 50
 #: Discord's upload limit for a guild without boosts, when the channel does not tell.
 UPLOAD_LIMIT = 10 * 1024 * 1024
 #: The 4K button: one Nano Banana Pro image at 4K (not a new set of candidates).
@@ -46,8 +53,8 @@ def rerun_turn(action: str, author: Author, turn_id: str, prompt: str) -> TurnDe
                            post={"roles": list(author.roles)})
 
 
-def rebuild(adapter: DiscordAdapter, key: ThreadKey, turn: TurnDescription,
-            ticket: Ticket) -> tuple[Reporter, TurnCall] | None:
+async def rebuild(adapter: DiscordAdapter, key: ThreadKey, turn: TurnDescription,
+                  ticket: Ticket) -> tuple[Reporter, TurnCall] | None:
     """The reporter and call of a Discord turn taken over from a worker that died."""
     service = adapter.service
     author = Author(turn.requester, turn.requester_name,
@@ -71,10 +78,26 @@ def rebuild(adapter: DiscordAdapter, key: ThreadKey, turn: TurnDescription,
     else:
         return None
     channel = adapter._thread_channel(key)
-    reporter = TurnReporter(StatusMessage(channel), channel, upload_limit=_limit(channel),
+    status = StatusMessage(channel)
+    status.message = await stale_status(channel, button_id("cancel", turn.ticket))
+    reporter = TurnReporter(status, channel, upload_limit=_limit(channel),
                             alt=display_prompt(turn.text), tick=adapter.tick,
                             ticket=ticket.id)
     return reporter, call
+
+
+async def stale_status(channel: discord.abc.Messageable, cancel_id: str
+                       ) -> discord.Message | None:
+    """The status message the dead worker left in the thread (found by its Cancel button),
+    for the resumed turn to show its own status in."""
+    try:
+        async for message in channel.history(limit=STATUS_LOOKBACK):
+            if any(getattr(c, "custom_id", None) == cancel_id for row in message.components
+                   for c in getattr(row, "children", ())):
+                return message
+    except discord.HTTPException as exc:
+        logger.info("could not look for the stopped turn's status: %s", failure_reason(exc))
+    return None
 
 
 def _limit(channel: Any) -> int:

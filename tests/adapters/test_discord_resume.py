@@ -5,13 +5,18 @@ bot token (the dead worker's interaction token is never used)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 from typing import Any
 
 from adapters.discord import DiscordAdapter, resume
 from adapters.discord.inbound import FileRef
+from adapters.discord.reporter import StatusMessage, TurnReporter
 from adapters.resume import RESUMED, Resumer
+from adapters.turns import Ticket
 from bot.leases import MAX_ADOPTIONS, Place, ThreadLines
 from bot.model import Author, IncomingMessage
+from bot.progress import Progress
 from bot.runtime import Core
 from tests import corpus
 from tests.adapters import test_discord as discord_tests
@@ -41,9 +46,17 @@ async def test_a_dead_workers_discord_turn_is_posted_in_its_thread(
     dead = ThreadLines(core.service.store, ttl=0.3)
     place = dead.place(key)
     assert isinstance(place, Place)
-    place.request = resume.message_turn(
-        IncomingMessage(Author(USER, "Alice"), "at night --ar 16:9"), files).to_json()
+    accepted = Ticket.new(USER)
+    place.request = dataclasses.replace(resume.message_turn(
+        IncomingMessage(Author(USER, "Alice"), "at night --ar 16:9"), files),
+        ticket=accepted.id).to_json()
     await place.__aenter__()
+    # It had shown its status, with a Cancel button for its ticket, before it died.
+    channel = adapter._thread_channel(key)
+    shown = TurnReporter(StatusMessage(channel), channel, upload_limit=8 << 20, alt="",
+                         tick=0.2, ticket=accepted.id)
+    await shown.progress(Progress.queued(1))
+    [stale] = [m for m in bot_messages(emulator, thread_id) if accepted.id in json.dumps(m)]
     await dead.close()
     await asyncio.sleep(0.4)
 
@@ -63,4 +76,6 @@ async def test_a_dead_workers_discord_turn_is_posted_in_its_thread(
     assert [t.prompt for t in turns] == ["a lighthouse", "at night"]
     assert turns[-1].options["aspect_ratio"] == "16:9" and turns[-1].platform_refs
     assert not emulator.rest_calls("PATCH", "/webhooks"), "no interaction token used"
-    assert len(bot_messages(emulator, thread_id)) >= 2
+    # The stale status became the resumed turn's status, then its result: no dead Cancel.
+    assert resumed["id"] == stale["id"]
+    assert not [m for m in bot_messages(emulator, thread_id) if accepted.id in json.dumps(m)]
