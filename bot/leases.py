@@ -288,7 +288,10 @@ class ThreadLines:
             await asyncio.sleep(self.ttl / 3)
             try:
                 for orphan in await self.store.line_orphans(MAX_ADOPTIONS):
-                    await offer(orphan)
+                    # Not our own: a ticket of this process that expired (the database was
+                    # out of reach for a lease) still has its turn here, waiting or running.
+                    if orphan.holder != self.holder:
+                        await offer(orphan)
             except Exception:  # looked for again on the next round, inside the window
                 logger.warning("looking for orphaned turns failed", exc_info=True)
 

@@ -63,6 +63,8 @@ class Orphan:
     request: str
     joined_at: float
     adoptions: int
+    #: The process that held it last (it stopped renewing it).
+    holder: str = ""
 
 
 class LineStore(Protocol):

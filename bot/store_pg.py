@@ -427,11 +427,12 @@ class PgHistoryStore:
 
     async def line_orphans(self, max_adoptions: int, limit: int = 50) -> list[Orphan]:
         rows = await self.pool.fetch(
-            "SELECT ticket, line, request, joined_at, adoptions FROM thread_line "
+            "SELECT ticket, line, request, joined_at, adoptions, holder FROM thread_line "
             f"WHERE request IS NOT NULL AND expires_at < {_NOW} "
             f"AND expires_at + ttl >= {_NOW} AND adoptions < $1 ORDER BY ticket LIMIT $2",
             max_adoptions, limit)
-        return [Orphan(int(r[0]), str(r[1]), str(r[2]), float(r[3]), int(r[4])) for r in rows]
+        return [Orphan(int(r[0]), str(r[1]), str(r[2]), float(r[3]), int(r[4]), str(r[5]))
+                for r in rows]
 
     async def line_adopt(self, ticket: int, holder: str, ttl: float) -> bool:
         # The WHERE is checked again on the locked row: of two racing updates, the second

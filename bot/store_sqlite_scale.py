@@ -106,12 +106,13 @@ class SqliteScaleMixin:
     async def line_orphans(self, max_adoptions: int, limit: int = 50) -> list[Orphan]:
         now = time.time()
         async with self.db.execute(
-                "SELECT ticket, line, request, joined_at, adoptions FROM thread_line "
+                "SELECT ticket, line, request, joined_at, adoptions, holder FROM thread_line "
                 "WHERE request IS NOT NULL AND expires_at<? AND expires_at+ttl>=? "
                 "AND adoptions<? ORDER BY ticket LIMIT ?",
                 (now, now, max_adoptions, limit)) as cur:
             rows = await cur.fetchall()
-        return [Orphan(int(r[0]), str(r[1]), str(r[2]), float(r[3]), int(r[4])) for r in rows]
+        return [Orphan(int(r[0]), str(r[1]), str(r[2]), float(r[3]), int(r[4]), str(r[5]))
+                for r in rows]
 
     async def line_adopt(self, ticket: int, holder: str, ttl: float) -> bool:
         now = time.time()

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.leases import MAX_ADOPTIONS, ThreadLines, line_key, line_name
+from bot.leases import MAX_ADOPTIONS, Place, ThreadLines, line_key, line_name
 from bot.model import ThreadKey
 from bot.runtime import open_store
 from bot.store_api import Orphan, Store
@@ -42,8 +42,8 @@ async def test_an_expired_ticket_with_a_request_keeps_its_place_for_one_more_lea
     assert await store.line_first(line, live) is False, "the orphan is still ahead"
     assert await store.line_busy(line)
     orphans = await orphans_of(store)
-    assert [(o.ticket, o.line, o.request, o.adoptions) for o in orphans] == [
-        (dead, line, REQUEST, 0)]
+    assert [(o.ticket, o.line, o.request, o.adoptions, o.holder) for o in orphans] == [
+        (dead, line, REQUEST, 0, "dead")]
     assert orphans[0].joined_at > 0
     await asyncio.sleep(0.3)  # past its adoption window: dropped
     assert await store.line_first(line, live) is True
@@ -116,3 +116,30 @@ async def test_thread_lines_adopt_in_the_orphans_place(database_url: str):
     finally:
         await lines.close()
         await store.close()
+
+
+async def test_a_process_is_never_offered_its_own_expired_ticket(database_url: str):
+    """A process whose renewals failed for a lease (the database out of reach) still has
+    that turn; only other processes may take it over."""
+    first, second = await open_store(database_url), await open_store(database_url)
+    stalled, other = ThreadLines(first, ttl=0.3), ThreadLines(second, ttl=0.3)
+    try:
+        place = stalled.place(KEY)
+        assert isinstance(place, Place)
+        place.request = REQUEST
+        await place.join()
+        assert stalled._renewer is not None
+        stalled._renewer.cancel()  # its renewals fail from now on
+        mine: asyncio.Queue[Orphan] = asyncio.Queue()
+        theirs: asyncio.Queue[Orphan] = asyncio.Queue()
+        stalled.watch(mine.put)
+        other.watch(theirs.put)
+        orphan = await asyncio.wait_for(theirs.get(), 10)
+        assert orphan.ticket == place.ticket
+        await asyncio.sleep(0.3)  # three more rounds of its own sweeper
+        assert mine.empty()
+    finally:
+        await stalled.close()
+        await other.close()
+        await first.close()
+        await second.close()
