@@ -192,3 +192,27 @@ async def test_the_turn_before_it_is_not_taken_for_the_stored_orphan(
     await asyncio.wait_for(adapter.posts.closed.wait(), 30)
     assert adapter.calls == 1 and generations(stand_in) == 2
     assert [t.prompt for t in await core.service.history(KEY)] == ["lighthouse", "a lighthouse"]
+
+
+async def test_a_dead_workers_web_turn_runs_and_shows_in_the_thread(
+        cores: tuple[Core, Core], stand_in: OfflineGemini):
+    from adapters.web import WebPlayground
+
+    core = cores[1]
+    web = WebPlayground(core)
+    key = ThreadKey("web", "", "", "t-resume")
+    dead = ThreadLines(core.service.store, ttl=LEASE / 2)
+    place = dead.place(key)
+    assert isinstance(place, Place)
+    place.request = TurnDescription(platform="web", kind="message", requester="web",
+                                    text="a lighthouse", options={"aspect_ratio": "3:2"}
+                                    ).to_json()
+    await place.__aenter__()
+    await dead.close()
+    [orphan] = await orphans(core)
+    resumer = Resumer(core.service, core.service.lines, {"web": web})
+    await resumer.offer(orphan)
+    await asyncio.wait_for(asyncio.gather(*web.runner._tasks), 30)  # the resumed turn
+    [turn] = await core.service.history(key)
+    assert resumer.resumed == 1 and turn.prompt == "a lighthouse"
+    assert turn.options["aspect_ratio"] == "3:2" and generations(stand_in) == 1
