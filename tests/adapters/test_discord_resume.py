@@ -13,7 +13,7 @@ from adapters.discord import DiscordAdapter, resume
 from adapters.discord.inbound import FileRef
 from adapters.discord.reporter import StatusMessage, TurnReporter
 from adapters.resume import RESUMED, Resumer
-from adapters.turns import Ticket
+from adapters.turns import Ticket, TurnDescription
 from bot.leases import MAX_ADOPTIONS, Place, ThreadLines
 from bot.model import Author, IncomingMessage
 from bot.progress import Progress
@@ -79,3 +79,26 @@ async def test_a_dead_workers_discord_turn_is_posted_in_its_thread(
     # The stale status became the resumed turn's status, then its result: no dead Cancel.
     assert resumed["id"] == stale["id"]
     assert not [m for m in bot_messages(emulator, thread_id) if accepted.id in json.dumps(m)]
+
+
+async def test_a_thread_message_turn_carries_its_description_in_the_line(
+        bot: tuple[Core, DiscordAdapter], emulator: DiscordEmulator, stand_in: Any) -> None:
+    core, adapter = bot
+    starter = await emulator.send_message(emulator.channel_id, USER, "a castle",
+                                          mentions_bot=True)
+    thread_id = starter["id"]
+    await emulator.wait_for(lambda: bool(results(emulator, thread_id)))
+    await settled(emulator, adapter)
+    stand_in.faults.latency = 1.0
+    photo = emulator.add_attachment("moat.png", corpus.png(64, 48), "image/png",
+                                    channel_id=thread_id)
+    await emulator.send_message(thread_id, USER, "add a moat --ar 3:2", attachments=[photo])
+    await emulator.wait_for(lambda: len(stand_in.generations) == 2)
+    async with core.service.store.db.execute("SELECT request FROM thread_line") as cur:
+        [(stored,)] = list(await cur.fetchall())
+    turn = TurnDescription.from_json(stored)
+    assert (turn.platform, turn.kind, turn.requester, turn.text) == (
+        "discord", "message", USER, "add a moat --ar 3:2")
+    assert [f["name"] for f in turn.files] == ["moat.png"] and turn.ticket
+    await emulator.wait_for(lambda: len(results(emulator, thread_id)) == 2)
+    await settled(emulator, adapter)
