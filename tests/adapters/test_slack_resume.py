@@ -43,10 +43,11 @@ async def died_with(core: Core, key: ThreadKey, message: SlackMessage) -> None:
     await dead.close()
 
 
-async def turns_of(core: Core, key: ThreadKey, count: int) -> list[str]:
+async def posted_turns(core: Core, key: ThreadKey, count: int) -> list[str]:
+    """The thread's prompts once ``count`` turns are stored and posted (or after 30 s)."""
     for _ in range(300):
         turns = await core.service.history(key)
-        if len(turns) >= count:
+        if len(turns) >= count and all(t.platform_refs for t in turns):
             break
         await asyncio.sleep(0.1)
     return [t.prompt for t in turns]
@@ -70,9 +71,8 @@ async def test_an_oauth_workspaces_orphaned_turn_posts_with_its_own_token(
             kind="app_mention", team=TEAM, channel=CHANNEL, channel_type="", user=ALICE,
             ts=event["ts"], thread_ts=None, text="a lighthouse --ar 3:2", files=()))
 
-        assert await turns_of(server.core, key, 1) == ["a lighthouse"]
-        await slack.wait_for(lambda: any(RESUMED in json.dumps(m)
-                                         for m in slack.messages(CHANNEL, event["ts"])), 30)
+        assert await posted_turns(server.core, key, 1) == ["a lighthouse"]
+        assert any(RESUMED in json.dumps(m) for m in slack.messages(CHANNEL, event["ts"]))
         used = [c.headers["Authorization"] for c in slack.calls_to("chat.postMessage")
                 + slack.calls_to("files.completeUploadExternal")]
         assert used and all(u == f"Bearer {token}" for u in used)

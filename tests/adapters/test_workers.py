@@ -68,6 +68,10 @@ async def wait_turns(database_url: str, key: ThreadKey, count: int, timeout: flo
         await asyncio.sleep(0.1)
 
 
+def results(slack: SlackEmulator, key: ThreadKey) -> list[dict]:
+    return [m for m in slack.messages(CHANNEL, key.thread) if m.get("files")]
+
+
 async def test_events_and_retries_alternate_between_two_workers(
         stand_in: OfflineGemini, slack: SlackEmulator, postgres_url: str, tmp_path: Path):
     stand_in.faults.latency = 0.3
@@ -133,8 +137,10 @@ async def test_a_worker_killed_mid_turn_loses_nothing(
         assert "dropped a duplicate delivery" in survivor and "took over an orphaned" in survivor
         last = stand_in.requests[-1].body["contents"]
         assert len(last) == 5, "the next turn built on the resumed one, signatures valid"
-        replies = [m for m in slack.messages(CHANNEL, key.thread) if m.get("files")]
-        assert len(replies) == 3, "every turn posted once, the resumed one included"
+        # Stored, then posted: the last result's upload may still be on its way.
+        await slack.wait_for(lambda: len(results(slack, key)) >= 3, timeout=30)
+        await asyncio.sleep(0.5)  # room for a double post to show
+        assert len(results(slack, key)) == 3, "every turn posted once, the resumed one too"
         thread = slack.messages(CHANNEL, key.thread)
         told = [m for m in thread if RESUMED in json.dumps(m)]
         assert len(told) == 1, "the resumed result says so, once"
