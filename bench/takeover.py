@@ -2,8 +2,9 @@
 posted it in the Slack thread, against the lease (``IMAGEBOT_LEASE_SECONDS``).
 
 Two ``imagebot serve`` workers (HTTP mode, one PostgreSQL database), the stand-in at 0 s
-once the doomed worker is gone. Expected: the takeover within the lease plus a third of it
-(the sweep), then one generation; the turn is in the history once, in order.
+once the doomed worker is gone. Expected: the takeover within the lease plus the sweep
+interval (a third of this short lease; at most 1 s), then one generation; the turn is in
+the history once, in order.
 """
 
 from __future__ import annotations

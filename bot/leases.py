@@ -41,6 +41,9 @@ POLL_MIN, POLL_MAX = 0.02, 0.25
 #: How many times an orphaned turn is taken over before it is given up (a turn that kills
 #: every worker that runs it must not go round forever).
 MAX_ADOPTIONS = 2
+#: The longest pause between two looks for orphans (seconds): a dead worker's turn is taken
+#: over at most this long after its lease ended (a third of the lease when that is less).
+SWEEP_MAX = 1.0
 
 _held: contextvars.ContextVar[frozenset[ThreadKey]] = contextvars.ContextVar(
     "imagebot_held_lines", default=frozenset())
@@ -277,7 +280,8 @@ class ThreadLines:
         return place
 
     def watch(self, offer: Callable[[Orphan], Awaitable[None]]) -> None:
-        """Offers every orphan found to ``offer``, every ``ttl / 3`` seconds, until closed
+        """Offers every orphan found to ``offer``, every ``ttl / 3`` seconds (at most
+        :data:`SWEEP_MAX`), until closed
         (``offer`` adopts the ones it can run, and leaves the others to other processes)."""
         if self._sweeper is None or self._sweeper.done():
             self._sweeper = asyncio.get_running_loop().create_task(
@@ -285,7 +289,7 @@ class ThreadLines:
 
     async def _sweep(self, offer: Callable[[Orphan], Awaitable[None]]) -> None:
         while True:
-            await asyncio.sleep(self.ttl / 3)
+            await asyncio.sleep(min(self.ttl / 3, SWEEP_MAX))
             try:
                 for orphan in await self.store.line_orphans(MAX_ADOPTIONS):
                     # Not our own: a ticket of this process that expired (the database was
