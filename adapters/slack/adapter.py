@@ -308,8 +308,8 @@ class SlackAdapter:
 
         call = self.message_call(message, prompt, pick_up=pick_up, bot_user_id=bot_user_id)
         ticket = Ticket.new(message.user)
-        reporter = self.reporter_for(message.channel, message.root_ts, react_ts=message.ts,
-                                     requester=message.user, prompt=prompt, ticket=ticket)
+        reporter = self._reporter(message.channel, message.root_ts, react_ts=message.ts,
+                                  requester=message.user, prompt=prompt, ticket=ticket)
         request = resume.message_request(message, prompt, pick_up=pick_up,
                                          bot_user_id=bot_user_id)
         await self.runner.run(message.key, reporter, call, ticket=ticket, request=request)
@@ -400,8 +400,8 @@ class SlackAdapter:
                                              on_progress=hooks.on_progress)
 
         ticket = Ticket.new(command.user)
-        reporter = self.reporter_for(command.channel, root_ts, react_ts=root_ts,
-                                     requester=command.user, prompt=prompt, ticket=ticket)
+        reporter = self._reporter(command.channel, root_ts, react_ts=root_ts,
+                                  requester=command.user, prompt=prompt, ticket=ticket)
         await self.runner.run(key, reporter, call, ticket=ticket,
                               request=resume.command_request(command, prompt, root_ts))
 
@@ -430,8 +430,8 @@ class SlackAdapter:
         call = self.rerun_call(record.id, click.action, click.user,
                                direct=key.channel.startswith("D"))
         ticket = Ticket.new(click.user)
-        reporter = self.reporter_for(key.channel, key.thread, react_ts=None,
-                                     requester=click.user, prompt=record.prompt, ticket=ticket)
+        reporter = self._reporter(key.channel, key.thread, react_ts=None, requester=click.user,
+                                  prompt=record.prompt, ticket=ticket)
         await self.runner.run(key, reporter, call, ticket=ticket,
                               request=resume.click_request(click, record))
 
@@ -446,8 +446,8 @@ class SlackAdapter:
 
         return call
 
-    def reporter_for(self, channel: str, thread_ts: str, *, react_ts: str | None,
-                     requester: str, prompt: str, ticket: Ticket) -> TurnReporter:
+    def _reporter(self, channel: str, thread_ts: str, *, react_ts: str | None,
+                  requester: str, prompt: str, ticket: Ticket) -> TurnReporter:
         return TurnReporter(self._web(), channel=channel, thread_ts=thread_ts,
                             react_ts=react_ts, requester=requester,
                             alt=display_prompt(prompt), ticket=ticket.id, pace=self.pace)

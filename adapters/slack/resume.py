@@ -3,7 +3,8 @@ worker needs to run a turn whose worker died (see :mod:`adapters.resume`).
 
 A message turn keeps the message (channel, ts, thread, its files by id and URL, whether
 the thread's earlier images come along); a button's re-run keeps the turn it repeats. The
-resumed turn posts in the same thread with the bot token, as the first one would have.
+resumed turn posts in the same thread with the workspace's bot token, as the first one
+would have, in place of the status message the first one left there.
 """
 
 from __future__ import annotations
@@ -39,15 +40,15 @@ def message_request(message: SlackMessage, prompt: str, *, pick_up: bool,
 def command_request(command: SlashCommand, prompt: str, root_ts: str) -> TurnDescription:
     """``/imagine``: the bot's own root post opened the thread; the turn is its message."""
     return TurnDescription(platform=PLATFORM, kind="message", requester=command.user,
-                       requester_name=command.user_name, text=prompt,
-                       direct=command.channel.startswith("D"),
-                       post={"ts": root_ts, "thread_ts": None, "channel_type": ""})
+                           requester_name=command.user_name, text=prompt,
+                           direct=command.channel.startswith("D"),
+                           post={"ts": root_ts, "thread_ts": None, "channel_type": ""})
 
 
 def click_request(click: ButtonClick, record: TurnView) -> TurnDescription:
     return TurnDescription(platform=PLATFORM, kind=click.action, requester=click.user,
-                       text=record.prompt, turn_id=record.id,
-                       direct=record.thread.channel.startswith("D"))
+                           text=record.prompt, turn_id=record.id,
+                           direct=record.thread.channel.startswith("D"))
 
 
 def message_of(key: ThreadKey, request: TurnDescription) -> SlackMessage:
@@ -77,9 +78,9 @@ def rebuild(adapter: SlackAdapter, key: ThreadKey, request: TurnDescription,
         react = None
     else:
         return None
-    reporter = adapter.reporter_for(key.channel, key.thread, react_ts=react,
-                                    requester=request.requester, prompt=request.text,
-                                    ticket=ticket)
+    reporter = adapter._reporter(key.channel, key.thread, react_ts=react,
+                                 requester=request.requester, prompt=request.text,
+                                 ticket=ticket)
     return reporter, call
 
 

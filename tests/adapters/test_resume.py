@@ -25,7 +25,7 @@ from offline_gemini import OfflineGemini
 
 KEY = ThreadKey("slack", "T1", "C1", "1700000000.000100")
 REQUEST = TurnDescription(platform="slack", kind="message", requester="U1",
-                      text="a lighthouse --ratio 16:9", post={"ts": KEY.thread})
+                          text="a lighthouse --ratio 16:9", post={"ts": KEY.thread})
 LEASE = 0.6
 
 
@@ -151,7 +151,7 @@ async def test_a_platform_this_worker_does_not_serve_is_left_for_another(
     core = cores[1]
     adapter = Adapter(core.service)
     discord = TurnDescription(platform="discord", kind="message", requester="42",
-                          text="a lighthouse", post={"channel": "C1"})
+                              text="a lighthouse", post={"channel": "C1"})
     await died_in(cores[0], discord, store_turn=False)
     [orphan] = await orphans(core)
     resumer = Resumer(core.service, core.service.lines, {"slack": adapter})
