@@ -68,7 +68,10 @@ async def one_round(stand_in: OfflineGemini, slack: SlackEmulator, url: str) -> 
 
 
 def posted(slack: SlackEmulator, key: ThreadKey) -> list[dict]:
-    return [m for m in slack.messages(CHANNEL, key.thread) if m.get("files")]
+    """The thread's result uploads (not the drafts a thinking model shows meanwhile)."""
+    return [m for m in slack.messages(CHANNEL, key.thread)
+            if any(not str(f.get("name")).startswith("imagebot-draft-")
+                   for f in m.get("files") or ())]
 
 
 async def main() -> None:

@@ -69,7 +69,10 @@ async def wait_turns(database_url: str, key: ThreadKey, count: int, timeout: flo
 
 
 def results(slack: SlackEmulator, key: ThreadKey) -> list[dict]:
-    return [m for m in slack.messages(CHANNEL, key.thread) if m.get("files")]
+    """The thread's result uploads (not the drafts a thinking model shows meanwhile)."""
+    return [m for m in slack.messages(CHANNEL, key.thread)
+            if any(not str(f.get("name")).startswith("imagebot-draft-")
+                   for f in m.get("files") or ())]
 
 
 async def test_events_and_retries_alternate_between_two_workers(
@@ -98,8 +101,8 @@ async def test_events_and_retries_alternate_between_two_workers(
         logs = [w.log_text() for w in pool]
         assert all("dropped a duplicate delivery" in text for text in logs)
         for key in keys:
-            replies = [m for m in slack.messages(CHANNEL, key.thread) if m.get("files")]
-            assert len(replies) == 4, "every turn posted its result once"
+            await slack.wait_for(lambda k=key: len(results(slack, k)) >= 4, timeout=30)
+            assert len(results(slack, key)) == 4, "every turn posted its result once"
 
 
 async def test_a_worker_killed_mid_turn_loses_nothing(
