@@ -21,6 +21,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from adapters.batch_poller import BatchPoller
 from adapters.composition import open_app
+from adapters.resume import Resumable, Resumer
 from adapters.web.headers import add_security_headers
 from bot.config import Settings
 from bot.errors import ImagebotError
@@ -201,6 +202,7 @@ async def running(settings: Settings, *, offline: bool = False,
                 await adapter.start()
                 started.append(adapter)
             poller.start()
+            resumer(core, adapters).start()
             logger.info("imagebot serving on %s (%s)", server.url,
                         ", ".join(a.name for a in adapters) or "no adapters")
             yield server
@@ -257,6 +259,12 @@ class Server:
     plan: Plan
     metrics: Metrics
     batch_poller: BatchPoller | None = None
+
+
+def resumer(core: Core, adapters: list[Adapter]) -> Resumer:
+    """Takes over the turns of workers that died, for the platforms this worker serves."""
+    resumable: dict[str, Resumable] = {a.name: a for a in adapters if isinstance(a, Resumable)}
+    return Resumer(core.service, core.service.lines, resumable)
 
 
 def batch_poller(core: Core, adapters: list[Adapter]) -> BatchPoller:

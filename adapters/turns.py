@@ -12,15 +12,16 @@ streams. Each turn has a :class:`Ticket`, by which its requester (or an admin) c
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from bot import messages
 from bot.errors import CancelledByUser, ErrorKind, ImagebotError
-from bot.leases import LinePlace
+from bot.leases import LinePlace, Place
 from bot.model import Reply, ThreadKey
 from bot.progress import Progress, ProgressCallback
 from bot.service import ConversationService, StartCallback, TurnStart
@@ -90,6 +91,48 @@ class Ticket:
     @classmethod
     def new(cls, requester: str = "") -> Ticket:
         return cls(id=uuid.uuid4().hex, requester=requester)
+
+
+@dataclass(frozen=True)
+class TurnDescription:
+    """A turn as its platform asked for it, in neutral, serialisable terms: stored with the
+    turn's ticket so that another worker can run it if this one dies mid-turn
+    (:mod:`adapters.resume`). File references, never bytes; where to post, never a token
+    that expires (a Discord interaction token): the resuming worker posts with its own.
+
+    Attributes:
+        kind: ``message`` (a new message or /imagine), ``reroll`` or ``4k``.
+        text: the message text as the service takes it (inline flags included).
+        options: options given through platform UI (:meth:`OptionInput.given`).
+        files: the attachments as the platform described them (ids, names, URLs).
+        post: where the result goes and what the platform needs to rebuild the turn
+            (channel and thread ids, the message to react to...).
+        turn_id: the turn a reroll or 4K re-run repeats.
+        ticket: the turn's :class:`Ticket` id where it was accepted (set by the runner):
+            its status message carries it on a Cancel button, so a resuming worker can
+            find that message and take it over.
+    """
+
+    platform: str
+    kind: str
+    requester: str
+    text: str = ""
+    requester_name: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    direct: bool = False
+    files: tuple[dict[str, Any], ...] = ()
+    post: dict[str, Any] = field(default_factory=dict)
+    turn_id: str = ""
+    ticket: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TurnDescription:
+        data = json.loads(text)
+        data["files"] = tuple(data.get("files") or ())
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass(eq=False)
@@ -166,24 +209,42 @@ class TurnRunner:
         task.add_done_callback(self._tasks.discard)
 
     def submit(self, key: ThreadKey, reporter: Reporter, call: TurnCall, *,
-               ticket: Ticket | None = None) -> None:
+               ticket: Ticket | None = None, request: TurnDescription | None = None) -> None:
         """Queues a turn in its thread's line now, and runs it in the background.
 
         Args:
             ticket: the turn's handle for :meth:`cancel` (one is made when not given).
+            request: the turn described for another worker to resume it if this one
+                dies (stored with the line ticket); without one it is not resumable.
         """
-        live = self._take_place(key, ticket or Ticket.new())
+        live = self._take_place(key, ticket or Ticket.new(), request)
         self.spawn(self._run(key, reporter, call, live))
 
     async def run(self, key: ThreadKey, reporter: Reporter, call: TurnCall, *,
-                  ticket: Ticket | None = None) -> Reply | None:
+                  ticket: Ticket | None = None,
+                  request: TurnDescription | None = None) -> Reply | None:
         """Runs a turn in its thread's line and waits for it (the web's request/response).
 
         Returns:
             The reply once posted, or ``None`` when the turn failed (the reporter was told).
         """
-        live = self._take_place(key, ticket or Ticket.new())
+        live = self._take_place(key, ticket or Ticket.new(), request)
         return await self._run(key, reporter, call, live)
+
+    def resume(self, key: ThreadKey, reporter: Reporter, call: TurnCall, place: Place,
+               ticket: Ticket) -> None:
+        """Runs, in the background, a turn taken over from a worker that died: ``place``
+        holds its old ticket, so it goes where that ticket stands in the thread's line."""
+        loop = asyncio.get_running_loop()
+        live = _Live(ticket=ticket, cancel_asked=loop.create_future(), place=place)
+        turns = self._lines.setdefault(key, _Line()).turns
+        # Before this process's turns that took their tickets after it (all but the ones
+        # holding older tickets), so neither order waits on the other.
+        older = [t for t in turns if isinstance(t.place, Place) and t.place.ticket is not None
+                 and place.ticket is not None and t.place.ticket < place.ticket]
+        turns.insert(turns.index(older[-1]) + 1 if older else 0, live)
+        self._live[ticket.id] = live
+        self.spawn(self._run(key, reporter, call, live))
 
     def cancel(self, ticket_id: str, *, by: str, by_name: str = "",
                admin: bool = False) -> CancelOutcome:
@@ -203,11 +264,14 @@ class TurnRunner:
         live.cancel(by_name or by)
         return "cancelled"
 
-    def _take_place(self, key: ThreadKey, ticket: Ticket) -> _Live:
+    def _take_place(self, key: ThreadKey, ticket: Ticket,
+                    request: TurnDescription | None = None) -> _Live:
         # Taken before any await, so the line is in arrival order.
         loop = asyncio.get_running_loop()
-        live = _Live(ticket=ticket, cancel_asked=loop.create_future(),
-                     place=self.service.place(key))
+        place = self.service.place(key)
+        if request is not None and isinstance(place, Place):
+            place.request = replace(request, ticket=ticket.id).to_json()
+        live = _Live(ticket=ticket, cancel_asked=loop.create_future(), place=place)
         self._lines.setdefault(key, _Line()).turns.append(live)
         self._live[ticket.id] = live
         return live

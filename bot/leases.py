@@ -10,6 +10,12 @@ while Gemini works.
 
 Places are re-entrant within a task: the turn runner takes the thread's place for the
 whole turn (until its result is posted) and the service's own place inside it is free.
+
+A ticket may carry its turn's request (an opaque string the adapters write). When its
+holder dies, the ticket becomes an orphan that keeps its place in the line for one more
+lease; every process watching for orphans (:meth:`ThreadLines.watch`) is offered it, and
+the one whose :meth:`ThreadLines.adopt` wins the store's conditional update runs the turn
+in its place. An orphan nobody adopts is dropped when that lease ends.
 """
 
 from __future__ import annotations
@@ -18,11 +24,12 @@ import asyncio
 import contextvars
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 
 from bot.model import ThreadKey
-from bot.store_api import LineStore
+from bot.store_api import LineStore, Orphan
 from bot.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
@@ -31,6 +38,12 @@ logger = logging.getLogger(__name__)
 DEFAULT_TTL = 30.0
 #: Polling bounds while another process's turn is ahead (seconds).
 POLL_MIN, POLL_MAX = 0.02, 0.25
+#: How many times an orphaned turn is taken over before it is given up (a turn that kills
+#: every worker that runs it must not go round forever).
+MAX_ADOPTIONS = 2
+#: The longest pause between two looks for orphans (seconds): a dead worker's turn is taken
+#: over at most this long after its lease ended (a third of the lease when that is less).
+SWEEP_MAX = 1.0
 
 _held: contextvars.ContextVar[frozenset[ThreadKey]] = contextvars.ContextVar(
     "imagebot_held_lines", default=frozenset())
@@ -39,6 +52,12 @@ _held: contextvars.ContextVar[frozenset[ThreadKey]] = contextvars.ContextVar(
 def line_name(key: ThreadKey) -> str:
     """The thread's line as stored: its key's parts joined by a separator no id contains."""
     return "\x1f".join((key.platform, key.workspace, key.channel, key.thread))
+
+
+def line_key(line: str) -> ThreadKey | None:
+    """The thread of a stored line name (``None`` for a name that is not one)."""
+    parts = line.split("\x1f")
+    return ThreadKey(*parts) if len(parts) == 4 else None
 
 
 @dataclass
@@ -60,6 +79,9 @@ class Place:
     ticketed: asyncio.Future[None] = field(default_factory=lambda: _future())
     done: asyncio.Future[None] = field(default_factory=lambda: _future())
     ticket: int | None = None
+    #: The turn's request, stored with the ticket so that another process can take the
+    #: turn over if this one dies (``None``: the turn is not resumable).
+    request: str | None = None
     _gone: bool = False
     _token: contextvars.Token[frozenset[ThreadKey]] | None = None
 
@@ -105,7 +127,7 @@ class Place:
             await asyncio.wait([self.ahead.ticketed])
         try:
             self.ticket = await self.lines.store.line_join(
-                self.lines.name(self.key), self.lines.holder, self.lines.ttl)
+                self.lines.name(self.key), self.lines.holder, self.lines.ttl, self.request)
         finally:
             _settle(self.ticketed)
 
@@ -167,6 +189,7 @@ class ThreadLines:
         self.holder = uuid.uuid4().hex
         self._local: dict[ThreadKey, _Local] = {}
         self._renewer: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     @staticmethod
     def name(key: ThreadKey) -> str:
@@ -221,7 +244,8 @@ class ThreadLines:
                 # Our own ticket expired (this process stalled past the lease): queue again.
                 logger.warning("the line ticket of %s expired while waiting; queueing again",
                                place.key)
-                place.ticket = await self.store.line_join(name, self.holder, self.ttl)
+                place.ticket = await self.store.line_join(name, self.holder, self.ttl,
+                                                          place.request)
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, POLL_MAX)
 
@@ -238,9 +262,48 @@ class ThreadLines:
             except Exception:  # renewed on the next round, well inside the lease
                 logger.warning("renewing line tickets failed", exc_info=True)
 
+    # --- orphans: turns whose process died -------------------------------------------------
+
+    async def adopt(self, orphan: Orphan) -> Place | None:
+        """Takes an orphaned ticket over (``None`` when another process got it first, or
+        it is not an orphan any more). The place keeps the ticket's place in its line and
+        is renewed by this process from now on; ``async with`` it as any other."""
+        key = line_key(orphan.line)
+        if key is None or not await self.store.line_adopt(orphan.ticket, self.holder, self.ttl):
+            return None
+        # No place of this process is ahead of it: its ticket is older than theirs.
+        place = Place(self, key, ahead=None, ticket=orphan.ticket, request=orphan.request)
+        _settle(place.ticketed)
+        self._local.setdefault(key, _Local()).users += 1
+        self._ensure_renewer()
+        logger.info("took over an orphaned turn of %s (ticket %d)", key, orphan.ticket)
+        return place
+
+    def watch(self, offer: Callable[[Orphan], Awaitable[None]]) -> None:
+        """Offers every orphan found to ``offer``, every ``ttl / 3`` seconds (at most
+        :data:`SWEEP_MAX`), until closed
+        (``offer`` adopts the ones it can run, and leaves the others to other processes)."""
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.get_running_loop().create_task(
+                self._sweep(offer), name="imagebot-line-sweeper")
+
+    async def _sweep(self, offer: Callable[[Orphan], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(min(self.ttl / 3, SWEEP_MAX))
+            try:
+                for orphan in await self.store.line_orphans(MAX_ADOPTIONS):
+                    # Not our own: a ticket of this process that expired (the database was
+                    # out of reach for a lease) still has its turn here, waiting or running.
+                    if orphan.holder != self.holder:
+                        await offer(orphan)
+            except Exception:  # looked for again on the next round, inside the window
+                logger.warning("looking for orphaned turns failed", exc_info=True)
+
     async def close(self) -> None:
         renewer, self._renewer = self._renewer, None
+        sweeper, self._sweeper = self._sweeper, None
         await cancel_and_wait(renewer)
+        await cancel_and_wait(sweeper)
 
 
 def _future() -> asyncio.Future[None]:

@@ -28,7 +28,7 @@ from bot.history import StoredContent
 from bot.model import Author, StoredImage, StoredReply, ThreadKey, ThreadSummary, TurnView
 from bot.options import OptionInput
 from bot.store_api import NewTurn
-from bot.store_sqlite_scale import SCALE_SCHEMA, SqliteScaleMixin
+from bot.store_sqlite_scale import LINE_REQUEST_SCHEMA, SCALE_SCHEMA, SqliteScaleMixin
 from bot.tables import BATCH_SCHEMA, TEAM_SCHEMA, VARIATIONS_SCHEMA
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "HistoryStore", "NewTurn"]
@@ -135,6 +135,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     VARIATIONS_SCHEMA,
     # 7: Gemini Files API records per blob, and which blobs each turn's history uses
     store_files.migrate,
+    # 8: a thread-line ticket carries its turn's request (a live worker takes orphans over)
+    LINE_REQUEST_SCHEMA,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 #: How long a write waits for another process's writer before giving up (seconds).

@@ -48,20 +48,44 @@ class NewTurn:
     also: Callable[[Any], Awaitable[None]] | None = None
 
 
+@dataclass(frozen=True)
+class Orphan:
+    """A ticket whose holder stopped renewing it (the process died) while its turn was not
+    over, with the turn's request as the adapter described it when it took its place.
+
+    Attributes:
+        joined_at: when the ticket was taken (the database's clock, epoch seconds).
+        adoptions: how many times a live process took it over already.
+    """
+
+    ticket: int
+    line: str
+    request: str
+    joined_at: float
+    adoptions: int
+    #: The process that held it last (it stopped renewing it).
+    holder: str = ""
+
+
 class LineStore(Protocol):
     """Tickets in each thread's line, shared by every process using the database.
 
     A ticket is a row with an expiry: its holder renews it while it waits or runs, so a
     process that dies leaves nothing behind once its tickets expire. Ticket numbers grow
     in the order the database took them, which is the line's order.
+
+    A ticket may carry its turn's request (an opaque string). Such a ticket, once expired,
+    stays in its line one more ``ttl`` as an :class:`Orphan`, so that a live process can
+    take it over (:meth:`line_adopt`) in its place; it is dropped after that.
     """
 
-    async def line_join(self, line: str, holder: str, ttl: float) -> int:
+    async def line_join(self, line: str, holder: str, ttl: float,
+                        request: str | None = None) -> int:
         """Takes the next ticket in ``line`` for ``holder``, valid ``ttl`` seconds."""
 
     async def line_first(self, line: str, ticket: int) -> bool | None:
-        """Drops expired tickets of ``line``; whether ``ticket`` is now first in it
-        (``None`` when the ticket itself expired and is gone)."""
+        """Drops expired tickets of ``line`` (orphans past their adoption window); whether
+        ``ticket`` is now first in it (``None`` when the ticket itself is gone)."""
 
     async def line_renew(self, holder: str, ttl: float) -> None:
         """Extends every ticket of ``holder`` to ``ttl`` seconds from now."""
@@ -70,7 +94,14 @@ class LineStore(Protocol):
         """Gives a ticket up (the turn is over, or its waiter gave up)."""
 
     async def line_busy(self, line: str) -> bool:
-        """Whether ``line`` has an unexpired ticket (a turn waiting or running somewhere)."""
+        """Whether ``line`` has a live ticket or an orphan (a turn waiting or running)."""
+
+    async def line_orphans(self, max_adoptions: int, limit: int = 50) -> list[Orphan]:
+        """Expired tickets with a request, still in their adoption window and adopted fewer
+        than ``max_adoptions`` times, oldest first."""
+
+    async def line_adopt(self, ticket: int, holder: str, ttl: float) -> bool:
+        """Takes an expired ticket over for ``holder``: true for exactly one caller."""
 
 
 class InstallationStore(Protocol):

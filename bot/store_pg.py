@@ -29,13 +29,17 @@ from bot.history import StoredContent
 from bot.model import Author, StoredImage, StoredReply, ThreadKey, ThreadSummary, TurnView
 from bot.options import OptionInput
 from bot.pg_compat import PgConnection, postgres_ddl
-from bot.store_api import NewTurn
+from bot.store_api import NewTurn, Orphan
+from bot.store_sqlite_scale import LINE_REQUEST_SCHEMA
 from bot.tables import BATCH_SCHEMA, TEAM_SCHEMA, VARIATIONS_SCHEMA
 
 logger = logging.getLogger(__name__)
 
 #: The database's clock in seconds, so hosts with skewed clocks agree on lease expiry.
 _NOW = "extract(epoch from clock_timestamp())"
+#: A ticket that is gone: expired, and for one with a request (an orphan a live worker may
+#: take over), past its adoption window too.
+_GONE = f"expires_at < {_NOW} AND (request IS NULL OR expires_at + ttl < {_NOW})"
 
 #: A migration: SQL, or a function given the migrating transaction's connection.
 Migration = str | Callable[[PgConnection], Awaitable[None]]
@@ -146,6 +150,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     postgres_ddl(VARIATIONS_SCHEMA),
     # 5: Gemini Files API records per blob, and which blobs each turn's history uses
     _files_schema,
+    # 6: a thread-line ticket carries its turn's request (a live worker takes orphans over)
+    postgres_ddl(LINE_REQUEST_SCHEMA),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -447,16 +453,18 @@ class PgHistoryStore:
 
     # --- thread lines --------------------------------------------------------------------
 
-    async def line_join(self, line: str, holder: str, ttl: float) -> int:
+    async def line_join(self, line: str, holder: str, ttl: float,
+                        request: str | None = None) -> int:
         return int(await self.pool.fetchval(
-            f"INSERT INTO thread_line (line, holder, expires_at) VALUES ($1, $2, {_NOW} + $3) "
-            "RETURNING ticket", line, holder, ttl))
+            "INSERT INTO thread_line (line, holder, expires_at, request, ttl, joined_at) "
+            f"VALUES ($1, $2, {_NOW} + $3, $4, $3, {_NOW}) RETURNING ticket",
+            line, holder, ttl, request))
 
     async def line_first(self, line: str, ticket: int) -> bool | None:
         rows = await self.pool.fetch(
-            f"WITH gone AS (DELETE FROM thread_line WHERE line=$1 AND expires_at < {_NOW}) "
+            f"WITH gone AS (DELETE FROM thread_line WHERE line=$1 AND {_GONE}) "
             f"SELECT ticket FROM thread_line WHERE line=$1 AND ticket<=$2 "
-            f"AND expires_at >= {_NOW} ORDER BY ticket LIMIT 2", line, ticket)
+            f"AND NOT ({_GONE}) ORDER BY ticket LIMIT 2", line, ticket)
         tickets = [int(r[0]) for r in rows]
         if ticket not in tickets:
             return None
@@ -471,8 +479,26 @@ class PgHistoryStore:
 
     async def line_busy(self, line: str) -> bool:
         return await self.pool.fetchval(
-            f"SELECT 1 FROM thread_line WHERE line=$1 AND expires_at >= {_NOW} LIMIT 1",
+            f"SELECT 1 FROM thread_line WHERE line=$1 AND NOT ({_GONE}) LIMIT 1",
             line) is not None
+
+    async def line_orphans(self, max_adoptions: int, limit: int = 50) -> list[Orphan]:
+        rows = await self.pool.fetch(
+            "SELECT ticket, line, request, joined_at, adoptions, holder FROM thread_line "
+            f"WHERE request IS NOT NULL AND expires_at < {_NOW} "
+            f"AND expires_at + ttl >= {_NOW} AND adoptions < $1 ORDER BY ticket LIMIT $2",
+            max_adoptions, limit)
+        return [Orphan(int(r[0]), str(r[1]), str(r[2]), float(r[3]), int(r[4]), str(r[5]))
+                for r in rows]
+
+    async def line_adopt(self, ticket: int, holder: str, ttl: float) -> bool:
+        # The WHERE is checked again on the locked row: of two racing updates, the second
+        # sees the first one's new expiry and changes nothing.
+        done = await self.pool.execute(
+            f"UPDATE thread_line SET holder=$2, expires_at={_NOW} + $3, "
+            f"adoptions=adoptions+1 WHERE ticket=$1 AND expires_at < {_NOW}",
+            ticket, holder, ttl)
+        return str(done).endswith(" 1")
 
     # --- installations and OAuth states ----------------------------------------------------
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import aiosqlite
 
+from bot.store_api import Orphan
+
 SCALE_SCHEMA = """
     CREATE TABLE thread_line (
         ticket INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -39,6 +41,17 @@ SCALE_SCHEMA = """
     );
 """
 
+#: A ticket carries its turn's request, so a live process can take an orphan over.
+LINE_REQUEST_SCHEMA = """
+    ALTER TABLE thread_line ADD COLUMN request TEXT;
+    ALTER TABLE thread_line ADD COLUMN ttl REAL NOT NULL DEFAULT 0;
+    ALTER TABLE thread_line ADD COLUMN joined_at REAL NOT NULL DEFAULT 0;
+    ALTER TABLE thread_line ADD COLUMN adoptions INTEGER NOT NULL DEFAULT 0;
+"""
+#: A ticket that is gone (``?2`` is now, ``?1`` the line): expired, and for one with a request (an
+#: orphan), past its adoption window too.
+_GONE = "expires_at<?2 AND (request IS NULL OR expires_at+ttl<?2)"
+
 
 class SqliteScaleMixin:
     """Lines, installations and OAuth states on the store's one connection."""
@@ -53,18 +66,20 @@ class SqliteScaleMixin:
 
     # --- thread lines --------------------------------------------------------------------
 
-    async def line_join(self, line: str, holder: str, ttl: float) -> int:
+    async def line_join(self, line: str, holder: str, ttl: float,
+                        request: str | None = None) -> int:
+        now = time.time()
         async with self._transaction():
             cur = await self.db.execute(
-                "INSERT INTO thread_line (line, holder, expires_at) VALUES (?,?,?)",
-                (line, holder, time.time() + ttl))
+                "INSERT INTO thread_line (line, holder, expires_at, request, ttl, joined_at) "
+                "VALUES (?,?,?,?,?,?)", (line, holder, now + ttl, request, ttl, now))
             assert cur.lastrowid is not None
             return int(cur.lastrowid)
 
     async def line_first(self, line: str, ticket: int) -> bool | None:
         async with self._transaction():
-            await self.db.execute("DELETE FROM thread_line WHERE line=? AND expires_at<?",
-                                  (line, time.time()))
+            await self.db.execute(
+                f"DELETE FROM thread_line WHERE line=?1 AND {_GONE}", (line, time.time()))
         async with self.db.execute(
                 "SELECT ticket FROM thread_line WHERE line=? AND ticket<=? ORDER BY ticket "
                 "LIMIT 2", (line, ticket)) as cur:
@@ -84,9 +99,28 @@ class SqliteScaleMixin:
 
     async def line_busy(self, line: str) -> bool:
         async with self.db.execute(
-                "SELECT 1 FROM thread_line WHERE line=? AND expires_at>=? LIMIT 1",
+                f"SELECT 1 FROM thread_line WHERE line=?1 AND NOT ({_GONE}) LIMIT 1",
                 (line, time.time())) as cur:
             return await cur.fetchone() is not None
+
+    async def line_orphans(self, max_adoptions: int, limit: int = 50) -> list[Orphan]:
+        now = time.time()
+        async with self.db.execute(
+                "SELECT ticket, line, request, joined_at, adoptions, holder FROM thread_line "
+                "WHERE request IS NOT NULL AND expires_at<? AND expires_at+ttl>=? "
+                "AND adoptions<? ORDER BY ticket LIMIT ?",
+                (now, now, max_adoptions, limit)) as cur:
+            rows = await cur.fetchall()
+        return [Orphan(int(r[0]), str(r[1]), str(r[2]), float(r[3]), int(r[4]), str(r[5]))
+                for r in rows]
+
+    async def line_adopt(self, ticket: int, holder: str, ttl: float) -> bool:
+        now = time.time()
+        async with self._transaction():
+            cur = await self.db.execute(
+                "UPDATE thread_line SET holder=?, expires_at=?, adoptions=adoptions+1 "
+                "WHERE ticket=? AND expires_at<?", (holder, now + ttl, ticket, now))
+            return cur.rowcount == 1
 
     # --- installations and OAuth states ----------------------------------------------------
 

@@ -31,7 +31,7 @@ import discord.http
 import yarl
 from aiohttp import web
 
-from adapters.discord import render
+from adapters.discord import render, resume
 from adapters.discord.admin import DiscordAdmin
 from adapters.discord.batch import DiscordBatches, DiscordBatchPoster
 from adapters.discord.client import (
@@ -71,7 +71,6 @@ from bot.admission import Admission
 from bot.config import DEFAULT_DISCORD_API_BASE, DEFAULT_DISCORD_GATEWAY_URL
 from bot.errors import AttachmentError, ErrorKind, ImagebotError
 from bot.model import Attachment, Author, IncomingMessage, Reply, ThreadKey, TurnView
-from bot.options import OptionInput
 from bot.planning import display_prompt
 from bot.runtime import Core
 from bot.tasks import cancel_and_wait
@@ -82,8 +81,6 @@ logger = logging.getLogger(__name__)
 READY_TIMEOUT = 30.0
 #: An unanswered "Edit with Gemini" prompt is forgotten after this many seconds.
 MODAL_TIMEOUT = 15 * 60.0
-#: The 4K button: one Nano Banana Pro image at 4K (not a new set of candidates).
-FOUR_K = OptionInput(model="pro", size="4K", count=1)
 _USER_MESSAGES = (discord.MessageType.default, discord.MessageType.reply)
 
 
@@ -121,6 +118,8 @@ class DiscordAdapter:
         self.batches = DiscordBatches(core.service, self._attachments, self._download,
                                       self._ephemeral)
         self.batch_poster = DiscordBatchPoster(self.bot, core.service)
+        # Turns taken over from a worker that died (adapters.resume), rebuilt for Discord.
+        self.resumed = functools.partial(resume.rebuild, self)
 
     # --- lifecycle (the serve Adapter protocol) -------------------------------------------
 
@@ -320,7 +319,8 @@ class DiscordAdapter:
                                     alt=display_prompt(request.text), open_thread=open_thread,
                                     tick=self.tick, ticket=ticket.id)
             self.runner.submit(key, reporter, functools.partial(
-                self._handle, key, incoming, admission=admission), ticket=ticket)
+                self._handle, key, incoming, admission=admission), ticket=ticket,
+                request=None if open_thread else resume.message_turn(incoming, request.files))
         except BaseException:
             await self.service.release(admission)
             raise
@@ -375,14 +375,15 @@ class DiscordAdapter:
                                 upload_limit=interaction.filesize_limit,
                                 alt=display_prompt(record.prompt), tick=self.tick,
                                 ticket=ticket.id)
-        changes = FOUR_K if action == "4k" else None
+        changes = resume.FOUR_K if action == "4k" else None
         author = _author(interaction.user)
 
         def call(hooks: TurnHooks) -> Awaitable[Reply]:
             return self.service.reroll(turn_id, author=author, changes=changes,
                                        on_start=hooks.on_start, on_progress=hooks.on_progress)
 
-        self.runner.submit(record.thread, reporter, call, ticket=ticket)
+        self.runner.submit(record.thread, reporter, call, ticket=ticket,
+                           request=resume.rerun_turn(action, author, turn_id, record.prompt))
 
     async def _use(self, interaction: discord.Interaction, record: TurnView,
                    number: int) -> None:
@@ -450,7 +451,7 @@ class DiscordAdapter:
         incoming = self._incoming(message, request)
         admission = await self._admit(key, incoming, functools.partial(_say, thread))
         if admission is not None:
-            self._message_turn(key, thread, incoming, admission)
+            self._message_turn(key, thread, incoming, admission, request.files)
 
     async def _mention(self, message: discord.Message, channel: discord.TextChannel) -> None:
         request = self._message_request(message)
@@ -469,7 +470,7 @@ class DiscordAdapter:
             await _say(channel, render.thread_failed(failure_reason(exc)))
             return
         key = thread_key(channel.guild.id, channel.id, thread.id)
-        self._message_turn(key, thread, incoming, admission)
+        self._message_turn(key, thread, incoming, admission, request.files)
 
     def _incoming(self, message: discord.Message, request: TurnRequest) -> IncomingMessage:
         return IncomingMessage(author=_author(message.author), text=request.text,
@@ -486,15 +487,16 @@ class DiscordAdapter:
             await tell(render.error_message(exc.user_message))
             return None
 
-    def _message_turn(self, key: ThreadKey, thread: discord.Thread,
-                      incoming: IncomingMessage, admission: Admission) -> None:
+    def _message_turn(self, key: ThreadKey, thread: discord.Thread, incoming: IncomingMessage,
+                      admission: Admission, files: tuple[FileRef, ...]) -> None:
         ticket = Ticket.new(incoming.author.id)
         reporter = TurnReporter(StatusMessage(thread), thread,
                                 upload_limit=thread.guild.filesize_limit,
                                 alt=display_prompt(incoming.text), tick=self.tick,
                                 ticket=ticket.id)
         self.runner.submit(key, reporter, functools.partial(
-            self._handle, key, incoming, admission=admission), ticket=ticket)
+            self._handle, key, incoming, admission=admission), ticket=ticket,
+            request=resume.message_turn(incoming, files))
 
     def _message_request(self, message: discord.Message) -> TurnRequest:
         bot_id = self.bot.user.id if self.bot.user else 0

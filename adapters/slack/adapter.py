@@ -18,7 +18,7 @@ import asyncio
 import contextvars
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import aiohttp
@@ -36,7 +36,7 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.download import download
-from adapters.slack import render
+from adapters.slack import render, resume
 from adapters.slack.admin import SlackAdmin
 from adapters.slack.batch import CANCEL_ACTION as BATCH_CANCEL
 from adapters.slack.batch import USAGE as BATCH_USAGE
@@ -64,10 +64,10 @@ from adapters.slack.oauth import mount_oauth, oauth_settings
 from adapters.slack.progress import PACE, show_drafts
 from adapters.slack.reporter import SLACK_FAILURES, TurnReporter, slack_error
 from adapters.slack.signing import Refused, refuse, signed_request
-from adapters.turns import Ticket, TurnHooks, TurnRunner
+from adapters.turns import Reporter, Ticket, TurnCall, TurnDescription, TurnHooks, TurnRunner
 from bot import messages
 from bot.errors import AttachmentError, ErrorKind, ImagebotError
-from bot.model import Attachment, Author, IncomingMessage, Reply, TurnView
+from bot.model import Attachment, Author, IncomingMessage, Reply, ThreadKey, TurnView
 from bot.options import OptionInput
 from bot.planning import display_prompt
 from bot.runtime import Core
@@ -306,6 +306,18 @@ class SlackAdapter:
                                        message.files)
             return
 
+        call = self.message_call(message, prompt, pick_up=pick_up, bot_user_id=bot_user_id)
+        ticket = Ticket.new(message.user)
+        reporter = self._reporter(message.channel, message.root_ts, react_ts=message.ts,
+                                  requester=message.user, prompt=prompt, ticket=ticket)
+        request = resume.message_request(message, prompt, pick_up=pick_up,
+                                         bot_user_id=bot_user_id)
+        await self.runner.run(message.key, reporter, call, ticket=ticket, request=request)
+
+    def message_call(self, message: SlackMessage, prompt: str, *, pick_up: bool,
+                     bot_user_id: str) -> TurnCall:
+        """The turn of a message (also of one resumed from a worker that died)."""
+
         async def call(hooks: TurnHooks) -> Reply:
             files = list(message.files)
             if pick_up:
@@ -316,10 +328,30 @@ class SlackAdapter:
             return await self.service.handle(message.key, incoming, on_start=hooks.on_start,
                                              on_progress=hooks.on_progress)
 
-        ticket = Ticket.new(message.user)
-        reporter = self._reporter(message.channel, message.root_ts, react_ts=message.ts,
-                                  requester=message.user, prompt=prompt, ticket=ticket)
-        await self.runner.run(message.key, reporter, call, ticket=ticket)
+        return call
+
+    async def resumed(self, key: ThreadKey, request: TurnDescription,
+                      ticket: Ticket) -> tuple[Reporter, TurnCall] | None:
+        """A turn taken over from a worker that died (:mod:`adapters.resume`), in its
+        workspace (its own bot token when installed through OAuth)."""
+        client = await resume.workspace_client(self, key.workspace)
+        if client is None:
+            return None
+        token = _workspace_client.set(client)
+        try:
+            built = resume.rebuild(self, key, request, ticket)
+        finally:
+            _workspace_client.reset(token)
+        if built is None:
+            return None
+        reporter, call = built
+        reporter.status_ts = await resume.stale_status(client, key, request.ticket)
+
+        def in_workspace(hooks: TurnHooks) -> Awaitable[Reply]:
+            _workspace_client.set(client)  # the call runs as a task of its own
+            return call(hooks)
+
+        return reporter, in_workspace
 
     async def _thread_images(self, message: SlackMessage, bot_user_id: str) -> list[SlackFile]:
         messages: list[dict[str, Any]] = []
@@ -370,7 +402,8 @@ class SlackAdapter:
         ticket = Ticket.new(command.user)
         reporter = self._reporter(command.channel, root_ts, react_ts=root_ts,
                                   requester=command.user, prompt=prompt, ticket=ticket)
-        await self.runner.run(key, reporter, call, ticket=ticket)
+        await self.runner.run(key, reporter, call, ticket=ticket,
+                              request=resume.command_request(command, prompt, root_ts))
 
     # --- buttons ----------------------------------------------------------------------------
 
@@ -393,19 +426,25 @@ class SlackAdapter:
         if click.candidate:
             await self._use(record, click.candidate, click.user, respond)
             return
-        changes = OptionInput(model="pro", size="4K", count=1) if click.action == "4k" else None
         key = record.thread
-
-        async def call(hooks: TurnHooks) -> Reply:
-            return await self.service.reroll(
-                record.id, author=await self._author(click.user), changes=changes,
-                on_start=hooks.on_start, on_progress=hooks.on_progress,
-                direct=key.channel.startswith("D"))
-
+        call = self.rerun_call(record.id, click.action, click.user,
+                               direct=key.channel.startswith("D"))
         ticket = Ticket.new(click.user)
         reporter = self._reporter(key.channel, key.thread, react_ts=None, requester=click.user,
                                   prompt=record.prompt, ticket=ticket)
-        await self.runner.run(key, reporter, call, ticket=ticket)
+        await self.runner.run(key, reporter, call, ticket=ticket,
+                              request=resume.click_request(click, record))
+
+    def rerun_call(self, turn_id: str, action: str, user: str, *, direct: bool) -> TurnCall:
+        """Reroll (or 4K) of a stored turn, as a new turn."""
+        changes = OptionInput(model="pro", size="4K", count=1) if action == "4k" else None
+
+        async def call(hooks: TurnHooks) -> Reply:
+            return await self.service.reroll(
+                turn_id, author=await self._author(user), changes=changes,
+                on_start=hooks.on_start, on_progress=hooks.on_progress, direct=direct)
+
+        return call
 
     def _reporter(self, channel: str, thread_ts: str, *, react_ts: str | None,
                   requester: str, prompt: str, ticket: Ticket) -> TurnReporter:

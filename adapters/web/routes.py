@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters.turns import Ticket, TurnHooks, TurnRunner
+from adapters.turns import Reporter, Ticket, TurnCall, TurnDescription, TurnHooks, TurnRunner
 from adapters.web import parsing
 from adapters.web.access import LOCKED_PAGE, Access
 from adapters.web.batch import WebBatches, job_json
@@ -256,20 +256,36 @@ class WebPlayground:
             return self.service.handle(key, message, on_start=hooks.on_start,
                                        on_progress=hooks.on_progress)
 
+        # Resumable by another worker if this one dies (uploads are bytes: those are not).
+        resumable = None if message.attachments else TurnDescription(
+            platform=PLATFORM, kind="message", requester=AUTHOR.id, text=prompt,
+            options=message.options.given())
         if wants_events(request):
             stream = await EventStream.start(request)
             reporter = WebReporter(stream, ticket=ticket.id,
                                    reword=lambda text: for_selectors(text, typed))
-            await self.runner.run(key, reporter, call, ticket=ticket)
+            await self.runner.run(key, reporter, call, ticket=ticket, request=resumable)
             await stream.end()
             return stream.response
         reporter = WebReporter()
-        reply = await self.runner.run(key, reporter, call, ticket=ticket)
+        reply = await self.runner.run(key, reporter, call, ticket=ticket, request=resumable)
         if reply is None or reply.view is None:
             error = reporter.error or ImagebotError("The turn did not finish.")
             message_text = for_selectors(error.user_message, typed)
             return error_response(message_text, error.kind, error_status(error))
         return web.json_response({"turn": turn_json(reply.view)}, status=201)
+
+    def resumed(self, key: ThreadKey, request: TurnDescription,
+                ticket: Ticket) -> tuple[Reporter, TurnCall] | None:
+        """A turn taken over from a worker that died: it runs and shows in the thread."""
+        message = IncomingMessage(author=AUTHOR, text=request.text,
+                                  options=OptionInput.from_dict(request.options))
+
+        def call(hooks: TurnHooks) -> Awaitable[Reply]:
+            return self.service.handle(key, message, on_start=hooks.on_start,
+                                       on_progress=hooks.on_progress)
+
+        return WebReporter(), call
 
     async def cancel_turn(self, request: web.Request) -> web.Response:
         """The page's Cancel: stops a turn that waits or runs; nothing is stored."""
