@@ -126,9 +126,11 @@ async def test_an_existing_database_records_the_uses_of_its_blobs(database_url: 
     first = await open_store(database_url)
     image = corpus.png(8, 8)
     await first.commit_turn(turn("t1", KEY, "a lighthouse", image))
-    expected = await first.files.turn_blobs("t1")  # type: ignore[attr-defined]
-    await _back_to_before_files(first)
-    await first.close()
+    try:
+        expected = await first.files.turn_blobs("t1")  # type: ignore[attr-defined]
+        await _back_to_before_files(first)
+    finally:
+        await first.close()
 
     again = await open_store(database_url)
     try:
@@ -142,17 +144,23 @@ async def test_an_existing_database_records_the_uses_of_its_blobs(database_url: 
 
 
 async def _back_to_before_files(store: Store) -> None:
-    """Drops the Files API tables and the schema version that made them, as a database
-    written before them would be (the Files API migration is each store's latest)."""
+    """Drops the Files API tables, what later migrations added (the line tickets' request
+    columns), and the schema versions from the Files API migration on, as a database
+    written before them would be."""
     from bot import store as store_sqlite
     from bot import store_files, store_pg
+    from bot.store_sqlite_scale import LINE_REQUEST_SCHEMA
+    from bot.pg_compat import postgres_ddl
 
     await store.db.execute("DROP TABLE blob_uses")
     await store.db.execute("DROP TABLE gemini_files")
+    for column in ("request", "ttl", "joined_at", "adoptions"):
+        await store.db.execute(f"ALTER TABLE thread_line DROP COLUMN {column}")
     if isinstance(store, store_sqlite.HistoryStore):
-        assert store_sqlite.MIGRATIONS[-1] is store_files.migrate
-        await store.db.execute(f"PRAGMA user_version = {store_sqlite.SCHEMA_VERSION - 1}")
+        before = store_sqlite.MIGRATIONS.index(store_files.migrate)
+        assert store_sqlite.MIGRATIONS[before + 1:] == (LINE_REQUEST_SCHEMA,)
+        await store.db.execute(f"PRAGMA user_version = {before}")
         return
-    assert store_pg.MIGRATIONS[-1] is store_pg._files_schema
-    await store.db.execute("DELETE FROM imagebot_schema WHERE version = ?",
-                           (store_pg.SCHEMA_VERSION,))
+    before = store_pg.MIGRATIONS.index(store_pg._files_schema)
+    assert store_pg.MIGRATIONS[before + 1:] == (postgres_ddl(LINE_REQUEST_SCHEMA),)
+    await store.db.execute("DELETE FROM imagebot_schema WHERE version > ?", (before,))
