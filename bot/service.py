@@ -17,9 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from google.genai import types
-
-from bot import imagen, images, messages, variations
+from bot import images, messages
 from bot.admission import Admission, TurnKind
 from bot.batch_service import BatchService
 from bot.config import Settings
@@ -30,7 +28,6 @@ from bot.errors import (
     NotFoundError,
 )
 from bot.files import HistoryFiles
-from bot.gemini import Answer, GeminiSession
 from bot.leases import DEFAULT_TTL, LinePlace, ThreadLines
 from bot.model import (
     Attachment,
@@ -45,7 +42,6 @@ from bot.options import OptionInput, Options, caps_for, resolve
 from bot.planning import PlanLimits, TurnPlan, plan_turn, sticky_settings
 from bot.progress import ProgressCallback
 from bot.store_api import NewTurn, Store
-from bot.streaming import stream_answer
 from bot.tasks import drain
 from bot.team import MakePlan, TeamControls, message_plan
 from bot.team_facade import TeamFacade
@@ -61,6 +57,12 @@ from bot.turn_values import (
 )
 
 if TYPE_CHECKING:
+    # google.genai costs ~0.6 s of CPU to import: the modules that need it at run time
+    # (imagen, variations, streaming) are imported by the turn steps that use them, so a
+    # read-only service (`imagebot threads`, `history`) never loads it.
+    from google.genai import types
+
+    from bot.gemini import Answer, GeminiSession
     from bot.turn_request import TurnRequests
 
 logger = logging.getLogger(__name__)
@@ -106,7 +108,7 @@ class ConversationService(TeamFacade):
         self.team = TeamControls(store, settings)
         #: Batch API jobs: submit, follow, results (see :mod:`bot.batch_service`).
         # A read-only service (gemini None) never submits or polls batches.
-        self.batches = BatchService(store, cast(GeminiSession, gemini), self.limits,
+        self.batches = BatchService(store, cast("GeminiSession", gemini), self.limits,
                                     self._prepare,
                                     poll_seconds=settings.batch_poll_seconds,
                                     inline_limit=settings.batch_inline_limit)
@@ -235,6 +237,8 @@ class ConversationService(TeamFacade):
         if record is None:
             raise NotFoundError(messages.GONE)
         one_shot = caps_for(str(record.options.get("model") or ""), self.limits.models).one_shot
+        from bot import variations
+
         async with self._thread_lock(record.thread):
             return await variations.choose(self.store, record, number, one_shot=one_shot)
 
@@ -278,6 +282,8 @@ class ConversationService(TeamFacade):
             settings = await self.store.settings(key)
             plan = admission.replan(make_plan(settings, admission.limits), settings)
             if carry:  # a new message: an Imagen result before it becomes its reference
+                from bot import imagen
+
                 plan = imagen.with_thread_context(
                     plan, await self.store.list_turns(key), self.limits.models,
                     self.settings.max_attachment_bytes, self.image)
@@ -317,6 +323,8 @@ class ConversationService(TeamFacade):
                       refs: list[images.PreparedImage], settings: OptionInput, made: Made,
                       admission: Admission, *, elapsed: float, sticky: bool
                       ) -> tuple[Reply, float | None]:
+        from bot import variations
+
         async with self._gate:
             reply = await asyncio.to_thread(self._reply, key, made, plan.options, elapsed,
                                             refs, admission.id)
@@ -344,6 +352,8 @@ class ConversationService(TeamFacade):
     async def _make(self, key: ThreadKey, plan: TurnPlan, refs: list[images.PreparedImage],
                     on_progress: ProgressCallback | None, started: float) -> Made:
         """The model's side of a turn: one answer, or several candidates (``--count``)."""
+        from bot import imagen, variations
+
         options, notices = plan.options, list(plan.notices)
         if options.caps.one_shot:  # Imagen: no chat, nothing enters the history
             answer, withheld = await imagen.predict(self.session, options, plan.prompt)
@@ -375,6 +385,8 @@ class ConversationService(TeamFacade):
                    started: float) -> Answer:
         """Streams the answer of a thinking model (so its drafts show while it thinks);
         other models answer in one call."""
+        from bot.streaming import stream_answer
+
         caps = self.limits.models.get(model)
         if caps is None or not caps.thinking:
             return await self.session.generate(model, contents, config)
@@ -437,6 +449,8 @@ class ConversationService(TeamFacade):
             notices=tuple(notices), offline=self.offline)
         if made.chosen is None:
             return reply
+        from bot import variations
+
         return dataclasses.replace(
             reply, usage=variations.total_usage(made.outcomes), chosen=made.chosen.number,
             candidates=variations.candidates(made.outcomes, parts_of))

@@ -10,13 +10,10 @@ import logging
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from google.genai import types
-
-from bot import images, variations
+from bot import images
 from bot.errors import AttachmentError, ImagebotError
-from bot.gemini import Answer
 from bot.model import (
     Attachment,
     Author,
@@ -28,7 +25,12 @@ from bot.model import (
 )
 from bot.options import Options
 from bot.planning import TurnPlan
-from bot.streaming import reply_image
+
+if TYPE_CHECKING:  # google.genai is imported by the turn steps that need it at run time
+    from google.genai import types
+
+    from bot import variations
+    from bot.gemini import Answer
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +78,8 @@ class Made:
 
 def parts_of(content: types.Content) -> tuple[list[ReplyPart], list[ReplyPart]]:
     """An answer's parts in the model's order, thoughts apart."""
+    from bot.streaming import reply_image
+
     parts: list[ReplyPart] = []
     thoughts: list[ReplyPart] = []
     for part in content.parts or ():
