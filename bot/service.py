@@ -34,6 +34,7 @@ from bot.model import (
     Author,
     IncomingMessage,
     Reply,
+    ReplyImage,
     ThreadKey,
     ThreadSummary,
     TurnView,
@@ -363,17 +364,19 @@ class ConversationService(TeamFacade):
             chosen = outcomes[0]
             return Made(chosen.answer or answer, [], notices + withheld + [
                 variations.notice(outcomes, chosen, one_shot=True)], outcomes, chosen)
+        seen: dict[int, ReplyImage] = {}  # images hashed while streaming
+
         async def ask(model: str, contents: list[types.Content],
                       config: types.GenerateContentConfig) -> Any:
             if options.count == 1:
-                return await self._ask(model, contents, config, on_progress, started)
+                return await self._ask(model, contents, config, on_progress, started, seen)
             return await variations.generate_all(self.session, model, contents, config,
                                                  options.count)
 
         user, result, left_out = await self._turn_requests().send(
             key, plan.prompt, refs, options, limit=self.settings.max_request_bytes, ask=ask)
         if options.count == 1:
-            return Made(result, [user, result.content], notices + left_out)
+            return Made(result, [user, result.content], notices + left_out, seen=seen)
         outcomes = result
         chosen = variations.continuation(outcomes)
         assert chosen.answer is not None
@@ -382,7 +385,7 @@ class ConversationService(TeamFacade):
 
     async def _ask(self, model: str, contents: list[types.Content],
                    config: types.GenerateContentConfig, on_progress: ProgressCallback | None,
-                   started: float) -> Answer:
+                   started: float, seen: dict[int, ReplyImage]) -> Answer:
         """Streams the answer of a thinking model (so its drafts show while it thinks);
         other models answer in one call."""
         from bot.streaming import stream_answer
@@ -394,6 +397,7 @@ class ConversationService(TeamFacade):
                                        on_progress=on_progress, started=started)
         if streamed.first_chunk is not None:
             self._emit("first_progress", {"model": model, "seconds": streamed.first_chunk})
+        seen.update(streamed.images)
         return streamed.answer
 
     async def _prepare(self, attachments: tuple[Attachment, ...]
@@ -435,7 +439,7 @@ class ConversationService(TeamFacade):
     def _reply(self, key: ThreadKey, made: Made, options: Options, elapsed: float,
                refs: list[images.PreparedImage], turn_id: str) -> Reply:
         answer = made.answer
-        parts, thoughts = parts_of(answer.content)
+        parts, thoughts = parts_of(answer.content, made.seen)
         notices = [r.notice for r in refs if r.notice] + made.notices
         if not any(p.kind == "image" for p in parts):
             notices.append(messages.NO_IMAGE_NOTICE)

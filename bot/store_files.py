@@ -89,9 +89,9 @@ async def restore_missing_blobs(db: aiosqlite.Connection, blobs: history.Blobs) 
     were checked (a thread sharing them was deleted in between): rare, and then cheap."""
     present: set[str] = set()
     for chunk in _chunks(list(blobs)):
-        async with db.execute(f"SELECT sha256 FROM blobs WHERE sha256 IN ({_marks(chunk)})",
-                              chunk) as cur:
-            present.update(r[0] for r in await cur.fetchall())
+        rows = await db.execute_fetchall(
+            f"SELECT sha256 FROM blobs WHERE sha256 IN ({_marks(chunk)})", chunk)
+        present.update(r[0] for r in rows)
     missing = [(h, mime, len(data), data) for h, (mime, data) in blobs.items()
                if h not in present]
     if missing:

@@ -65,10 +65,9 @@ class SqliteScaleMixin:
         async with self._transaction():
             await self.db.execute("DELETE FROM thread_line WHERE line=? AND expires_at<?",
                                   (line, time.time()))
-        async with self.db.execute(
-                "SELECT ticket FROM thread_line WHERE line=? AND ticket<=? ORDER BY ticket "
-                "LIMIT 2", (line, ticket)) as cur:
-            rows = [int(r[0]) for r in await cur.fetchall()]
+        rows = [int(r[0]) for r in await self.db.execute_fetchall(
+            "SELECT ticket FROM thread_line WHERE line=? AND ticket<=? ORDER BY ticket "
+            "LIMIT 2", (line, ticket))]
         if ticket not in rows:
             return None
         return rows[0] == ticket
