@@ -326,12 +326,11 @@ class HistoryStore(SqliteScaleMixin):
 
     async def load_stored(self, key: ThreadKey) -> list[StoredContent]:
         """The thread's Contents as stored: small rows naming blobs, no blob read."""
-        thread_id = await self._thread_id(key)
-        if thread_id is None:
-            return []
         rows = await self.db.execute_fetchall(
-            "SELECT turn_id, role, content FROM contents WHERE thread_id=? ORDER BY position",
-            (thread_id,))
+            "SELECT c.turn_id, c.role, c.content FROM contents c JOIN threads t "
+            "ON t.id = c.thread_id WHERE t.platform=? AND t.workspace=? AND t.channel=? "
+            "AND t.thread=? ORDER BY c.position",
+            (key.platform, key.workspace, key.channel, key.thread))
         return [history.parse_row(r[0], r[1], r[2]) for r in rows]
 
     async def inflate(self, stored: Sequence[StoredContent],

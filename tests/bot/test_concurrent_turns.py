@@ -116,3 +116,23 @@ async def test_a_new_database_has_large_pages_and_an_old_one_keeps_its_own(tmp_p
     await store.close()
     with sqlite3.connect(tmp_path / "old.sqlite3") as db:
         assert db.execute("PRAGMA page_size").fetchone()[0] == 4096
+
+
+async def test_asking_for_a_place_in_line_writes_only_when_a_ticket_expired(tmp_path):
+    """Every turn asks whether it is first in its thread's line; that is a read, not a
+    write transaction, unless a ticket ahead has expired (its process died)."""
+    store = await HistoryStore.open(tmp_path / "lines.sqlite3")
+    try:
+        first = await store.line_join("t", "worker-1", 60)
+        second = await store.line_join("t", "worker-2", 60)
+        statements: list[str] = []
+        await store.db.set_trace_callback(statements.append)
+        assert await store.line_first("t", first) is True
+        assert await store.line_first("t", second) is False
+        assert not [s for s in statements if s.startswith(("BEGIN", "DELETE"))]
+        await store.db.execute("UPDATE thread_line SET expires_at=0 WHERE ticket=?", (first,))
+        assert await store.line_first("t", second) is True
+        assert [s for s in statements if s.startswith("DELETE FROM thread_line")]
+        await store.db.set_trace_callback(None)
+    finally:
+        await store.close()
