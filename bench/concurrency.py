@@ -20,6 +20,7 @@ calls from a client of their own, reading the answers and doing nothing with the
 floor set by the stand-in and the SDK on this machine at this moment).
 
     python -m bench.concurrency [--real-sizes] [--web] [--in-process] [--threads N]
+                                [--no-baseline] [--no-nice]
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import re
 import resource
 import statistics
 import sys
@@ -41,7 +43,7 @@ from pathlib import Path
 import aiohttp
 
 from adapters.serve import running
-from bench.common import bench_core, settings_for, stand_in_process
+from bench.common import KEY, bench_core, settings_for, stand_in_process
 from bot.gemini import build_client, build_config
 from bot.model import Author, IncomingMessage, ThreadKey
 from bot.options import OptionInput, resolve
@@ -270,6 +272,75 @@ async def warm(core: Core) -> None:
                               IncomingMessage(author=Author("b"), text="warm up"))
 
 
+async def record_answers(url: str, model: str, numbers: list[int], folder: Path) -> None:
+    """Asks the stand-in for each thread's first answer (as the bot will ask it) and keeps
+    the raw server-sent events, one file per thread, for :func:`replay_main`."""
+    body = {"generationConfig": {"responseModalities": ["TEXT", "IMAGE"],
+                                 "imageConfig": {"imageSize": "1K"}}}
+    gate = asyncio.Semaphore(4)
+    async with aiohttp.ClientSession(headers={"x-goog-api-key": KEY}) as http:
+        async def one(number: int) -> None:
+            prompt = PROMPT.format(number) if number >= 0 else "warm up"
+            request = {**body, "contents": [{"role": "user", "parts": [{"text": prompt}]}]}
+            async with gate, http.post(f"{url}/v1beta/models/{model}:streamGenerateContent",
+                                       params={"alt": "sse"}, json=request) as resp:
+                assert resp.status == 200, await resp.text()
+                (folder / f"{number}.sse").write_bytes(await resp.read())
+
+        await asyncio.gather(*(one(n) for n in numbers))
+
+
+async def replay_main(folder: Path) -> None:
+    """The replay server's process: answers each thread's streamed request with the events
+    recorded for it, after the same latency, and prints its URL."""
+    from aiohttp import web
+
+    recorded = await asyncio.to_thread(
+        lambda: {int(p.stem): p.read_bytes() for p in folder.glob("*.sse")})
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        text = (await request.read()).decode()
+        found = re.search(r"band (\d+)", text)
+        number = int(found.group(1)) if found else -1
+        await asyncio.sleep(LATENCY)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(recorded[number])
+        await response.write_eof()
+        return response
+
+    app = web.Application(client_max_size=1 << 30)
+    app.router.add_post("/v1beta/models/{model}:streamGenerateContent", answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    print(f"http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
+    await asyncio.Event().wait()
+
+
+@contextlib.asynccontextmanager
+async def replaying(args: argparse.Namespace) -> AsyncIterator[str]:
+    """A replay server in a process of its own, serving answers recorded from the stand-in
+    beforehand: real-size answers that cost the machine almost nothing to serve."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        async with stand_in_process(0.0, real_sizes=args.real_sizes, nice=False) as url:
+            settings = settings_for(url, folder / "unused.sqlite3")
+            model = resolve(OptionInput(), OptionInput(), settings.option_defaults,
+                            settings.models).model
+            await record_answers(url, model, [-1, *range(args.threads)], folder)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.concurrency", "--replay-server", tmp,
+            stdout=asyncio.subprocess.PIPE)
+        try:
+            assert proc.stdout is not None
+            yield (await asyncio.wait_for(proc.stdout.readline(), timeout=30)).decode().strip()
+        finally:
+            proc.terminate()
+            await proc.wait()
+
+
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -292,21 +363,27 @@ async def run(args: argparse.Namespace) -> Run:
             await warm(core)
             idle = await idle_lag()
             return Run(await measure(core, "", args.threads), idle)
+    answers: contextlib.AbstractAsyncContextManager[str] = (
+        replaying(args) if args.replay else
+        stand_in_process(LATENCY, real_sizes=args.real_sizes, nice=not args.no_nice))
     before = children_cpu()
-    async with stand_in_process(LATENCY, real_sizes=args.real_sizes) as url:
+    async with answers as url:
         async with core_for_run(args, url) as (core, web_url):
             await warm(core)
             idle = await idle_lag()
             result = Run(await measure(core, web_url, args.threads), idle)
             if not args.no_baseline:
                 result.baseline = await bare_sdk(core, args.threads)
+    # With --replay this also counts the stand-in that made the recordings.
     result.stand_in_cpu = children_cpu() - before - sum(CLIENT_CPU)
     return result
 
 
 def report(args: argparse.Namespace, result: Run) -> None:
     burst = result.burst
-    where = "in this process" if args.in_process else "in its own process"
+    where = ("in this process" if args.in_process else
+             "replayed from recordings by a server in another process" if args.replay
+             else "in its own process")
     sizes = ("real sizes (1K JPEG ~1.35 MB, ~1 MiB signatures, two thought images)"
              if args.real_sizes else "small images")
     path = ("the web API as the page sends it (POST /api/threads/{id}/turns, server-sent "
@@ -338,14 +415,26 @@ async def main() -> None:
     parser.add_argument("--web", action="store_true")
     parser.add_argument("--in-process", action="store_true")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--no-nice", action="store_true",
+                        help="run the stand-in at normal priority (on a machine busy with "
+                             "other work a niced stand-in is starved and sets the wall time)")
     parser.add_argument("--threads", type=int, default=100)
+    parser.add_argument("--replay", action="store_true",
+                        help="answers recorded from the stand-in first, then replayed by a "
+                             "minimal server in another process (the stand-in renders each "
+                             "distinct real-size answer, ~50-120 ms of CPU: on a 2-CPU "
+                             "machine it, not the bot, sets the wall time)")
     parser.add_argument("--client", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--replay-server", metavar="DIR", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
         await client_main(args.client, args.threads)
         return
-    if args.in_process and args.web:
-        parser.error("--in-process runs the core only")
+    if args.replay_server:
+        await replay_main(Path(args.replay_server))
+        return
+    if args.in_process and (args.web or args.replay):
+        parser.error("--in-process runs the core against the stand-in only")
     result = await run(args)
     images = result.burst.images
     assert images == args.threads, f"only {images} of {args.threads} turns made an image"

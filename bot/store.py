@@ -377,40 +377,21 @@ class HistoryStore(SqliteScaleMixin):
 
         Rows are built and blobs hashed outside the write lock; blobs already stored are not
         written again, the new ones go in one short transaction of their own, so concurrent
-        turns interleave instead of queueing whole turns behind one long transaction. Every
-        statement is one trip to the database thread (reads fetch in the same trip): with
-        a hundred turns at once the trips, not SQLite, are what queue.
+        turns interleave instead of queueing whole turns behind one long transaction. The
+        rows' statements run in ONE trip to the database thread: each trip waits for the
+        event loop, which a hundred answers being parsed at once keep busy, and the write
+        lock was held across every one of them.
         """
         rows, blobs = await asyncio.to_thread(history.deflate, turn.contents,
                                               turn.known_hashes)
         await self._write_blobs({**turn.blobs, **blobs})
-        now = turn.created_at
+        json_columns = (json.dumps(turn.options), json.dumps([r.__dict__ for r in turn.refs]),
+                        json.dumps(turn.reply.to_dict()),
+                        json.dumps(turn.settings.given(), sort_keys=True))
         async with self._transaction():
-            thread_id = await self._upsert_thread(turn.key, turn.settings,
-                                                  title=turn.prompt[:80])
-            await store_files.restore_missing_blobs(self.db, blobs)
-            await store_files.add_uses(self.db, thread_id, turn.turn_id, blobs)
-            # Each row goes after the thread's last one: executemany inserts them in order.
-            await self.db.executemany(
-                "INSERT INTO contents (thread_id, turn_id, position, role, content) "
-                "VALUES (?1, ?2, (SELECT COALESCE(MAX(position), -1) + 1 FROM contents "
-                "WHERE thread_id=?1), ?3, ?4)",
-                [(thread_id, turn.turn_id, role, text) for role, text in rows])
-            await self.db.execute(
-                "INSERT INTO turns (id, thread_id, author_id, author_name, prompt, options, "
-                "refs, reply, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                (turn.turn_id, thread_id, turn.author_id, turn.author_name, turn.prompt,
-                 json.dumps(turn.options), json.dumps([r.__dict__ for r in turn.refs]),
-                 json.dumps(turn.reply.to_dict()), now))
-            u = turn.usage
-            await self.db.execute(
-                "INSERT INTO usage (turn_id, platform, workspace, channel, thread, author_id, "
-                "model, prompt_tokens, output_tokens, thought_tokens, total_tokens, images, "
-                "created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (turn.turn_id, turn.key.platform, turn.key.workspace, turn.key.channel,
-                 turn.key.thread, turn.author_id, turn.model, u.get("prompt_tokens", 0),
-                 u.get("output_tokens", 0), u.get("thought_tokens", 0),
-                 u.get("total_tokens", 0), turn.images, now))
+            # aiosqlite (pinned in constraints.txt) has no public call for "run this on the
+            # connection's thread"; _execute is what its own methods use.
+            await self.db._execute(_turn_rows, self.db._conn, turn, rows, blobs, json_columns)
             if turn.also is not None:
                 await turn.also(self.db)
 
@@ -512,6 +493,42 @@ class HistoryStore(SqliteScaleMixin):
 
 _THREADS_SQL = ("SELECT t.*, (SELECT COUNT(*) FROM turns u WHERE u.thread_id=t.id AND "
                 "u.deleted=0) AS n FROM threads t")
+
+
+def _turn_rows(db: sqlite3.Connection, turn: NewTurn, rows: list[tuple[str, str]],
+               blobs: history.Blobs, json_columns: tuple[str, str, str, str]) -> None:
+    """A turn's rows, inside its transaction, on the connection's own thread."""
+    options, refs, reply, settings = json_columns
+    key, now, stamp = turn.key, turn.created_at, time.time()
+    thread_id = int(db.execute(
+        "INSERT INTO threads (platform, workspace, channel, thread, title, settings, "
+        "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?) "
+        "ON CONFLICT (platform, workspace, channel, thread) DO UPDATE SET "
+        "settings=excluded.settings, updated_at=excluded.updated_at, "
+        "title=CASE WHEN threads.title='' THEN excluded.title ELSE threads.title END "
+        "RETURNING id", (key.platform, key.workspace, key.channel, key.thread,
+                         turn.prompt[:80], settings, stamp, stamp)).fetchone()[0])
+    store_files.restore_missing_blobs(db, blobs)
+    store_files.add_uses(db, thread_id, turn.turn_id, blobs)
+    # Each row goes after the thread's last one: executemany inserts them in order.
+    db.executemany(
+        "INSERT INTO contents (thread_id, turn_id, position, role, content) "
+        "VALUES (?1, ?2, (SELECT COALESCE(MAX(position), -1) + 1 FROM contents "
+        "WHERE thread_id=?1), ?3, ?4)",
+        [(thread_id, turn.turn_id, role, text) for role, text in rows])
+    db.execute(
+        "INSERT INTO turns (id, thread_id, author_id, author_name, prompt, options, "
+        "refs, reply, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+        (turn.turn_id, thread_id, turn.author_id, turn.author_name, turn.prompt, options,
+         refs, reply, now))
+    u = turn.usage
+    db.execute(
+        "INSERT INTO usage (turn_id, platform, workspace, channel, thread, author_id, "
+        "model, prompt_tokens, output_tokens, thought_tokens, total_tokens, images, "
+        "created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (turn.turn_id, key.platform, key.workspace, key.channel, key.thread,
+         turn.author_id, turn.model, u.get("prompt_tokens", 0), u.get("output_tokens", 0),
+         u.get("thought_tokens", 0), u.get("total_tokens", 0), turn.images, now))
 
 
 def _summary(row: aiosqlite.Row) -> ThreadSummary:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
@@ -77,26 +78,28 @@ async def migrate(db: aiosqlite.Connection) -> None:
                          "VALUES (?,?,?)", sorted(uses))
 
 
-async def add_uses(db: aiosqlite.Connection, thread_id: int, turn_id: str,
-                   hashes: Iterable[str]) -> None:
-    """Records that a turn's Contents name these blobs (inside the turn's transaction)."""
-    await db.executemany("INSERT OR IGNORE INTO blob_uses (sha256, thread_id, turn_id) "
-                         "VALUES (?,?,?)", [(h, thread_id, turn_id) for h in set(hashes)])
+def add_uses(db: sqlite3.Connection, thread_id: int, turn_id: str,
+             hashes: Iterable[str]) -> None:
+    """Records that a turn's Contents name these blobs (inside the turn's transaction, on
+    the connection's thread)."""
+    db.executemany("INSERT OR IGNORE INTO blob_uses (sha256, thread_id, turn_id) "
+                   "VALUES (?,?,?)", [(h, thread_id, turn_id) for h in set(hashes)])
 
 
-async def restore_missing_blobs(db: aiosqlite.Connection, blobs: history.Blobs) -> None:
-    """Writes again, inside the turn's transaction, any of its blobs deleted since they
-    were checked (a thread sharing them was deleted in between): rare, and then cheap."""
+def restore_missing_blobs(db: sqlite3.Connection, blobs: history.Blobs) -> None:
+    """Writes again, inside the turn's transaction (on the connection's thread), any of its
+    blobs deleted since they were checked (a thread sharing them was deleted in between):
+    rare, and then cheap."""
     present: set[str] = set()
     for chunk in _chunks(list(blobs)):
-        rows = await db.execute_fetchall(
-            f"SELECT sha256 FROM blobs WHERE sha256 IN ({_marks(chunk)})", chunk)
+        rows = db.execute(f"SELECT sha256 FROM blobs WHERE sha256 IN ({_marks(chunk)})",
+                          chunk).fetchall()
         present.update(r[0] for r in rows)
     missing = [(h, mime, len(data), data) for h, (mime, data) in blobs.items()
                if h not in present]
     if missing:
-        await db.executemany("INSERT OR IGNORE INTO blobs (sha256, mime_type, size, data) "
-                             "VALUES (?,?,?,?)", missing)
+        db.executemany("INSERT OR IGNORE INTO blobs (sha256, mime_type, size, data) "
+                       "VALUES (?,?,?,?)", missing)
 
 
 async def thread_blobs(db: aiosqlite.Connection, thread_id: int) -> set[str]:

@@ -136,3 +136,31 @@ async def test_asking_for_a_place_in_line_writes_only_when_a_ticket_expired(tmp_
         await store.db.set_trace_callback(None)
     finally:
         await store.close()
+
+
+async def test_a_turn_whose_rows_fail_leaves_the_thread_as_it_was(tmp_path):
+    """The rows are written in one trip to the database thread; a failure in the middle
+    (here a turn id already used, refused after its Contents were inserted) still rolls
+    the whole turn back: history, settings and usage as they were."""
+    from bot.options import OptionInput
+    from tests import corpus
+    from tests.bot.test_store_contract import KEY, turn
+
+    store = await HistoryStore.open(tmp_path / "fail.sqlite3")
+    try:
+        await store.commit_turn(turn("t1", KEY, "first", corpus.png(8, 8)))
+        before = [c.model_dump() for c in await store.load_history(KEY)]
+        again = turn("t1", KEY, "second", corpus.png(8, 9),
+                     settings=OptionInput(aspect_ratio="1:1"))
+        try:
+            await store.commit_turn(again)
+        except sqlite3.IntegrityError:
+            pass
+        else:
+            raise AssertionError("a second turn with the same id was stored")
+        assert [c.model_dump() for c in await store.load_history(KEY)] == before
+        assert (await store.settings(KEY)).aspect_ratio == "16:9"
+        assert len(await store.usage_rows(KEY)) == 1
+        assert not store.db.in_transaction
+    finally:
+        await store.close()
