@@ -400,8 +400,9 @@ def report(args: argparse.Namespace, result: Run) -> None:
     print(f"  event-loop lag: worst {max(burst.lags) * 1000:.1f} ms (target <= 50 ms), "
           f"p99 {p99(burst.lags) * 1000:.1f} ms; idle just before: worst "
           f"{max(result.idle) * 1000:.1f} ms, p99 {p99(result.idle) * 1000:.1f} ms")
-    print(f"  CPU: this process {burst.cpu:.2f} s during the burst; the stand-in "
-          f"{result.stand_in_cpu:.2f} s over the whole run (warm-up, burst, baseline)")
+    stand_in = ("" if args.in_process else f"; the stand-in {result.stand_in_cpu:.2f} s "
+                "over the whole run (warm-up, burst, baseline)")
+    print(f"  CPU: this process {burst.cpu:.2f} s during the burst{stand_in}")
     if result.baseline is not None:
         wall, cpu = result.baseline
         print(f"  baseline: the same {args.threads} requests as bare SDK streaming calls "

@@ -3,9 +3,9 @@ turn records for buttons, a usage ledger and processed event ids.
 
 History rows hold each Content as JSON with image bytes and large thought signatures
 replaced by the hash of a row in ``blobs`` (see :mod:`bot.history`), so rows stay small and
-bytes are stored once. A turn's blobs are written first, each in its own short statement,
-and its rows then in one short transaction: a failure or a crash leaves the thread as it
-was (at worst with unreferenced blobs, which are harmless).
+bytes are stored once. A turn's new blobs are written first, in one short transaction, and
+its rows then in another (one trip to the database thread): a failure or a crash leaves
+the thread as it was (at worst with unreferenced blobs, which are harmless).
 """
 
 from __future__ import annotations
@@ -270,12 +270,7 @@ class HistoryStore(SqliteScaleMixin):
     async def _upsert_thread(self, key: ThreadKey, settings: OptionInput, title: str) -> int:
         now = time.time()
         rows = await self.db.execute_fetchall(
-            "INSERT INTO threads (platform, workspace, channel, thread, title, settings, "
-            "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?) "
-            "ON CONFLICT (platform, workspace, channel, thread) DO UPDATE SET "
-            "settings=excluded.settings, updated_at=excluded.updated_at, "
-            "title=CASE WHEN threads.title='' THEN excluded.title ELSE threads.title END "
-            "RETURNING id",
+            _UPSERT_THREAD,
             (key.platform, key.workspace, key.channel, key.thread, title,
              json.dumps(settings.given(), sort_keys=True), now, now),
         )
@@ -491,6 +486,14 @@ class HistoryStore(SqliteScaleMixin):
             return False
 
 
+#: A thread's row made or updated (settings, time; the first title stays), its id returned.
+_UPSERT_THREAD = (
+    "INSERT INTO threads (platform, workspace, channel, thread, title, settings, "
+    "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?) "
+    "ON CONFLICT (platform, workspace, channel, thread) DO UPDATE SET "
+    "settings=excluded.settings, updated_at=excluded.updated_at, "
+    "title=CASE WHEN threads.title='' THEN excluded.title ELSE threads.title END "
+    "RETURNING id")
 _THREADS_SQL = ("SELECT t.*, (SELECT COUNT(*) FROM turns u WHERE u.thread_id=t.id AND "
                 "u.deleted=0) AS n FROM threads t")
 
@@ -500,14 +503,9 @@ def _turn_rows(db: sqlite3.Connection, turn: NewTurn, rows: list[tuple[str, str]
     """A turn's rows, inside its transaction, on the connection's own thread."""
     options, refs, reply, settings = json_columns
     key, now, stamp = turn.key, turn.created_at, time.time()
-    thread_id = int(db.execute(
-        "INSERT INTO threads (platform, workspace, channel, thread, title, settings, "
-        "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?) "
-        "ON CONFLICT (platform, workspace, channel, thread) DO UPDATE SET "
-        "settings=excluded.settings, updated_at=excluded.updated_at, "
-        "title=CASE WHEN threads.title='' THEN excluded.title ELSE threads.title END "
-        "RETURNING id", (key.platform, key.workspace, key.channel, key.thread,
-                         turn.prompt[:80], settings, stamp, stamp)).fetchone()[0])
+    thread_id = int(db.execute(_UPSERT_THREAD, (
+        key.platform, key.workspace, key.channel, key.thread, turn.prompt[:80], settings,
+        stamp, stamp)).fetchone()[0])
     store_files.restore_missing_blobs(db, blobs)
     store_files.add_uses(db, thread_id, turn.turn_id, blobs)
     # Each row goes after the thread's last one: executemany inserts them in order.
