@@ -119,8 +119,7 @@ class AuditLog:
             wanted = list(scopes)
             sql += f" WHERE scope IN ({','.join('?' * len(wanted))})"
             args = wanted
-        async with self.db.execute(sql, args) as cur:
-            rows = await cur.fetchall()
+        rows = await self.db.execute_fetchall(sql, args)  # one trip to the database
         return {r["scope"]: StoredRules(r["scope"], json.loads(r["rules"]), r["updated_by"],
                                         float(r["updated_at"])) for r in rows}
 

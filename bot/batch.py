@@ -14,16 +14,16 @@ import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-from google.genai import types
+from typing import TYPE_CHECKING, Any
 
 from bot.errors import ImagebotError, OptionError, PromptError
-from bot.gemini import build_config
 from bot.model import Attachment, Author, ImageRef, ThreadKey, Usage
 from bot.options import OptionInput, Options, parse_inline
 from bot.planning import PlanLimits, check_attachments, plan_turn
 from bot.prices import BATCH_DISCOUNT, cost, dollars
+
+if TYPE_CHECKING:  # google.genai costs ~0.6 s to import; commands that only read never need it
+    from google.genai import types
 
 #: The most prompts one batch takes (results are posted one by one).
 MAX_LINES = 500
@@ -311,6 +311,10 @@ def jsonl_input(lines: Sequence[PlannedLine], refs: Sequence[RemoteFile]) -> byt
 def inline_requests(lines: Sequence[PlannedLine], refs: Sequence[RemoteFile]
                     ) -> list[types.InlinedRequest]:
     """The lines as the SDK's inline requests, with the line number as metadata."""
+    from google.genai import types
+
+    from bot.gemini import build_config
+
     requests = []
     for line in lines:
         parts = [types.Part(text=line.prompt)] + [

@@ -10,14 +10,16 @@ from __future__ import annotations
 import io
 import json
 import logging
-from typing import Any
-
-from google import genai
-from google.genai import types
+from typing import TYPE_CHECKING, Any
 
 from bot.batch import RemoteFile
 from bot.errors import ErrorKind, ImagebotError
-from bot.gemini import GeminiSession
+
+if TYPE_CHECKING:  # google.genai costs ~0.6 s to import; commands that only read never need it
+    from google import genai
+    from google.genai import types
+
+    from bot.gemini import GeminiSession
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ class BatchRemote:
         self.session = session
 
     async def upload(self, data: bytes, mime_type: str, display_name: str) -> RemoteFile:
+        from google.genai import types
+
         async def call(client: genai.Client) -> types.File:
             return await client.aio.files.upload(
                 file=io.BytesIO(data),
@@ -51,6 +55,8 @@ class BatchRemote:
 
     async def create(self, model: str, src: list[types.InlinedRequest] | str,
                      display_name: str) -> types.BatchJob:
+        from google.genai import types
+
         async def call(client: genai.Client) -> types.BatchJob:
             return await client.aio.batches.create(
                 model=model, src=src,
@@ -66,6 +72,7 @@ class BatchRemote:
 
     async def find(self, display_name: str) -> types.BatchJob | None:
         """The newest job created with ``display_name``, if Gemini lists one."""
+        from google.genai import types
 
         async def call(client: genai.Client) -> types.BatchJob | None:
             pager = await client.aio.batches.list(config=types.ListBatchJobsConfig(page_size=100))

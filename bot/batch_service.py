@@ -16,9 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
-
-from google.genai import types
+from typing import TYPE_CHECKING, Any
 
 from bot import images
 from bot.batch import (
@@ -42,14 +40,18 @@ from bot.batch import (
     plan_batch,
 )
 from bot.batch_remote import BatchRemote, uncertain
-from bot.batch_results import Outcome, file_outcomes, inline_outcomes, line_results
 from bot.batch_store import BatchStore, NewJob, UsageRow
 from bot.errors import ErrorKind, ImagebotError, NotFoundError, OptionError, ServiceError
-from bot.gemini import GeminiSession
 from bot.model import Attachment, Author, StoredImage, ThreadKey
 from bot.options import OptionInput, Options, caps_for, resolve
 from bot.planning import PlanLimits
 from bot.store_api import Store
+
+if TYPE_CHECKING:  # google.genai costs ~0.6 s to import; commands that only read never need it
+    from google.genai import types
+
+    from bot.batch_results import Outcome
+    from bot.gemini import GeminiSession
 
 logger = logging.getLogger(__name__)
 
@@ -243,6 +245,8 @@ class BatchService:
 
     async def _store_results(self, job: BatchJobView, remote: types.BatchJob,
                              state: str) -> None:
+        from bot.batch_results import file_outcomes, inline_outcomes, line_results
+
         outcomes: dict[int, Outcome] = {}
         dest = remote.dest
         if dest is not None and dest.inlined_responses:

@@ -17,9 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from google.genai import types
-
-from bot import imagen, images, messages, variations
+from bot import images, messages
 from bot.admission import Admission, TurnKind
 from bot.batch_service import BatchService
 from bot.capacity import Capacity
@@ -31,13 +29,13 @@ from bot.errors import (
     NotFoundError,
 )
 from bot.files import HistoryFiles
-from bot.gemini import Answer, GeminiSession
 from bot.leases import DEFAULT_TTL, LinePlace, ThreadLines
 from bot.model import (
     Attachment,
     Author,
     IncomingMessage,
     Reply,
+    ReplyImage,
     ThreadKey,
     ThreadSummary,
     TurnView,
@@ -46,7 +44,6 @@ from bot.options import OptionInput, Options, caps_for, resolve
 from bot.planning import PlanLimits, TurnPlan, plan_turn, sticky_settings
 from bot.progress import Progress, ProgressCallback
 from bot.store_api import NewTurn, Store
-from bot.streaming import stream_answer
 from bot.tasks import drain
 from bot.team import MakePlan, TeamControls, message_plan
 from bot.team_facade import TeamFacade
@@ -62,6 +59,12 @@ from bot.turn_values import (
 )
 
 if TYPE_CHECKING:
+    # google.genai costs ~0.6 s of CPU to import: the modules that need it at run time
+    # (imagen, variations, streaming) are imported by the turn steps that use them, so a
+    # read-only service (`imagebot threads`, `history`) never loads it.
+    from google.genai import types
+
+    from bot.gemini import Answer, GeminiSession
     from bot.turn_request import TurnRequests
 
 logger = logging.getLogger(__name__)
@@ -110,7 +113,7 @@ class ConversationService(TeamFacade):
         self.team = TeamControls(store, settings)
         #: Batch API jobs: submit, follow, results (see :mod:`bot.batch_service`).
         # A read-only service (gemini None) never submits or polls batches.
-        self.batches = BatchService(store, cast(GeminiSession, gemini), self.limits,
+        self.batches = BatchService(store, cast("GeminiSession", gemini), self.limits,
                                     self._prepare,
                                     poll_seconds=settings.batch_poll_seconds,
                                     inline_limit=settings.batch_inline_limit)
@@ -238,6 +241,8 @@ class ConversationService(TeamFacade):
         if record is None:
             raise NotFoundError(messages.GONE)
         one_shot = caps_for(str(record.options.get("model") or ""), self.limits.models).one_shot
+        from bot import variations
+
         async with self._thread_lock(record.thread):
             return await variations.choose(self.store, record, number, one_shot=one_shot)
 
@@ -281,6 +286,8 @@ class ConversationService(TeamFacade):
             settings = await self.store.settings(key)
             plan = admission.replan(make_plan(settings, admission.limits), settings)
             if carry:  # a new message: an Imagen result before it becomes its reference
+                from bot import imagen
+
                 plan = imagen.with_thread_context(
                     plan, await self.store.list_turns(key), self.limits.models,
                     self.settings.max_attachment_bytes, self.image)
@@ -328,6 +335,8 @@ class ConversationService(TeamFacade):
                       refs: list[images.PreparedImage], settings: OptionInput, made: Made,
                       admission: Admission, *, elapsed: float, sticky: bool
                       ) -> tuple[Reply, float | None]:
+        from bot import variations
+
         async with self._gate:
             reply = await asyncio.to_thread(self._reply, key, made, plan.options, elapsed,
                                             refs, admission.id)
@@ -355,6 +364,8 @@ class ConversationService(TeamFacade):
     async def _make(self, key: ThreadKey, plan: TurnPlan, refs: list[images.PreparedImage],
                     on_progress: ProgressCallback | None, started: float) -> Made:
         """The model's side of a turn: one answer, or several candidates (``--count``)."""
+        from bot import imagen, variations
+
         options, notices = plan.options, list(plan.notices)
         if options.caps.one_shot:  # Imagen: no chat, nothing enters the history
             answer, withheld = await imagen.predict(self.session, options, plan.prompt)
@@ -364,17 +375,19 @@ class ConversationService(TeamFacade):
             chosen = outcomes[0]
             return Made(chosen.answer or answer, [], notices + withheld + [
                 variations.notice(outcomes, chosen, one_shot=True)], outcomes, chosen)
+        seen: dict[int, ReplyImage] = {}  # images hashed while streaming
+
         async def ask(model: str, contents: list[types.Content],
                       config: types.GenerateContentConfig) -> Any:
             if options.count == 1:
-                return await self._ask(model, contents, config, on_progress, started)
+                return await self._ask(model, contents, config, on_progress, started, seen)
             return await variations.generate_all(self.session, model, contents, config,
                                                  options.count)
 
         user, result, left_out = await self._turn_requests().send(
             key, plan.prompt, refs, options, limit=self.settings.max_request_bytes, ask=ask)
         if options.count == 1:
-            return Made(result, [user, result.content], notices + left_out)
+            return Made(result, [user, result.content], notices + left_out, seen=seen)
         outcomes = result
         chosen = variations.continuation(outcomes)
         assert chosen.answer is not None
@@ -383,9 +396,11 @@ class ConversationService(TeamFacade):
 
     async def _ask(self, model: str, contents: list[types.Content],
                    config: types.GenerateContentConfig, on_progress: ProgressCallback | None,
-                   started: float) -> Answer:
+                   started: float, seen: dict[int, ReplyImage]) -> Answer:
         """Streams the answer of a thinking model (so its drafts show while it thinks);
         other models answer in one call."""
+        from bot.streaming import stream_answer
+
         caps = self.limits.models.get(model)
         if caps is None or not caps.thinking:
             return await self.session.generate(model, contents, config)
@@ -393,6 +408,7 @@ class ConversationService(TeamFacade):
                                        on_progress=on_progress, started=started)
         if streamed.first_chunk is not None:
             self._emit("first_progress", {"model": model, "seconds": streamed.first_chunk})
+        seen.update(streamed.images)
         return streamed.answer
 
     async def _prepare(self, attachments: tuple[Attachment, ...]
@@ -435,7 +451,7 @@ class ConversationService(TeamFacade):
     def _reply(self, key: ThreadKey, made: Made, options: Options, elapsed: float,
                refs: list[images.PreparedImage], turn_id: str) -> Reply:
         answer = made.answer
-        parts, thoughts = parts_of(answer.content)
+        parts, thoughts = parts_of(answer.content, made.seen)
         notices = [r.notice for r in refs if r.notice] + made.notices
         if not any(p.kind == "image" for p in parts):
             notices.append(messages.NO_IMAGE_NOTICE)
@@ -449,6 +465,8 @@ class ConversationService(TeamFacade):
             notices=tuple(notices), offline=self.offline)
         if made.chosen is None:
             return reply
+        from bot import variations
+
         return dataclasses.replace(
             reply, usage=variations.total_usage(made.outcomes), chosen=made.chosen.number,
             candidates=variations.candidates(made.outcomes, parts_of))

@@ -12,13 +12,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-from google.genai import types
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.history import StoredContent
 from bot.model import StoredImage, StoredReply, ThreadKey, ThreadSummary, TurnView
 from bot.options import OptionInput
+
+if TYPE_CHECKING:  # google.genai costs ~0.6 s to import; commands that only read never need it
+    from google.genai import types
 
 
 @dataclass

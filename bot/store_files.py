@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -113,6 +114,28 @@ async def restore_missing_blobs(db: Db, blobs: history.Blobs) -> None:
     if missing:
         await db.executemany("INSERT INTO blobs (sha256, mime_type, size, data) "
                              "VALUES (?,?,?,?) ON CONFLICT DO NOTHING", missing)
+
+
+def add_uses_now(db: sqlite3.Connection, thread_id: int, turn_id: str,
+                 hashes: Iterable[str]) -> None:
+    """:func:`add_uses` on a plain SQLite connection, on its own thread (a SQLite turn's
+    rows are written in one trip to the connection's thread)."""
+    db.executemany("INSERT OR IGNORE INTO blob_uses (sha256, thread_id, turn_id) "
+                   "VALUES (?,?,?)", [(h, thread_id, turn_id) for h in set(hashes)])
+
+
+def restore_missing_blobs_now(db: sqlite3.Connection, blobs: history.Blobs) -> None:
+    """:func:`restore_missing_blobs` on a plain SQLite connection, on its own thread."""
+    present: set[str] = set()
+    for chunk in _chunks(list(blobs)):
+        rows = db.execute(f"SELECT sha256 FROM blobs WHERE sha256 IN ({_marks(chunk)})",
+                          chunk).fetchall()
+        present.update(r[0] for r in rows)
+    missing = [(h, mime, len(data), data) for h, (mime, data) in blobs.items()
+               if h not in present]
+    if missing:
+        db.executemany("INSERT OR IGNORE INTO blobs (sha256, mime_type, size, data) "
+                       "VALUES (?,?,?,?)", missing)
 
 
 async def thread_blobs(db: Db, thread_id: int) -> set[str]:

@@ -77,16 +77,26 @@ class SqliteScaleMixin:
             return int(cur.lastrowid)
 
     async def line_first(self, line: str, ticket: int) -> bool | None:
-        async with self._transaction():
-            await self.db.execute(
-                f"DELETE FROM thread_line WHERE line=?1 AND {_GONE}", (line, time.time()))
-        async with self.db.execute(
-                "SELECT ticket FROM thread_line WHERE line=? AND ticket<=? ORDER BY ticket "
-                "LIMIT 2", (line, ticket)) as cur:
-            rows = [int(r[0]) for r in await cur.fetchall()]
+        now = time.time()
+        first = await self._line_head(line, ticket)
+        if any(expires < now for _, expires in first):
+            # Tickets ahead that expired (a process that died) may be gone (an orphan keeps
+            # its place one more lease); otherwise nothing to purge could change the answer,
+            # and no write is needed.
+            async with self._transaction():
+                await self.db.execute(
+                    f"DELETE FROM thread_line WHERE line=?1 AND {_GONE}", (line, now))
+            first = await self._line_head(line, ticket)
+        rows = [t for t, _ in first]
         if ticket not in rows:
             return None
         return rows[0] == ticket
+
+    async def _line_head(self, line: str, ticket: int) -> list[tuple[int, float]]:
+        """The first two tickets of a line up to ``ticket``, with their expiry."""
+        return [(int(r[0]), float(r[1])) for r in await self.db.execute_fetchall(
+            "SELECT ticket, expires_at FROM thread_line WHERE line=? AND ticket<=? "
+            "ORDER BY ticket LIMIT 2", (line, ticket))]
 
     async def line_renew(self, holder: str, ttl: float) -> None:
         async with self._transaction():

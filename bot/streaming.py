@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from google.genai import types
 
@@ -74,6 +74,8 @@ class ProgressTracker:
     def __init__(self) -> None:
         self.stage: Stage = "sending"
         self.drafts = 0
+        #: The images shown so far (hashed and measured), by the identity of their bytes.
+        self.images: dict[int, ReplyImage] = {}
 
     def events(self, chunk: types.GenerateContentResponse, added: list[types.Part],
                elapsed: float) -> list[Progress]:
@@ -93,7 +95,7 @@ class ProgressTracker:
             if image is not None:
                 self.drafts += 1
                 self.stage = "drawing"
-                return self._event("thought_image", elapsed, image=reply_image(image))
+                return self._event("thought_image", elapsed, image=self._image(image))
             if part.text:
                 if self.stage == "sending":
                     self.stage = "thinking"
@@ -101,11 +103,16 @@ class ProgressTracker:
             return None
         if image is not None:
             self.stage = "finishing"
-            return self._event("image", elapsed, image=reply_image(image))
+            return self._event("image", elapsed, image=self._image(image))
         if part.text:  # an empty text part only carries a signature
             self.stage = "finishing"
             return self._event("text", elapsed, text=part.text)
         return None
+
+    def _image(self, blob: types.Blob) -> ReplyImage:
+        image = reply_image(blob)
+        self.images[id(blob.data)] = image
+        return image
 
     def _event(self, kind: Kind, elapsed: float, *, text: str = "",
                image: ReplyImage | None = None, sources: tuple[Source, ...] = (),
@@ -120,6 +127,9 @@ class Streamed:
 
     answer: Answer
     first_chunk: float | None
+    #: The images already hashed and measured for progress, by the identity of their
+    #: bytes (see :func:`bot.turn_values.parts_of`), so a turn does that once per image.
+    images: dict[int, ReplyImage] = field(default_factory=dict)
 
 
 async def stream_answer(gemini: GeminiSession, model: str, contents: list[types.Content],
@@ -150,7 +160,8 @@ async def stream_answer(gemini: GeminiSession, model: str, contents: list[types.
                 events = tracker.events(chunk, added, elapsed)
             for event in events:
                 await _tell(on_progress, event)
-    return Streamed(answer=map_response(accumulator.response()), first_chunk=first)
+    return Streamed(answer=map_response(accumulator.response()), first_chunk=first,
+                    images=tracker.images)
 
 
 async def _tell(on_progress: ProgressCallback, event: Progress) -> None:

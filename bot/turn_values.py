@@ -8,19 +8,17 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from google.genai import types
-
-from bot import images, variations
+from bot import images
 from bot.errors import AttachmentError, ImagebotError
-from bot.gemini import Answer
 from bot.model import (
     Attachment,
     Author,
     Reply,
+    ReplyImage,
     ReplyPart,
     StoredImage,
     StoredReply,
@@ -28,7 +26,12 @@ from bot.model import (
 )
 from bot.options import Options
 from bot.planning import TurnPlan
-from bot.streaming import reply_image
+
+if TYPE_CHECKING:  # google.genai is imported by the turn steps that need it at run time
+    from google.genai import types
+
+    from bot import variations
+    from bot.gemini import Answer
 
 logger = logging.getLogger(__name__)
 
@@ -72,16 +75,31 @@ class Made:
     notices: list[str]
     outcomes: list[variations.Outcome] = field(default_factory=list)
     chosen: variations.Outcome | None = None
+    #: Images already hashed and measured while streaming (see :func:`parts_of`).
+    seen: Mapping[int, ReplyImage] = field(default_factory=dict)
 
 
-def parts_of(content: types.Content) -> tuple[list[ReplyPart], list[ReplyPart]]:
-    """An answer's parts in the model's order, thoughts apart."""
+def parts_of(content: types.Content, seen: Mapping[int, ReplyImage] | None = None
+             ) -> tuple[list[ReplyPart], list[ReplyPart]]:
+    """An answer's parts in the model's order, thoughts apart.
+
+    Args:
+        seen: images already hashed and measured (while streaming), by ``id`` of their
+            bytes; an image is taken from there only when it holds those very bytes.
+    """
+    from bot.streaming import reply_image
+
+    seen = seen or {}
     parts: list[ReplyPart] = []
     thoughts: list[ReplyPart] = []
     for part in content.parts or ():
         target = thoughts if part.thought else parts
         if part.inline_data is not None and part.inline_data.data:
-            target.append(ReplyPart(kind="image", image=reply_image(part.inline_data)))
+            data = part.inline_data.data
+            known = seen.get(id(data))
+            image = known if known is not None and known.data is data else reply_image(
+                part.inline_data)
+            target.append(ReplyPart(kind="image", image=image))
         elif part.text:
             target.append(ReplyPart(kind="text", text=part.text))
     return parts, thoughts

@@ -16,6 +16,7 @@ The page going away does not stop the turn: it is stored and shows on the next v
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -57,11 +58,15 @@ class EventStream:
         return cls(response)
 
     async def send(self, event: str, data: dict[str, Any]) -> None:
+        if self.open:
+            await self.write(frame(event, data))
+
+    async def write(self, encoded: bytes) -> None:
+        """Sends one event already encoded (see :func:`frame`)."""
         if not self.open:
             return
-        frame = f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
         try:
-            await self.response.write(frame.encode())
+            await self.response.write(encoded)
         except (ConnectionError, RuntimeError):
             # The page went away; the turn goes on and is stored.
             self.open = False
@@ -73,6 +78,11 @@ class EventStream:
                 await self.response.write_eof()
             except (ConnectionError, RuntimeError):
                 self.open = False
+
+
+def frame(event: str, data: dict[str, Any]) -> bytes:
+    """One server-sent event on the wire."""
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
 def progress_json(event: Progress, settings: str = "") -> dict[str, Any]:
@@ -126,6 +136,15 @@ class WebReporter:
                                      "label": messages.STAGES["sending"]})
 
     async def progress(self, event: Progress) -> None:
+        if self.stream is None:
+            return
+        if event.kind == "thought_image":
+            # A draft goes inline as base64 (~1 MB at 1K): encoded off the event loop, which
+            # a hundred turns drawing at once would otherwise stall.
+            encoded = await asyncio.to_thread(
+                lambda: frame("progress", progress_json(event, self._settings)))
+            await self.stream.write(encoded)
+            return
         await self._send("progress", progress_json(event, self._settings))
 
     async def finished(self, reply: Reply) -> dict[str, Any]:

@@ -155,8 +155,6 @@ async def test_threads_table_and_history_by_any_listed_name(core):
     assert not await cli.show_history(core, "web///nope", io.StringIO())
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: the merged service imports google.genai "
-                   "through streaming, variations and batches at import time (issue 9)")
 async def test_commands_that_only_read_never_import_google_genai(core, clean_env):
     """`threads` and `history` answer from SQLite; importing google.genai costs ~0.6 s."""
     import asyncio

@@ -149,8 +149,8 @@ async def _back_to_before_files(store: Store) -> None:
     written before them would be."""
     from bot import store as store_sqlite
     from bot import store_files, store_pg
-    from bot.store_sqlite_scale import LINE_REQUEST_SCHEMA
     from bot.pg_compat import postgres_ddl
+    from bot.store_sqlite_scale import LINE_REQUEST_SCHEMA
 
     await store.db.execute("DROP TABLE blob_uses")
     await store.db.execute("DROP TABLE gemini_files")
