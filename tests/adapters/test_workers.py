@@ -117,10 +117,10 @@ async def test_a_worker_killed_mid_turn_loses_nothing(
         assert await wait_turns(postgres_url, key, 1, 30) == ["a lighthouse"]
 
         stand_in.faults.latency = 30.0  # the doomed turn is still at Gemini when killed
-        asked = len(stand_in.requests)
+        asked = len(stand_in.generations)
         doomed = slack.message_event(CHANNEL, ALICE, "doomed", thread_ts=key.thread)
         await delivery.deliver(doomed, retry=False)
-        await slack.wait_for(lambda: len(stand_in.requests) > asked, timeout=20)
+        await slack.wait_for(lambda: len(stand_in.generations) > asked, timeout=20)
         pool[1].kill()
         await pool[1].process.wait()
         stand_in.faults.latency = 0.0
@@ -138,7 +138,7 @@ async def test_a_worker_killed_mid_turn_loses_nothing(
         assert prompts == ["a lighthouse", "doomed", "at night"], "nothing lost, in order"
         survivor = pool[0].log_text()
         assert "dropped a duplicate delivery" in survivor and "took over an orphaned" in survivor
-        last = stand_in.requests[-1].body["contents"]
+        last = stand_in.generations[-1].body["contents"]
         assert len(last) == 5, "the next turn built on the resumed one, signatures valid"
         # Stored, then posted: the last result's upload may still be on its way.
         await slack.wait_for(lambda: len(results(slack, key)) >= 3, timeout=30)

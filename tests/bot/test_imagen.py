@@ -48,8 +48,8 @@ async def test_imagen_turn_then_a_gemini_edit(core, stand_in: OfflineGemini) -> 
     assert await core.service.image(first.images[0].sha256) == first.images[0].data
 
     second = await core.service.handle(KEY, msg("add a red boat --model pro"))
-    body = stand_in.requests[-1].body
-    assert stand_in.requests[-1].model == PRO
+    body = stand_in.generations[-1].body
+    assert stand_in.generations[-1].model == PRO
     assert [c["role"] for c in body["contents"]] == ["user"], "no Imagen turn in the history"
     parts = body["contents"][0]["parts"]
     assert parts[0]["text"] == "add a red boat"
@@ -59,7 +59,7 @@ async def test_imagen_turn_then_a_gemini_edit(core, stand_in: OfflineGemini) -> 
     assert second.images, "the edit made an image"
 
     third = await core.service.handle(KEY, msg("make it night"))
-    assert [c["role"] for c in stand_in.requests[-1].body["contents"]] == [
+    assert [c["role"] for c in stand_in.generations[-1].body["contents"]] == [
         "user", "model", "user"], "the chat goes on from the edit"
     assert not any("Imagen" in n for n in third.notices)
 
@@ -79,7 +79,7 @@ async def test_imagen_counts_and_sizes(core, stand_in: OfflineGemini) -> None:
     assert chosen.reply.chosen == 3
     assert chosen.reply.images[0].sha256 == four.candidates[2].images[0].sha256
     await core.service.handle(KEY, msg("make it blue", model="flash"))
-    carried = inline_parts(stand_in.requests[-1].body["contents"][-1])
+    carried = inline_parts(stand_in.generations[-1].body["contents"][-1])
     assert len(carried) == 1, "the Gemini edit carries the chosen Imagen candidate"
     assert (await core.service.history(KEY))[-1].refs[0].sha256 == four.candidates[2].images[0].sha256
     fast = await core.service.handle(KEY, msg("a dog", model="imagen-4-fast"))

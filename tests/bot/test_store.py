@@ -48,7 +48,7 @@ async def test_large_signatures_live_in_blobs_and_round_trip(big_signatures, mak
     async with open_core(settings) as core:
         await core.service.handle(KEY, message("a lighthouse", corpus.png(64, 48)))
         await core.service.handle(KEY, message("now at night"))
-        sent_model_turn = big_signatures.requests[-1].body["contents"][1]
+        sent_model_turn = big_signatures.generations[-1].body["contents"][1]
         restored = await core.service.store.load_history(KEY)
     db = sqlite3.connect(settings.database_path)
     rows = [r[0] for r in db.execute("SELECT content FROM contents ORDER BY position")]
