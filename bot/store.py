@@ -25,9 +25,9 @@ import aiosqlite
 from bot import history, store_files
 from bot.errors import ConfigError, NotFoundError
 from bot.history import StoredContent
-from bot.model import Author, StoredImage, StoredReply, ThreadKey, ThreadSummary, TurnView
+from bot.model import ThreadKey, ThreadSummary, TurnView
 from bot.options import OptionInput
-from bot.store_api import NewTurn
+from bot.store_api import NewTurn, summary_row, turn_row
 from bot.store_sqlite_scale import LINE_REQUEST_SCHEMA, SCALE_SCHEMA, SqliteScaleMixin
 from bot.tables import BATCH_SCHEMA, TEAM_SCHEMA, VARIATIONS_SCHEMA
 
@@ -286,14 +286,14 @@ class HistoryStore(SqliteScaleMixin):
             args = (platform,)
         sql += " ORDER BY t.updated_at DESC"
         rows = await self.db.execute_fetchall(sql, args)
-        return [_summary(r) for r in rows]
+        return [summary_row(r) for r in rows]
 
     async def find_thread(self, key: ThreadKey) -> ThreadSummary | None:
         """One thread's summary, looked up by its key (not by listing them all)."""
         row = await self._one(
             _THREADS_SQL + " WHERE t.platform=? AND t.workspace=? AND t.channel=? "
             "AND t.thread=?", (key.platform, key.workspace, key.channel, key.thread))
-        return _summary(row) if row else None
+        return summary_row(row) if row else None
 
     async def delete_thread(self, key: ThreadKey) -> bool:
         """Removes a thread with its history and turn records, and the blobs no other
@@ -425,7 +425,7 @@ class HistoryStore(SqliteScaleMixin):
         row = await self._one(
             "SELECT u.*, t.platform, t.workspace, t.channel, t.thread FROM turns u "
             "JOIN threads t ON t.id = u.thread_id WHERE u.id=?", (turn_id,))
-        return _turn_record(row) if row else None
+        return turn_row(row) if row else None
 
     async def list_turns(self, key: ThreadKey, *, include_deleted: bool = False
                          ) -> list[TurnView]:
@@ -437,7 +437,7 @@ class HistoryStore(SqliteScaleMixin):
         rows = await self.db.execute_fetchall(
             sql + " ORDER BY u.created_at, u.rowid",
             (key.platform, key.workspace, key.channel, key.thread))
-        return [_turn_record(r) for r in rows]
+        return [turn_row(r) for r in rows]
 
     async def set_platform_refs(self, turn_id: str, refs: dict[str, Any]) -> None:
         """Records where an adapter posted a turn's result (message ids), for Delete."""
@@ -529,23 +529,3 @@ def _turn_rows(db: sqlite3.Connection, turn: NewTurn, rows: list[tuple[str, str]
         (turn.turn_id, key.platform, key.workspace, key.channel, key.thread,
          turn.author_id, turn.model, u.get("prompt_tokens", 0), u.get("output_tokens", 0),
          u.get("thought_tokens", 0), u.get("total_tokens", 0), turn.images, now))
-
-
-def _summary(row: aiosqlite.Row) -> ThreadSummary:
-    return ThreadSummary(
-        key=ThreadKey(row["platform"], row["workspace"], row["channel"], row["thread"]),
-        title=row["title"], turns=int(row["n"]), updated_at=float(row["updated_at"]),
-        settings=json.loads(row["settings"]))
-
-
-def _turn_record(row: aiosqlite.Row) -> TurnView:
-    return TurnView(
-        id=row["id"],
-        thread=ThreadKey(row["platform"], row["workspace"], row["channel"], row["thread"]),
-        author=Author(row["author_id"], row["author_name"]), prompt=row["prompt"],
-        options=json.loads(row["options"]),
-        refs=tuple(StoredImage(**r) for r in json.loads(row["refs"])),
-        reply=StoredReply.from_dict(json.loads(row["reply"])),
-        platform_refs=json.loads(row["platform_refs"]),
-        deleted=bool(row["deleted"]), created_at=float(row["created_at"]),
-    )

@@ -10,12 +10,13 @@ this Protocol only; :func:`bot.runtime.open_store` picks the implementation from
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.history import StoredContent
-from bot.model import StoredImage, StoredReply, ThreadKey, ThreadSummary, TurnView
+from bot.model import Author, StoredImage, StoredReply, ThreadKey, ThreadSummary, TurnView
 from bot.options import OptionInput
 
 if TYPE_CHECKING:  # google.genai costs ~0.6 s to import; commands that only read never need it
@@ -190,3 +191,31 @@ class Store(LineStore, InstallationStore, TableStore, Protocol):
     async def prune_events(self, older_than: float) -> None: ...
 
     async def usage_rows(self, key: ThreadKey | None = None) -> list[dict[str, Any]]: ...
+
+
+class Row(Protocol):
+    """A database row read by column name: ``aiosqlite.Row`` or ``asyncpg.Record``."""
+
+    def __getitem__(self, key: str) -> Any: ...
+
+
+def summary_row(row: Row) -> ThreadSummary:
+    """A ``threads`` row with its turn count ``n`` (either store's row type)."""
+    return ThreadSummary(
+        key=ThreadKey(row["platform"], row["workspace"], row["channel"], row["thread"]),
+        title=row["title"], turns=int(row["n"]), updated_at=float(row["updated_at"]),
+        settings=json.loads(row["settings"]))
+
+
+def turn_row(row: Row) -> TurnView:
+    """A ``turns`` row joined with its thread's key (either store's row type)."""
+    return TurnView(
+        id=row["id"],
+        thread=ThreadKey(row["platform"], row["workspace"], row["channel"], row["thread"]),
+        author=Author(row["author_id"], row["author_name"]), prompt=row["prompt"],
+        options=json.loads(row["options"]),
+        refs=tuple(StoredImage(**r) for r in json.loads(row["refs"])),
+        reply=StoredReply.from_dict(json.loads(row["reply"])),
+        platform_refs=json.loads(row["platform_refs"]),
+        deleted=bool(row["deleted"]), created_at=float(row["created_at"]),
+    )

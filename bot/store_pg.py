@@ -26,10 +26,10 @@ from google.genai import types
 from bot import history, store_files
 from bot.errors import ConfigError, NotFoundError
 from bot.history import StoredContent
-from bot.model import Author, StoredImage, StoredReply, ThreadKey, ThreadSummary, TurnView
+from bot.model import ThreadKey, ThreadSummary, TurnView
 from bot.options import OptionInput
 from bot.pg_compat import PgConnection, postgres_ddl
-from bot.store_api import NewTurn, Orphan
+from bot.store_api import NewTurn, Orphan, summary_row, turn_row
 from bot.store_sqlite_scale import LINE_REQUEST_SCHEMA
 from bot.tables import BATCH_SCHEMA, TEAM_SCHEMA, VARIATIONS_SCHEMA
 
@@ -289,13 +289,13 @@ class PgHistoryStore:
                                          "ORDER BY t.updated_at DESC", platform)
         else:
             rows = await self.pool.fetch(_THREADS_SQL + " ORDER BY t.updated_at DESC")
-        return [_summary(r) for r in rows]
+        return [summary_row(r) for r in rows]
 
     async def find_thread(self, key: ThreadKey) -> ThreadSummary | None:
         row = await self.pool.fetchrow(
             _THREADS_SQL + " WHERE t.platform=$1 AND t.workspace=$2 AND t.channel=$3 "
             "AND t.thread=$4", *_key(key))
-        return _summary(row) if row else None
+        return summary_row(row) if row else None
 
     async def delete_thread(self, key: ThreadKey) -> bool:
         """Removes a thread with its history and turn records, and the blobs no other
@@ -409,7 +409,7 @@ class PgHistoryStore:
 
     async def get_turn(self, turn_id: str) -> TurnView | None:
         row = await self.pool.fetchrow(_TURN_SELECT + " WHERE u.id=$1", turn_id)
-        return _turn_record(row) if row else None
+        return turn_row(row) if row else None
 
     async def list_turns(self, key: ThreadKey, *, include_deleted: bool = False
                          ) -> list[TurnView]:
@@ -418,7 +418,7 @@ class PgHistoryStore:
         if not include_deleted:
             sql += " AND u.deleted=0"
         rows = await self.pool.fetch(sql + " ORDER BY u.created_at, u.seq", *_key(key))
-        return [_turn_record(r) for r in rows]
+        return [turn_row(r) for r in rows]
 
     async def set_platform_refs(self, turn_id: str, refs: dict[str, Any]) -> None:
         await self.pool.execute("UPDATE turns SET platform_refs=$2 WHERE id=$1", turn_id,
@@ -546,23 +546,3 @@ async def _upsert_thread(conn: asyncpg.Connection, key: ThreadKey, settings: Opt
 def _count(status: str) -> int:
     """Rows affected, from a command tag such as ``DELETE 1`` or ``UPDATE 0``."""
     return int(status.rsplit(" ", 1)[-1])
-
-
-def _summary(row: asyncpg.Record) -> ThreadSummary:
-    return ThreadSummary(
-        key=ThreadKey(row["platform"], row["workspace"], row["channel"], row["thread"]),
-        title=row["title"], turns=int(row["n"]), updated_at=float(row["updated_at"]),
-        settings=json.loads(row["settings"]))
-
-
-def _turn_record(row: asyncpg.Record) -> TurnView:
-    return TurnView(
-        id=row["id"],
-        thread=ThreadKey(row["platform"], row["workspace"], row["channel"], row["thread"]),
-        author=Author(row["author_id"], row["author_name"]), prompt=row["prompt"],
-        options=json.loads(row["options"]),
-        refs=tuple(StoredImage(**r) for r in json.loads(row["refs"])),
-        reply=StoredReply.from_dict(json.loads(row["reply"])),
-        platform_refs=json.loads(row["platform_refs"]),
-        deleted=bool(row["deleted"]), created_at=float(row["created_at"]),
-    )
