@@ -30,7 +30,7 @@ from bot.gemini import build_client, build_config
 from bot.model import Author, IncomingMessage, ThreadKey
 from bot.options import OptionInput, Options, resolve
 from bot.runtime import Core, open_core
-from bot.turn_request import TurnRequests, user_content
+from bot.turn_request import Shape, TurnRequests, user_content
 
 DEEP = 30
 
@@ -58,8 +58,9 @@ async def measure(core: Core, options: Options, key: ThreadKey, *, deep: bool,
                   rounds: int) -> tuple[Samples, Samples]:
     service = core.service
     bare_client = build_client(core.settings)
+    window = core.settings.signature_window
     requests = TurnRequests(service.store, service.gemini, service.files,  # type: ignore[arg-type]
-                            asyncio.Semaphore(4))
+                            asyncio.Semaphore(4), signatures=window)
     config = build_config(options)
     bare, full = Samples([], []), Samples([], [])
     flags = f"--size {options.size}" if options.size else ""
@@ -68,7 +69,9 @@ async def measure(core: Core, options: Options, key: ThreadKey, *, deep: bool,
             thread = key if deep else ThreadKey(key.platform, "", "", f"{key.thread}-{n}")
             core_prompt, bare_prompt = f"a lighthouse, core {n:03d}", f"a lighthouse, bare {n:03d}"
             user = user_content(bare_prompt, [])
-            request = await requests.build(thread, user, options.model, model_files=True,
+            # The request the core's own turn makes: files and the default signature window.
+            request = await requests.build(thread, user, options.model,
+                                           shape=Shape(model_files=True, window=window),
                                            limit=core.settings.max_request_bytes)
             sides = [("bare", bare_client.aio.models.generate_content(
                          model=options.model, contents=request.contents, config=config)),
